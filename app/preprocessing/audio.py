@@ -1,0 +1,136 @@
+"""Audio preprocessing: waveform → log-mel features, shared by training and serving.
+
+Decoding of uploaded bytes (soundfile first, PyAV for the rest) lives in this module too; the feature
+function :func:`log_mel` is the one the audio branch was trained with (``app/training``), so train and
+serve never drift.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from app.contract import N_MELS, SAMPLE_RATE
+
+#: STFT window length: 400 samples = 25 ms at 16 kHz (the usual speech front end, e.g. Kaldi fbank).
+WIN_LENGTH: Final[int] = 400
+#: FFT size, equal to the window length (no zero padding).
+N_FFT: Final[int] = 400
+#: Hop between frames: 160 samples = 10 ms at 16 kHz, i.e. 100 frames per second.
+HOP_LENGTH: Final[int] = 160
+#: Lowest mel filter edge in Hz (below ~50 Hz speech carries mains hum, not voice).
+F_MIN: Final[float] = 50.0
+#: Highest mel filter edge in Hz (the Nyquist frequency at 16 kHz).
+F_MAX: Final[float] = 8000.0
+#: Offset added to the mel power before the natural log, so silence gives log(1e-6) ≈ -13.8, not -inf.
+LOG_OFFSET: Final[float] = 1e-6
+
+
+def _hz_to_mel(freq: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Slaney mel scale (Slaney 1998, Auditory Toolbox; librosa ``htk=False``): linear below 1 kHz, log above."""
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    mels = freq / f_sp
+    above = freq >= min_log_hz
+    mels[above] = min_log_mel + np.log(freq[above] / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(mels: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Inverse of :func:`_hz_to_mel`."""
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    freqs = f_sp * mels
+    above = mels >= min_log_mel
+    freqs[above] = min_log_hz * np.exp(logstep * (mels[above] - min_log_mel))
+    return freqs
+
+
+@lru_cache(maxsize=4)
+def mel_filterbank(
+    sample_rate: int = SAMPLE_RATE,
+    n_fft: int = N_FFT,
+    n_mels: int = N_MELS,
+    f_min: float = F_MIN,
+    f_max: float = F_MAX,
+) -> npt.NDArray[np.float32]:
+    """Triangular mel filterbank with Slaney area normalisation.
+
+    Same construction as ``librosa.filters.mel(htk=False, norm="slaney")``: ``n_mels + 2`` points evenly
+    spaced on the Slaney mel scale between ``f_min`` and ``f_max`` (Hz), triangles between neighbours,
+    each scaled by ``2 / (f_{i+2} - f_i)`` so that every filter has unit area.
+
+    Returns:
+        float32 array [n_mels, n_fft // 2 + 1]; read-only (cached).
+    """
+    fft_freqs = np.linspace(0.0, sample_rate / 2, 1 + n_fft // 2)
+    mel_points = np.linspace(
+        _hz_to_mel(np.array([f_min]))[0], _hz_to_mel(np.array([f_max]))[0], n_mels + 2
+    )
+    hz_points = _mel_to_hz(mel_points)
+    fdiff = np.diff(hz_points)
+    ramps = hz_points[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_points[2 : n_mels + 2] - hz_points[:n_mels]))[:, None]
+    out = weights.astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _hann_window() -> npt.NDArray[np.float32]:
+    # Periodic Hann window (scipy.signal.get_window("hann", N, fftbins=True)), as librosa uses.
+    n = np.arange(WIN_LENGTH)
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / WIN_LENGTH)).astype(np.float32)
+    window.setflags(write=False)
+    return window
+
+
+def num_frames(num_samples: int) -> int:
+    """Number of log-mel frames T that :func:`log_mel` returns for ``num_samples`` samples (at least 1)."""
+    if num_samples <= N_FFT:
+        return 1
+    return 1 + (num_samples - N_FFT) // HOP_LENGTH
+
+
+def log_mel(waveform: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """Log-mel spectrogram of 16 kHz mono audio.
+
+    Front end: frames of ``WIN_LENGTH`` = 400 samples (25 ms) every ``HOP_LENGTH`` = 160 samples (10 ms),
+    no centring (the first frame starts at sample 0; input shorter than one window is zero-padded to one
+    window), periodic Hann window, ``N_FFT`` = 400 point real FFT, power spectrum ``|X|²``, ``N_MELS`` = 64
+    Slaney-normalised mel filters between ``F_MIN`` = 50 Hz and ``F_MAX`` = 8 kHz (:func:`mel_filterbank`),
+    then ``ln(mel_power + LOG_OFFSET)`` with ``LOG_OFFSET`` = 1e-6. Equal, up to float32 rounding, to
+    ``np.log(librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160, center=False,
+    n_mels=64, fmin=50, fmax=8000) + 1e-6).T``.
+
+    Args:
+        waveform: float array [N], samples at ``SAMPLE_RATE`` = 16 kHz, nominally in [-1, 1].
+
+    Returns:
+        float32 array [T, M] with T = :func:`num_frames` (N) and M = ``N_MELS``.
+
+    Raises:
+        ValueError: if ``waveform`` is not one-dimensional or holds NaN/Inf.
+    """
+    x = np.asarray(waveform, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"waveform must be 1-D [N], got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("waveform contains NaN or Inf")
+    if x.shape[0] < N_FFT:
+        x = np.pad(x, (0, N_FFT - x.shape[0]))
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH]
+    spectrum = np.fft.rfft(frames * _hann_window(), n=N_FFT, axis=-1)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    mel = power @ mel_filterbank().T
+    return np.log(mel + LOG_OFFSET).astype(np.float32)
