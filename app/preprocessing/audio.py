@@ -7,13 +7,24 @@ serve never drift.
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+import av
 import numpy as np
 import numpy.typing as npt
+import soundfile as sf
+import soxr
 
 from app.contract import N_MELS, SAMPLE_RATE
+from app.preprocessing.errors import (
+    InputTooLargeError,
+    PreprocessingError,
+    UndecodableInputError,
+    UnsupportedMediaError,
+)
 
 #: STFT window length: 400 samples = 25 ms at 16 kHz (the usual speech front end, e.g. Kaldi fbank).
 WIN_LENGTH: Final[int] = 400
@@ -30,7 +41,7 @@ LOG_OFFSET: Final[float] = 1e-6
 
 
 def _hz_to_mel(freq: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Slaney mel scale (Slaney 1998, Auditory Toolbox; librosa ``htk=False``): linear below 1 kHz, log above."""
+    """Slaney mel scale (Slaney 1998, Auditory Toolbox; librosa ``htk=False``): linear < 1 kHz, log above."""
     f_sp = 200.0 / 3
     min_log_hz = 1000.0
     min_log_mel = min_log_hz / f_sp
@@ -71,9 +82,7 @@ def mel_filterbank(
         float32 array [n_mels, n_fft // 2 + 1]; read-only (cached).
     """
     fft_freqs = np.linspace(0.0, sample_rate / 2, 1 + n_fft // 2)
-    mel_points = np.linspace(
-        _hz_to_mel(np.array([f_min]))[0], _hz_to_mel(np.array([f_max]))[0], n_mels + 2
-    )
+    mel_points = np.linspace(_hz_to_mel(np.array([f_min]))[0], _hz_to_mel(np.array([f_max]))[0], n_mels + 2)
     hz_points = _mel_to_hz(mel_points)
     fdiff = np.diff(hz_points)
     ramps = hz_points[:, None] - fft_freqs[None, :]
@@ -133,4 +142,146 @@ def log_mel(waveform: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     spectrum = np.fft.rfft(frames * _hann_window(), n=N_FFT, axis=-1)
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
     mel = power @ mel_filterbank().T
-    return np.log(mel + LOG_OFFSET).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.log(mel + LOG_OFFSET).astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Decoding of uploaded bytes (serving)
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAudio:
+    """An uploaded clip decoded to 16 kHz mono.
+
+    Attributes:
+        waveform: float32 [N] at ``SAMPLE_RATE`` = 16 kHz, mono (mean of the channels).
+        duration_s: duration in seconds (N / 16000).
+        source_sample_rate: sample rate of the file, Hz.
+        source_channels: channel count of the file.
+        format: container/codec as detected from the bytes (e.g. ``WAV``, ``FLAC``, ``mp3``).
+    """
+
+    waveform: npt.NDArray[np.float32]
+    duration_s: float
+    source_sample_rate: int
+    source_channels: int
+    format: str
+
+
+def _too_long(seconds: float, max_seconds: float) -> InputTooLargeError:
+    return InputTooLargeError(f"audio is {seconds:.2f} s long, more than the limit of {max_seconds:g} s")
+
+
+def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int, str] | None:
+    """libsndfile (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, AIFF, ...); None if it does not know the bytes."""
+    try:
+        f = sf.SoundFile(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - libsndfile raises several types for "not mine"; PyAV tries next
+        return None
+    with f:
+        frames, rate = int(f.frames), int(f.samplerate)
+        if rate <= 0:
+            raise UndecodableInputError("audio header has an invalid sample rate")
+        # Duration from the header, before decoding any sample.
+        if frames > 0 and frames / rate > max_seconds:
+            raise _too_long(frames / rate, max_seconds)
+        try:
+            samples = f.read(dtype="float32", always_2d=True)
+        except Exception as exc:  # noqa: BLE001
+            raise UndecodableInputError("audio data is truncated or corrupt") from exc
+        return np.ascontiguousarray(samples.T), rate, str(f.format)
+
+
+def _decode_pyav(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int, str]:
+    """FFmpeg through PyAV for what libsndfile lacks (M4A/AAC, WebM/Opus, ...)."""
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's "invalid data" and friends
+        raise UnsupportedMediaError(
+            "audio is not in a supported format (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, M4A/AAC, WebM)"
+        ) from exc
+    with container:
+        if not container.streams.audio:
+            raise UnsupportedMediaError("the uploaded file has no audio stream")
+        stream = container.streams.audio[0]
+        if container.duration is not None and container.duration / 1_000_000 > max_seconds + 0.5:
+            raise _too_long(container.duration / 1_000_000, max_seconds)
+        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        if rate <= 0:
+            raise UndecodableInputError("audio stream has no sample rate")
+        resampler = av.AudioResampler(format="fltp", layout=None, rate=rate)
+        chunks: list[npt.NDArray[np.float32]] = []
+        total = 0
+        max_samples = int(max_seconds * rate) + rate // 2
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    arr = np.asarray(out.to_ndarray(), dtype=np.float32)
+                    if chunks and arr.shape[0] != chunks[0].shape[0]:
+                        arr = np.broadcast_to(
+                            arr.mean(axis=0, keepdims=True), (chunks[0].shape[0], arr.shape[1])
+                        )
+                    chunks.append(arr)
+                    total += arr.shape[1]
+                    if total > max_samples:
+                        # No duration in the container: stop decoding as soon as the limit is passed.
+                        raise _too_long(total / rate, max_seconds)
+        except PreprocessingError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if not chunks:
+                raise UndecodableInputError("audio data could not be decoded") from exc
+        fmt = str(container.format.name)
+    if not chunks:
+        raise UndecodableInputError("audio has no samples")
+    return np.concatenate(chunks, axis=1), rate, fmt
+
+
+def decode_audio(data: bytes, *, max_seconds: float) -> DecodedAudio:
+    """Decode uploaded audio bytes to 16 kHz mono float32.
+
+    Decoders: ``soundfile`` (libsndfile) first, PyAV (FFmpeg) for the rest; the format comes from the
+    bytes. Channels are averaged to mono; the sample rate is converted to 16 kHz with soxr (``HQ`` quality,
+    libsoxr's default). The duration limit is checked from the header before decoding when the format
+    states a duration (WAV, FLAC, Ogg, most MP4/WebM), else while decoding.
+
+    Args:
+        data: the uploaded bytes.
+        max_seconds: longest accepted duration in seconds.
+
+    Returns:
+        :class:`DecodedAudio`.
+
+    Raises:
+        UndecodableInputError: empty, corrupt, zero samples, NaN or Inf samples (422).
+        UnsupportedMediaError: not an audio format either decoder reads (415).
+        InputTooLargeError: longer than ``max_seconds`` (413).
+    """
+    if not data:
+        raise UndecodableInputError("audio is empty (0 bytes)")
+    decoded = _decode_soundfile(data, max_seconds)
+    if decoded is None:
+        decoded = _decode_pyav(data, max_seconds)
+    samples, rate, fmt = decoded
+    if samples.ndim != 2 or samples.shape[1] == 0:
+        raise UndecodableInputError("audio has no samples")
+    channels = int(samples.shape[0])
+    if samples.shape[1] / rate > max_seconds:
+        raise _too_long(samples.shape[1] / rate, max_seconds)
+    if not np.isfinite(samples).all():
+        raise UndecodableInputError("audio contains NaN or Inf samples")
+    mono = samples.mean(axis=0, dtype=np.float32) if channels > 1 else samples[0]
+    if rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE).astype(np.float32, copy=False)
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if mono.shape[0] == 0:
+        raise UndecodableInputError("audio has no samples after resampling")
+    return DecodedAudio(
+        waveform=mono,
+        duration_s=float(mono.shape[0]) / SAMPLE_RATE,
+        source_sample_rate=rate,
+        source_channels=channels,
+        format=fmt,
+    )

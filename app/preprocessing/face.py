@@ -32,7 +32,7 @@ MIN_FACE_SIDE: Final[int] = 24
 #: edge (Haar boxes are tighter than FER2013's crops, which include forehead and chin).
 FACE_MARGIN: Final[float] = 0.1
 
-_CASCADE_PATH: Final[Path] = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+_CASCADE_PATH: Final[Path] = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
 _local = threading.local()
 
 
@@ -72,10 +72,15 @@ def detect_faces(gray: npt.NDArray[np.uint8]) -> list[FaceBox]:
     """
     height, width = gray.shape
     scale = min(1.0, DETECTION_MAX_SIDE / max(height, width))
-    small = gray
+    small: npt.NDArray[np.uint8] = gray
     if scale < 1.0:
-        small = cv2.resize(
-            gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        small = np.asarray(
+            cv2.resize(
+                gray,
+                (max(1, round(width * scale)), max(1, round(height * scale))),
+                interpolation=cv2.INTER_AREA,
+            ),
+            dtype=np.uint8,
         )
     if min(small.shape) < MIN_FACE_SIDE:
         return []

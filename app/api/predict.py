@@ -1,0 +1,204 @@
+"""``POST /v1/predict``: multipart/form-data (text field, image and audio files) or JSON with base64."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+
+from app.api.deps import PredictorDep, SettingsDep, require_api_key
+from app.config import Settings
+from app.errors import ApiError, ErrorType, error_responses, from_preprocessing, validation_message
+from app.inference.batcher import BatcherClosedError, QueueFullError
+from app.inference.predictor import DeadlineExceededError, NotReadyError, RawInput
+from app.preprocessing.errors import PreprocessingError
+from app.schemas import PredictRequest, PredictResponse
+
+router = APIRouter()
+
+_FIELDS = ("text", "image", "audio")
+
+_OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "At least one modality. multipart/form-data: `text` field, `image` and `audio` files. "
+        "application/json: `text`, `image_base64`, `audio_base64`.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "text": {
+                            "type": "string",
+                            "description": "Text to classify.",
+                            "example": "What a fantastic surprise, I am so happy!",
+                        },
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Image file (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF); "
+                            "the largest face is used.",
+                        },
+                        "audio": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Audio file (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, "
+                            "M4A/AAC, WebM).",
+                        },
+                    },
+                }
+            },
+            "application/json": {
+                "schema": PredictRequest.model_json_schema(),
+                "examples": {
+                    "positive_text": {
+                        "summary": "Short positive text",
+                        "value": {"text": "I absolutely love this, what a wonderful day!"},
+                    },
+                    "negative_text": {
+                        "summary": "Short negative text",
+                        "value": {"text": "This is awful, I hate it."},
+                    },
+                },
+            },
+        },
+    }
+}
+
+
+def _decode_b64(value: str | None, field: str) -> bytes | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    text = "".join(text.split())
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(ErrorType.VALIDATION_ERROR, f"{field} is not valid base64") from None
+
+
+async def _parse_json(request: Request) -> RawInput:
+    body = await request.body()
+    try:
+        req = PredictRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise ApiError(ErrorType.VALIDATION_ERROR, validation_message(list(exc.errors()))) from None
+    return RawInput(
+        text=req.text,
+        image=_decode_b64(req.image_base64, "image_base64"),
+        audio=_decode_b64(req.audio_base64, "audio_base64"),
+    )
+
+
+async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
+    try:
+        form = await request.form(
+            max_files=settings.max_parts,
+            max_fields=settings.max_parts,
+            max_part_size=settings.max_text_chars * 4 + 1024,
+        )
+    except (MultiPartException, StarletteHTTPException) as exc:
+        # Starlette turns MultiPartException into HTTPException(400) when called from inside an app.
+        message = str(exc.message if isinstance(exc, MultiPartException) else exc.detail)
+        if message.startswith("Too many"):
+            raise ApiError(ErrorType.PAYLOAD_TOO_LARGE, message) from None
+        raise ApiError(ErrorType.MALFORMED_REQUEST, f"malformed multipart body: {message}") from None
+    except UnicodeDecodeError:
+        raise ApiError(ErrorType.INVALID_INPUT, "a form field is not valid UTF-8") from None
+    except ApiError:
+        raise
+    except Exception:  # noqa: BLE001 - python-multipart parser errors on broken bodies
+        raise ApiError(ErrorType.MALFORMED_REQUEST, "malformed multipart body") from None
+    try:
+        names = [name for name, _ in form.multi_items()]
+        unknown = sorted({n for n in names if n not in _FIELDS})
+        if unknown:
+            shown = ", ".join(repr(n[:40]) for n in unknown[:5])
+            raise ApiError(
+                ErrorType.VALIDATION_ERROR, f"unknown form field(s) {shown}; allowed: text, image, audio"
+            )
+        values: dict[str, str | bytes | None] = {}
+        for name in _FIELDS:
+            items = form.getlist(name)
+            if len(items) > 1:
+                raise ApiError(ErrorType.VALIDATION_ERROR, f"form field {name!r} was sent more than once")
+            if not items:
+                values[name] = None
+                continue
+            item = items[0]
+            if isinstance(item, UploadFile):
+                data = await item.read()
+                # A browser form with no file selected sends an empty part with an empty file name.
+                values[name] = None if (not data and not item.filename) else data
+            else:
+                values[name] = item if item != "" else None
+        text = values["text"]
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ApiError(ErrorType.INVALID_INPUT, "text is not valid UTF-8") from None
+        image, audio = values["image"], values["audio"]
+        for name, value in (("image", image), ("audio", audio)):
+            if isinstance(value, str):
+                raise ApiError(ErrorType.VALIDATION_ERROR, f"{name} must be a file upload, not a text field")
+        assert not isinstance(image, str) and not isinstance(audio, str)
+        return RawInput(text=text, image=image, audio=audio)
+    finally:
+        await form.close()
+
+
+@router.post(
+    "/v1/predict",
+    response_model=PredictResponse,
+    responses=error_responses(400, 401, 413, 415, 422, 429, 503, 504),
+    tags=["predict"],
+    summary="Sentiment probabilities for text, an image and/or an audio clip",
+    description="Send at least one modality as multipart/form-data (`text` field, `image`/`audio` files) or "
+    "as JSON (`text`, `image_base64`, `audio_base64`). The fused probabilities combine the present "
+    "modalities; an image without a detectable face does not count (`faces: 0`).",
+    openapi_extra=_OPENAPI_BODY,
+    dependencies=[Depends(require_api_key)],
+)
+async def predict(
+    request: Request, response: Response, predictor: PredictorDep, settings: SettingsDep
+) -> PredictResponse:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raw = await _parse_multipart(request, settings)
+    elif media_type == "application/json" or media_type.endswith("+json"):
+        raw = await _parse_json(request)
+    else:
+        raise ApiError(
+            ErrorType.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be multipart/form-data, application/x-www-form-urlencoded or application/json"
+        )
+    if raw.empty:
+        raise ApiError(ErrorType.MISSING_MODALITY, "send at least one of: text, image, audio")
+    request_id = getattr(request.state, "request_id", None)
+    try:
+        result = await predictor.predict(raw, request_id=request_id)
+    except PreprocessingError as exc:
+        raise from_preprocessing(exc) from None
+    except QueueFullError as exc:
+        raise ApiError(
+            ErrorType.OVERLOADED,
+            "the request queue is full; retry later",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
+    except (NotReadyError, BatcherClosedError) as exc:
+        raise ApiError(ErrorType.NOT_READY, str(exc)) from None
+    except DeadlineExceededError as exc:
+        raise ApiError(ErrorType.TIMEOUT, str(exc)) from None
+    response.headers["X-Preprocess-Time-Ms"] = f"{result.timings.preprocess_ms:.3f}"
+    response.headers["X-Queue-Time-Ms"] = f"{result.timings.queue_ms:.3f}"
+    response.headers["X-Inference-Time-Ms"] = f"{result.timings.inference_ms:.3f}"
+    response.headers["X-Batch-Size"] = str(result.timings.batch_size)
+    return result

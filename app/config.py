@@ -1,0 +1,223 @@
+"""Service settings: one pydantic-settings class, every field read from an ``SENTIMENT_*`` env variable.
+
+Each field's ``description`` is the documentation (the README's configuration table lists the same text).
+Validators refuse impossible values at startup rather than at the first request.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.contract import SAMPLE_RATE
+
+#: Repository root when running from a checkout (``<repo>/app/config.py`` → ``<repo>``).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Log-mel frames per second (hop of 10 ms at 16 kHz, see ``app.preprocessing.audio.HOP_LENGTH``).
+FRAMES_PER_SECOND = 100
+
+
+def _split_csv(value: Any) -> Any:
+    """Accept ``a,b,c`` as well as a JSON list for list settings given as env strings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All tunables of the service. Env prefix ``SENTIMENT_``; e.g. ``SENTIMENT_MAX_BATCH_SIZE=16``."""
+
+    model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore", protected_namespaces=())
+
+    # --- model ---------------------------------------------------------------------------------
+    model_dir: Path = Field(
+        default=REPO_ROOT / "models",
+        description="Model repository root; the model is read from "
+        "<model_dir>/<model_name>/<version>/model.onnx "
+        "with config.json and tokenizer.json in <model_dir>/<model_name>/.",
+    )
+    model_name: str = Field(default="fused-sentiment", description="Model folder name inside model_dir.")
+    model_version: str | None = Field(
+        default=None,
+        description="Version folder to serve; unset = the highest numeric version folder "
+        "holding a model.onnx.",
+    )
+    data_dir: Path = Field(
+        default=REPO_ROOT.parent / "shared" / "data",
+        description="Training/evaluation data directory (used by `msa train` and data tests, "
+        "not by serving).",
+    )
+
+    # --- ONNX Runtime --------------------------------------------------------------------------
+    providers: Annotated[list[str], NoDecode] = Field(
+        default=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        description="ONNX Runtime execution providers in order of preference (comma-separated). The provider "
+        "actually active after session creation is verified with session.get_providers() and reported.",
+    )
+    require_gpu: bool = Field(
+        default=False,
+        description="If true, the service stays not-ready (503 on /readyz with the reason) when the CUDA "
+        "execution provider is not active after session creation (silent CPU fallback).",
+    )
+    intra_op_threads: int = Field(
+        default=0,
+        ge=0,
+        description="ORT intra-op threads (0 = ONNX Runtime's default, one per physical core). Lower it when "
+        "preprocessing threads compete with inference for the same cores.",
+    )
+    inter_op_threads: int = Field(default=1, ge=0, description="ORT inter-op threads (sequential execution).")
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
+        default="all", description="ORT graph optimisation level."
+    )
+    warmup: bool = Field(
+        default=True,
+        description="Run the model at startup on every batch-size/length bucket shape before becoming ready.",
+    )
+
+    # --- batching ------------------------------------------------------------------------------
+    max_batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Largest batch the dynamic batcher sends to the model. Raise on a GPU (throughput), "
+        "lower "
+        "on a small CPU (latency).",
+    )
+    max_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long the batcher waits for more requests after the first one of a batch (ms). 0 = "
+        "send what is queued at once; a few ms trade a little latency for larger batches under load.",
+    )
+    queue_size: int = Field(
+        default=256,
+        ge=1,
+        description="Bounded request queue in front of the model; when full, requests get 429 with "
+        "Retry-After. Roughly: max tolerated queueing delay × throughput.",
+    )
+    batch_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Concurrent batch consumers (ORT session.run calls in flight). 1 on CPU; 2 on a GPU lets "
+        "collation overlap the device run.",
+    )
+    preprocess_workers: int = Field(
+        default_factory=lambda: max(1, min(4, os.cpu_count() or 1)),
+        ge=1,
+        description="Threads decoding and preprocessing uploads (never on the event loop). Default: "
+        "min(4, CPU count).",
+    )
+    text_length_multiple: int = Field(
+        default=16,
+        ge=1,
+        description="Text is padded to the batch's longest sequence rounded up to this multiple (≤ 128), so "
+        "few distinct shapes reach ONNX Runtime.",
+    )
+    audio_bucket_seconds: Annotated[list[float], NoDecode] = Field(
+        default=[1.0, 2.0, 4.0, 8.0, 16.0, 30.0],
+        description="Audio frame-length buckets in seconds (comma-separated): a batch's audio is padded "
+        "to the "
+        "smallest bucket that holds its longest clip. A bucket covering max_audio_seconds is added.",
+    )
+
+    # --- limits --------------------------------------------------------------------------------
+    max_body_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes (413), judged from Content-Length and while streaming.",
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="Largest image (width × height, read from the header before decoding; 413). Guards "
+        "against decompression bombs.",
+    )
+    max_audio_seconds: float = Field(
+        default=30.0, gt=0, description="Longest audio clip in seconds (413), checked before full decoding."
+    )
+    max_text_chars: int = Field(default=10_000, ge=1, description="Longest text in characters (413).")
+    max_parts: int = Field(
+        default=16, ge=3, description="Most multipart parts (files and fields, each) in one request (413)."
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Deadline for one prediction (queue + inference); 504 after it."
+    )
+
+    # --- server --------------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Bind address for `msa serve` (0.0.0.0 in Docker).")
+    port: int = Field(default=8000, ge=1, le=65535, description="Bind port for `msa serve`.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Uvicorn worker processes. Each loads its own model copy; one process with batching is "
+        "usually faster than several without.",
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="Log level of the service and uvicorn."
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="If set, /v1/* require `Authorization: Bearer <key>` or `X-API-Key: <key>` "
+        "(401 otherwise). "
+        "Health routes and /docs stay open.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[], description="Allowed CORS origins (comma-separated); empty = CORS off."
+    )
+
+    @field_validator("providers", "cors_origins", "audio_bucket_seconds", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("providers")
+    @classmethod
+    def _providers_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one execution provider is required")
+        return value
+
+    @field_validator("audio_bucket_seconds")
+    @classmethod
+    def _positive_buckets(cls, value: list[float]) -> list[float]:
+        if any(not math.isfinite(v) or v <= 0 for v in value):
+            raise ValueError("audio buckets must be positive seconds")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.max_batch_size > self.queue_size:
+            raise ValueError("queue_size must be at least max_batch_size")
+        return self
+
+    def audio_buckets_frames(self) -> list[int]:
+        """Audio length buckets in log-mel frames, the last one covering ``max_audio_seconds``."""
+        from app.preprocessing.audio import num_frames
+
+        limit = num_frames(math.ceil(self.max_audio_seconds * SAMPLE_RATE))
+        buckets = sorted({num_frames(round(s * SAMPLE_RATE)) for s in self.audio_bucket_seconds})
+        buckets = [b for b in buckets if b < limit] + [limit]
+        return buckets
+
+    @property
+    def model_path(self) -> Path:
+        """``<model_dir>/<model_name>``."""
+        return self.model_dir / self.model_name
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

@@ -1,0 +1,68 @@
+"""FastAPI app factory. Model load, warm-up and the readiness probe run in the lifespan, never at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.api import health, predict
+from app.api.middleware import RequestContextMiddleware
+from app.config import Settings, get_settings
+from app.errors import install_error_handlers
+from app.inference.predictor import Predictor
+
+logger = logging.getLogger("app")
+
+DESCRIPTION = """
+Send **text**, an **image** and/or an **audio** clip; get `negative` / `neutral` / `positive`
+probabilities from one fused ONNX model (ONNX Runtime; CUDA first, CPU fallback), fused and per modality.
+
+Errors always have the body `{"error": {"type": "...", "message": "..."}}`.
+"""
+
+
+def create_app(*, settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
+    """Build the service.
+
+    Args:
+        settings: defaults to :func:`app.config.get_settings` (environment).
+        predictor: inject one (tests); defaults to ``Predictor(settings)``, started in the lifespan.
+    """
+    settings = settings or get_settings()
+    predictor = predictor or Predictor(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # A missing/corrupt model raises here: startup fails and `msa serve` exits non-zero.
+        await predictor.start()
+        try:
+            yield
+        finally:
+            await predictor.stop()
+
+    app = FastAPI(
+        title="Multimodal sentiment inference service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.predictor = predictor
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(predict.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Queue-Time-Ms", "X-Inference-Time-Ms", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,75 @@
+"""Real media files generated in the tests (never committed): images with Pillow, audio with soundfile/PyAV."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import av
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+
+@lru_cache(maxsize=1)
+def astronaut() -> Image.Image:
+    """scikit-image's astronaut photo (Eileen Collins, public domain, NASA): a real frontal face, 512×512."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+def image_bytes(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def face_jpeg() -> bytes:
+    return image_bytes(astronaut(), "JPEG", quality=90)
+
+
+def no_face_png(size: int = 128) -> bytes:
+    yy, xx = np.mgrid[0:size, 0:size]
+    arr = np.stack([xx * 2 % 256, yy * 2 % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
+    return image_bytes(Image.fromarray(arr), "PNG")
+
+
+def tone(seconds: float = 1.0, rate: int = 16_000, channels: int = 1, freq: float = 440.0) -> np.ndarray:
+    """A sine tone (amplitude 0.5) [N] or [N, channels], float32."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
+
+
+def sf_bytes(samples: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def wav(seconds: float = 1.0, rate: int = 16_000, channels: int = 1, subtype: str = "PCM_16") -> bytes:
+    return sf_bytes(tone(seconds, rate, channels), rate, "WAV", subtype)
+
+
+def pyav_bytes(samples: np.ndarray, rate: int, container: str, codec: str) -> bytes:
+    """Encode mono float samples with FFmpeg through PyAV (e.g. ``("mp4", "aac")``, ``("webm", "libopus")``)."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        frame_size = 960 if codec == "libopus" else 1024
+        fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
+        for start in range(0, len(samples), frame_size):
+            chunk = samples[start : start + frame_size].astype(np.float32)
+            if len(chunk) < frame_size:
+                chunk = np.pad(chunk, (0, frame_size - len(chunk)))
+            frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            if fmt != "fltp":
+                frame = av.AudioResampler(format=fmt, layout="mono", rate=rate).resample(frame)[0]
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
