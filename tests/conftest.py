@@ -35,7 +35,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """``SENTIMENT_DATA_DIR`` or ``<repo>/../shared/data``; skips (fails under SENTIMENT_REQUIRE_DATA) if absent."""
+    """``SENTIMENT_DATA_DIR`` or ``<repo>/../shared/data``; skip if absent (fail: SENTIMENT_REQUIRE_DATA)."""
     path = Path(os.environ.get("SENTIMENT_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
     if not path.is_dir():
         pytest.skip(f"data directory {path} not found (set SENTIMENT_DATA_DIR)")
@@ -72,7 +72,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_tiny_model(folder / "1" / "model.onnx")
     shutil.copy(_tokenizer_source(root), folder / "tokenizer.json")
     (folder / "config.json").write_text(
-        json.dumps({"name": "fused-sentiment", "labels": ["negative", "neutral", "positive"]}), encoding="utf-8"
+        json.dumps({"name": "fused-sentiment", "labels": ["negative", "neutral", "positive"]}),
+        encoding="utf-8",
     )
     return root
 

@@ -1,4 +1,4 @@
-"""Real media files generated in the tests (never committed): images with Pillow, audio with soundfile/PyAV."""
+"""Real media files generated in the tests (never committed): Pillow images, soundfile/PyAV audio."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def wav(seconds: float = 1.0, rate: int = 16_000, channels: int = 1, subtype: st
 
 
 def pyav_bytes(samples: np.ndarray, rate: int, container: str, codec: str) -> bytes:
-    """Encode mono float samples with FFmpeg through PyAV (e.g. ``("mp4", "aac")``, ``("webm", "libopus")``)."""
+    """Encode mono float samples with FFmpeg via PyAV (``("mp4", "aac")``, ``("webm", "libopus")``)."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=container) as out:
         stream = out.add_stream(codec, rate=rate)

@@ -104,7 +104,11 @@ def build_tiny_model(path: Path, vocab_size: int = 30522, seed: int = 0) -> Path
         helper.make_tensor_value_info("modality_probabilities", f, ["B", 3, 3]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_fused_sentiment", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()]
+        nodes,
+        "tiny_fused_sentiment",
+        inputs,
+        outputs,
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests")
     model.ir_version = 8

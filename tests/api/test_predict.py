@@ -77,7 +77,9 @@ def test_single_modality_fused_equals_that_modality(client: TestClient) -> None:
     # Product of experts with one expert: the fused probabilities are that branch's probabilities.
     body = client.post("/v1/predict", data={"text": "what a great day"}).json()
     for label in LABELS:
-        assert body["probabilities"][label] == pytest.approx(body["modalities"]["text"]["probabilities"][label], abs=1e-5)
+        assert body["probabilities"][label] == pytest.approx(
+            body["modalities"]["text"]["probabilities"][label], abs=1e-5
+        )
 
 
 def test_predict_json_base64_all_three(client: TestClient) -> None:
@@ -113,7 +115,9 @@ def test_json_and_multipart_give_the_same_prediction(client: TestClient) -> None
 
 
 def test_image_without_face_is_not_an_error_and_not_used(client: TestClient) -> None:
-    r = client.post("/v1/predict", data={"text": "ok"}, files={"image": ("x.png", no_face_png(), "image/png")})
+    r = client.post(
+        "/v1/predict", data={"text": "ok"}, files={"image": ("x.png", no_face_png(), "image/png")}
+    )
     assert r.status_code == 200, r.text
     image = r.json()["modalities"]["image"]
     assert image == {**image, "faces": 0, "used": False, "face_box": None, "probabilities": None}
@@ -148,8 +152,11 @@ def test_predict_without_any_modality_returns_422(client: TestClient) -> None:
         422,
         "validation_error",
     )
-    _assert_error(client.post("/v1/predict", files={"image": ("", b"", "application/octet-stream")}), 422,
-                  "missing_modality")
+    _assert_error(
+        client.post("/v1/predict", files={"image": ("", b"", "application/octet-stream")}),
+        422,
+        "missing_modality",
+    )
 
 
 def test_empty_text_returns_422(client: TestClient) -> None:
@@ -158,8 +165,9 @@ def test_empty_text_returns_422(client: TestClient) -> None:
 
 
 def test_text_over_the_limit_returns_413(client: TestClient, settings: Any) -> None:
-    _assert_error(client.post("/v1/predict", json={"text": "a" * (settings.max_text_chars + 1)}), 413,
-                  "input_too_large")
+    _assert_error(
+        client.post("/v1/predict", json={"text": "a" * (settings.max_text_chars + 1)}), 413, "input_too_large"
+    )
 
 
 def test_unsupported_image_returns_415(client: TestClient) -> None:
@@ -170,33 +178,48 @@ def test_unsupported_image_returns_415(client: TestClient) -> None:
 
 def test_truncated_image_returns_422(client: TestClient) -> None:
     data = face_jpeg()
-    _assert_error(client.post("/v1/predict", files={"image": ("t.jpg", data[: len(data) // 3], "image/jpeg")}),
-                  422, "undecodable_input")
+    _assert_error(
+        client.post("/v1/predict", files={"image": ("t.jpg", data[: len(data) // 3], "image/jpeg")}),
+        422,
+        "undecodable_input",
+    )
 
 
 def test_empty_image_file_returns_422(client: TestClient) -> None:
-    _assert_error(client.post("/v1/predict", files={"image": ("e.jpg", b"", "image/jpeg")}), 422,
-                  "undecodable_input")
+    _assert_error(
+        client.post("/v1/predict", files={"image": ("e.jpg", b"", "image/jpeg")}), 422, "undecodable_input"
+    )
 
 
 def test_unsupported_audio_returns_415(client: TestClient) -> None:
-    _assert_error(client.post("/v1/predict", files={"audio": ("a.wav", b"\x01\x02" * 500, "audio/wav")}), 415,
-                  "unsupported_media_type")
+    _assert_error(
+        client.post("/v1/predict", files={"audio": ("a.wav", b"\x01\x02" * 500, "audio/wav")}),
+        415,
+        "unsupported_media_type",
+    )
 
 
 def test_audio_over_the_limit_returns_413(client: TestClient, settings: Any) -> None:
-    r = client.post("/v1/predict", files={"audio": ("long.wav", wav(settings.max_audio_seconds + 1, 8000), "audio/wav")})
+    r = client.post(
+        "/v1/predict", files={"audio": ("long.wav", wav(settings.max_audio_seconds + 1, 8000), "audio/wav")}
+    )
     _assert_error(r, 413, "input_too_large")
 
 
 def test_unsupported_content_type_returns_415(client: TestClient) -> None:
-    _assert_error(client.post("/v1/predict", content=b"hello", headers={"Content-Type": "text/plain"}), 415,
-                  "unsupported_media_type")
+    _assert_error(
+        client.post("/v1/predict", content=b"hello", headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
 
 
 def test_invalid_json_returns_422(client: TestClient) -> None:
-    _assert_error(client.post("/v1/predict", content=b"{not json", headers={"Content-Type": "application/json"}),
-                  422, "validation_error")
+    _assert_error(
+        client.post("/v1/predict", content=b"{not json", headers={"Content-Type": "application/json"}),
+        422,
+        "validation_error",
+    )
     _assert_error(client.post("/v1/predict", json={"text": 5}), 422, "validation_error")
     _assert_error(client.post("/v1/predict", json={"txt": "hi"}), 422, "validation_error")
 
@@ -224,8 +247,9 @@ def test_too_many_parts_returns_413(client: TestClient, settings: Any) -> None:
 
 def test_body_over_the_limit_returns_413(client: TestClient, settings: Any) -> None:
     big = b"0" * (settings.max_body_bytes + 1)
-    _assert_error(client.post("/v1/predict", files={"audio": ("big.wav", big, "audio/wav")}), 413,
-                  "payload_too_large")
+    _assert_error(
+        client.post("/v1/predict", files={"audio": ("big.wav", big, "audio/wav")}), 413, "payload_too_large"
+    )
 
 
 def test_unknown_route_and_wrong_method_use_the_error_schema(client: TestClient) -> None:

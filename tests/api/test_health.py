@@ -1,0 +1,144 @@
+"""Health, readiness, model info, OpenAPI, overload (429), API key, request ids."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from app.config import Settings
+from app.inference.predictor import Predictor
+from app.main import create_app
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_after_startup_reports_model_and_provider(client: TestClient) -> None:
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json() == {
+        "status": "ready",
+        "model": "fused-sentiment",
+        "version": "1",
+        "execution_provider": "CPUExecutionProvider",
+    }
+
+
+def test_models_lists_contract_inputs_and_verified_provider(client: TestClient) -> None:
+    info = client.get("/v1/models").json()["models"][0]
+    assert info["name"] == "fused-sentiment" and info["version"] == "1"
+    assert info["labels"] == ["negative", "neutral", "positive"]
+    assert [i["name"] for i in info["inputs"]] == [
+        "input_ids",
+        "attention_mask",
+        "face",
+        "audio_features",
+        "audio_mask",
+        "modality_mask",
+    ]
+    assert info["execution_provider"] == "CPUExecutionProvider"
+    assert info["active_providers"] == ["CPUExecutionProvider"]
+
+
+def test_openapi_documents_both_bodies_and_error_responses(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/v1/predict"]["post"]
+    content = op["requestBody"]["content"]
+    assert set(content["multipart/form-data"]["schema"]["properties"]) == {"text", "image", "audio"}
+    assert content["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    example = content["application/json"]["examples"]["positive_text"]["value"]
+    assert {"400", "413", "415", "422", "429", "503"} <= set(op["responses"])
+    assert "ErrorResponse" in op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+    # The documented JSON example works when "clicked".
+    r = client.post("/v1/predict", json=example)
+    assert r.status_code == 200
+    assert client.get("/docs").status_code == 200
+
+
+def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers["X-Request-ID"]
+    assert generated != "bad id with spaces" and len(generated) == 32
+
+
+def test_require_gpu_on_cpu_fallback_is_not_ready_with_reason(settings: Settings) -> None:
+    gpu = settings.model_copy(
+        update={"require_gpu": True, "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+    )
+    with TestClient(create_app(settings=gpu), raise_server_exceptions=False) as c:
+        providers = c.get("/v1/models").json()["models"][0]["active_providers"]
+        if "CUDAExecutionProvider" in providers:
+            pytest.skip("a working CUDA provider is present")
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["error"]["type"] == "not_ready"
+        assert "CUDA" in r.json()["error"]["message"]
+        assert c.post("/v1/predict", json={"text": "hi"}).status_code == 503
+
+
+def test_api_key_required_when_configured(settings: Settings) -> None:
+    keyed = settings.model_copy(update={"api_key": SecretStr("s3cret"), "warmup": False})
+    with TestClient(create_app(settings=keyed), raise_server_exceptions=False) as c:
+        r = c.post("/v1/predict", json={"text": "hi"})
+        assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized"
+        assert c.post("/v1/predict", json={"text": "hi"}, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/v1/predict", json={"text": "hi"}, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert (
+            c.post("/v1/predict", json={"text": "hi"}, headers={"Authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
+        assert c.get("/readyz").status_code == 200  # health routes stay open
+
+
+def test_missing_model_fails_startup(settings: Settings, tmp_path: Any) -> None:
+    from app.inference.repository import ModelLoadError
+
+    with (
+        pytest.raises(ModelLoadError),
+        TestClient(create_app(settings=settings.model_copy(update={"model_dir": tmp_path}))),
+    ):
+        pass
+
+
+def test_full_queue_returns_429_with_retry_after(settings: Settings) -> None:
+    small = settings.model_copy(
+        update={"queue_size": 1, "max_batch_size": 1, "max_wait_ms": 0, "warmup": False}
+    )
+    predictor = Predictor(small)
+    app = create_app(settings=small, predictor=predictor)
+    gate = threading.Event()
+
+    async def main() -> list[httpx.Response]:
+        await predictor.start()
+        real = predictor.batcher._batch_fn
+
+        def gated(items: Sequence[Any]) -> Any:
+            gate.wait(10)
+            return real(items)
+
+        predictor.batcher._batch_fn = gated
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            first = asyncio.create_task(http.post("/v1/predict", json={"text": "one"}))  # running, blocked
+            await asyncio.sleep(0.2)
+            second = asyncio.create_task(http.post("/v1/predict", json={"text": "two"}))  # queued
+            await asyncio.sleep(0.2)
+            third = await http.post("/v1/predict", json={"text": "three"})  # queue full
+            gate.set()
+            responses = [await first, await second, third]
+        await predictor.stop()
+        return responses
+
+    first, second, third = asyncio.run(main())
+    assert first.status_code == 200 and second.status_code == 200
+    assert third.status_code == 429
+    assert third.json()["error"]["type"] == "overloaded"
+    assert int(third.headers["Retry-After"]) >= 1

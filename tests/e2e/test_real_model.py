@@ -1,0 +1,118 @@
+"""End-to-end: the REAL committed model (models/fused-sentiment) through HTTP with the app's lifespan.
+
+Skipped only while ``models/fused-sentiment/1/model.onnx`` is not committed yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import REPO_ROOT, Settings
+from app.inference.predictor import ModelOutput, Predictor, RawInput
+from app.main import create_app
+from tests.media import face_jpeg, no_face_png, wav
+
+MODEL_ROOT = REPO_ROOT / "models"
+MODEL_FILE = MODEL_ROOT / "fused-sentiment" / "1" / "model.onnx"
+
+pytestmark = pytest.mark.skipif(not MODEL_FILE.is_file(), reason=f"{MODEL_FILE} not committed yet")
+
+LABELS = ("negative", "neutral", "positive")
+
+
+@pytest.fixture(scope="module")
+def real_settings() -> Settings:
+    # Default providers (CUDA first): on a CPU-only machine this also exercises the honest fallback.
+    return Settings(model_dir=MODEL_ROOT, max_batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def real_client(real_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings=real_settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _valid(p: dict[str, float]) -> None:
+    assert set(p) == set(LABELS)
+    assert all(0 <= v <= 1 for v in p.values())
+    assert math.isclose(sum(p.values()), 1.0, abs_tol=1e-4)
+
+
+def test_ready_and_provider_reported(real_client: TestClient) -> None:
+    ready = real_client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    info = real_client.get("/v1/models").json()["models"][0]
+    assert info["execution_provider"] == info["active_providers"][0]
+    assert info["execution_provider"] in ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def test_all_three_modalities_give_valid_probabilities(real_client: TestClient) -> None:
+    r = real_client.post(
+        "/v1/predict",
+        data={"text": "I am so happy today, this is wonderful!"},
+        files={
+            "image": ("face.jpg", face_jpeg(), "image/jpeg"),
+            "audio": ("speech.wav", wav(2.0), "audio/wav"),
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    _valid(body["probabilities"])
+    for name in ("text", "image", "audio"):
+        assert body["modalities"][name]["used"], name
+        _valid(body["modalities"][name]["probabilities"])
+    assert body["modalities"]["image"]["faces"] == 1
+
+
+def test_image_without_face_and_audio_only(real_client: TestClient) -> None:
+    r = real_client.post("/v1/predict", files={"image": ("x.png", no_face_png(), "image/png")})
+    assert r.status_code == 200 and r.json()["modalities"]["image"]["faces"] == 0
+    _valid(r.json()["probabilities"])
+    r = real_client.post("/v1/predict", files={"audio": ("a.wav", wav(1.0, 44100, 2), "audio/wav")})
+    assert r.status_code == 200
+    _valid(r.json()["probabilities"])
+
+
+PAIRS = [
+    (
+        "I love this, it is absolutely wonderful and makes me so happy!",
+        "I hate this, it is awful and makes me miserable.",
+    ),
+    (
+        "What a fantastic, brilliant day. Best experience ever!",
+        "What a terrible, horrible day. Worst experience ever!",
+    ),
+    ("Thank you so much, this is great news.", "This is a disaster, I am furious and disgusted."),
+]
+
+
+@pytest.mark.parametrize(("positive", "negative"), PAIRS)
+def test_clearly_positive_text_beats_clearly_negative_text(
+    real_client: TestClient, positive: str, negative: str
+) -> None:
+    pos = real_client.post("/v1/predict", json={"text": positive}).json()["probabilities"]
+    neg = real_client.post("/v1/predict", json={"text": negative}).json()["probabilities"]
+    assert pos["positive"] > neg["positive"]
+    assert neg["negative"] > pos["negative"]
+
+
+def test_real_model_batched_equals_unbatched(real_settings: Settings) -> None:
+    predictor = Predictor(real_settings.model_copy(update={"providers": ["CPUExecutionProvider"]}))
+    predictor.load()
+    raws = [
+        RawInput(text="short"),
+        RawInput(text="a much longer sentence that needs many more tokens than the first one does " * 2),
+        RawInput(image=face_jpeg(), audio=wav(0.7)),
+        RawInput(text="mixed", audio=wav(3.3, 44100)),
+    ]
+    items = [predictor.prepare(r) for r in raws]
+    together = predictor.run_batch(items)
+    for item, row in zip(items, together, strict=True):
+        (alone,) = predictor.run_batch([item])
+        assert isinstance(row, ModelOutput) and isinstance(alone, ModelOutput)
+        np.testing.assert_allclose(row.probabilities, alone.probabilities, atol=1e-5, rtol=0)
