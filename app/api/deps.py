@@ -12,12 +12,12 @@ from app.errors import ApiError, ErrorType
 from app.inference.predictor import Predictor
 
 
-def get_predictor(request: Request) -> Predictor:
+async def get_predictor(request: Request) -> Predictor:
     predictor: Predictor = request.app.state.predictor
     return predictor
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -26,7 +26,7 @@ PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def require_api_key(request: Request, settings: SettingsDep) -> None:
+async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """401 unless the request carries the configured key (``Authorization: Bearer`` or ``X-API-Key``).
 
     Constant-time comparison (``hmac.compare_digest``). No-op when ``SENTIMENT_API_KEY`` is unset.
