@@ -1,0 +1,45 @@
+# Multimodal sentiment service on the GPU.
+# CUDA 13 + cuDNN 9 runtime: what onnxruntime-gpu 1.31 is built against (its CUDA EP loads libcublasLt.so.13
+# and cuDNN 9); a CUDA 12 base would make ONNX Runtime fall back to the CPU silently.
+FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+# Ubuntu's python3 (3.12) in a venv; libglib for OpenCV's headless wheel; no compilers.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv libglib2.0-0t64 ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
+
+WORKDIR /app
+
+# Dependencies first (cached layer), then the code. Versions are bounded in pyproject.toml.
+COPY pyproject.toml README.md ./
+COPY app ./app
+RUN pip install --no-cache-dir . \
+    && groupadd --gid 10001 sentiment \
+    && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin sentiment
+
+# The model is baked in; mount another model repository over /app/models to replace it.
+COPY models ./models
+
+ENV SENTIMENT_HOST=0.0.0.0 \
+    SENTIMENT_PORT=8000 \
+    SENTIMENT_MODEL_DIR=/app/models
+
+# Non-root (numeric so Kubernetes' runAsNonRoot can verify it).
+USER 10001:10001
+EXPOSE 8000
+
+# Ready = model loaded, warmed up and a probe inference passed (503 otherwise).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+
+CMD ["msa", "serve"]

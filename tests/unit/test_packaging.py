@@ -1,0 +1,125 @@
+"""Dockerfile / compose lint (no Docker engine needed), CLI and settings."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from app.cli import main
+from app.config import REPO_ROOT, Settings
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    assert found, f"{name} not installed (it comes with the test extra)"
+    return found
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(
+        [_tool("hadolint"), "--no-color", str(REPO_ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_essentials() -> None:
+    text = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    base = next(line for line in text.splitlines() if line.startswith("FROM "))
+    assert (
+        "nvidia/cuda:13." in base and "cudnn" in base and "runtime" in base
+    )  # onnxruntime-gpu 1.31: CUDA 13
+    assert "\nUSER 10001" in text  # non-root
+    assert "HEALTHCHECK" in text and "/readyz" in text
+    assert "COPY models ./models" in text
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    path = REPO_ROOT / "docker-compose.yml"
+    result = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    service = YAML(typ="safe").load(path.read_text(encoding="utf-8"))["services"]["sentiment"]
+    device = service["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert "8000:8000" in service["ports"]
+    assert "/readyz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_ci_script_runs_the_readme_test_command() -> None:
+    script = REPO_ROOT / ".ci" / "run"
+    assert script.stat().st_mode & stat.S_IXUSR
+    lines = [ln.strip() for ln in script.read_text(encoding="utf-8").splitlines()]
+    assert "set -euo pipefail" in lines and "make test" in lines
+    assert "make test" in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTIMENT_PROVIDERS", "CPUExecutionProvider")
+    monkeypatch.setenv("SENTIMENT_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("SENTIMENT_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("SENTIMENT_AUDIO_BUCKET_SECONDS", "[2, 1]")
+    s = Settings()
+    assert s.providers == ["CPUExecutionProvider"]
+    assert s.cors_origins == ["https://a.example", "https://b.example"]
+    assert s.max_batch_size == 8
+    assert s.audio_buckets_frames()[:2] == [98, 198]  # 1 s and 2 s of 10 ms hops with a 25 ms window
+    assert s.audio_buckets_frames()[-1] == 2998  # max_audio_seconds = 30 s
+
+
+def test_settings_refuse_impossible_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTIMENT_QUEUE_SIZE", "2")
+    monkeypatch.setenv("SENTIMENT_MAX_BATCH_SIZE", "8")
+    with pytest.raises(ValueError):
+        Settings()
+
+
+def test_every_setting_has_a_description_and_is_in_the_readme() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for name, field in Settings.model_fields.items():
+        assert field.description, name
+        assert f"SENTIMENT_{name.upper()}" in readme, name
+
+
+def test_cli_predict_prints_json(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SENTIMENT_MODEL_DIR", str(settings.model_dir))
+    monkeypatch.setenv("SENTIMENT_PROVIDERS", "CPUExecutionProvider")
+    assert main(["predict", "--text", "what a lovely day"]) == 0
+    import json
+
+    body = json.loads(capsys.readouterr().out)
+    assert set(body["probabilities"]) == {"negative", "neutral", "positive"}
+    assert body["modalities"]["text"]["tokens"] > 2
+
+
+def test_cli_train_calls_the_training_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    seen: list[list[str]] = []
+    fake = types.ModuleType("app.training.pipeline")
+    fake.main = lambda argv: seen.append(argv) or 7  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "app.training.pipeline", fake)
+    assert main(["train", "--epochs", "1"]) == 7
+    assert seen == [["--epochs", "1"]]
+
+
+def test_cli_train_without_the_train_extra_explains(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "app.training.pipeline", None)  # import now raises ModuleNotFoundError
+    assert main(["train"]) == 2
+    assert "pip install -e '.[train]'" in capsys.readouterr().err
