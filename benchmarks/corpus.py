@@ -1,0 +1,155 @@
+"""Request corpus built once from ``../shared/data`` and cached in ``benchmarks/results/raw/corpus``.
+
+* text: MVSA-Single tweets (``mvsa_single/labels.csv``).
+* image: MVSA-Single JPEGs (longest side ≤ 256 px) in which the service's own face detector
+  (:func:`app.preprocessing.face.largest_face_input`) finds a face, so the image modality is really
+  present and the face branch runs.
+* audio: CREMA-D Ogg/Opus clips decoded with soundfile and re-written as 16-bit PCM WAV at 16 kHz (what a
+  typical client uploads).
+
+Nothing here is committed: the cache folder is gitignored (data licences, shared/data/README.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+MIXES: tuple[str, ...] = ("text", "image", "audio", "all")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request's raw content (absent modality = None)."""
+
+    text: str | None
+    image: bytes | None
+    audio: bytes | None
+
+    def json_body(self) -> bytes:
+        """``application/json`` body of ``POST /v1/predict``: ``{"text", "image_base64", "audio_base64"}``."""
+        payload: dict[str, str] = {}
+        if self.text is not None:
+            payload["text"] = self.text
+        if self.image is not None:
+            payload["image_base64"] = base64.b64encode(self.image).decode("ascii")
+        if self.audio is not None:
+            payload["audio_base64"] = base64.b64encode(self.audio).decode("ascii")
+        return json.dumps(payload).encode()
+
+
+def _wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wave, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def build(data_dir: Path, cache: Path, n: int = 64, seed: int = 0) -> dict[str, list[Sample]]:
+    """Return ``n`` samples per mix (text / image / audio / all), building the file cache on first use.
+
+    Raises:
+        FileNotFoundError: if ``data_dir`` lacks ``mvsa_single`` or ``crema_d`` and the cache is empty.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    texts_file = cache / "texts.json"
+    img_dir, wav_dir = cache / "images", cache / "audio"
+    if not texts_file.exists():
+        mvsa, crema = data_dir / "mvsa_single", data_dir / "crema_d"
+        if not (mvsa / "labels.csv").exists() or not (crema / "clips.csv").exists():
+            raise FileNotFoundError(
+                f"benchmark corpus needs {mvsa}/labels.csv and {crema}/clips.csv (pass --data-dir)"
+            )
+        from app.preprocessing.face import largest_face_input
+
+        rng = random.Random(seed)
+        with open(mvsa / "labels.csv", newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        rng.shuffle(rows)
+        texts = [r["text"] for r in rows[: 4 * n] if r["text"].strip()][:n]
+        img_dir.mkdir(exist_ok=True)
+        found = 0
+        for r in rows:
+            path = mvsa / r["image"]
+            try:
+                with Image.open(path) as im:
+                    face, _ = largest_face_input(im.convert("RGB"))
+            except OSError:
+                continue
+            if face is not None:
+                (img_dir / f"{found:03d}.jpg").write_bytes(path.read_bytes())
+                found += 1
+                if found == n:
+                    break
+        with open(crema / "clips.csv", newline="", encoding="utf-8") as fh:
+            clips = list(csv.DictReader(fh))
+        rng.shuffle(clips)
+        wav_dir.mkdir(exist_ok=True)
+        for i, c in enumerate(clips[:n]):
+            wave, sr = sf.read(crema / c["file"], dtype="float32")
+            (wav_dir / f"{i:03d}.wav").write_bytes(_wav_bytes(wave, sr))
+        texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    texts = json.loads(texts_file.read_text(encoding="utf-8"))
+    images = [p.read_bytes() for p in sorted(img_dir.glob("*.jpg"))]
+    audios = [p.read_bytes() for p in sorted(wav_dir.glob("*.wav"))]
+    if not images or not audios or not texts:
+        raise RuntimeError(f"corpus cache {cache} is incomplete; delete it and rerun")
+    mixes: dict[str, list[Sample]] = {m: [] for m in MIXES}
+    for i in range(n):
+        t, im, au = texts[i % len(texts)], images[i % len(images)], audios[i % len(audios)]
+        mixes["text"].append(Sample(t, None, None))
+        mixes["image"].append(Sample(None, im, None))
+        mixes["audio"].append(Sample(None, None, au))
+        mixes["all"].append(Sample(t, im, au))
+    return mixes
+
+
+def random_shapes(cache: Path, count: int, max_audio_s: float, seed: int = 1) -> list[Sample]:
+    """``count`` requests of random text lengths (1–400 words), image sizes (32–4000 px, log-uniform) and
+    audio durations (0.5 s – ``max_audio_s``), each modality present with probability 0.7 (at least one).
+
+    A pool of 48 images and 48 clips is generated (and cached) and drawn from, so the client does not spend
+    the benchmark encoding 4000-px JPEGs.
+    """
+    rng = random.Random(seed)
+    pool = cache / f"random-shapes-{max_audio_s:g}s"
+    if not pool.exists():
+        pool.mkdir(parents=True)
+        base_imgs = sorted((cache / "images").glob("*.jpg"))
+        nprng = np.random.default_rng(seed)
+        for i in range(48):
+            side = int(round(np.exp(rng.uniform(np.log(32), np.log(4000)))))
+            with Image.open(base_imgs[i % len(base_imgs)]) as im:
+                aspect = rng.uniform(0.6, 1.6)
+                w, h = max(32, min(4000, int(side * aspect))), side
+                buf = io.BytesIO()
+                im.convert("RGB").resize((w, h), Image.Resampling.BILINEAR).save(buf, "JPEG", quality=85)
+            (pool / f"img{i:02d}.jpg").write_bytes(buf.getvalue())
+            dur = rng.uniform(0.5, max_audio_s)
+            sr = rng.choice([8000, 16000, 44100, 48000])
+            t = np.arange(int(dur * sr)) / sr
+            wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.05 * nprng.standard_normal(t.size)
+            (pool / f"wav{i:02d}.wav").write_bytes(_wav_bytes(wave.astype(np.float32), sr))
+    images = [p.read_bytes() for p in sorted(pool.glob("img*.jpg"))]
+    audios = [p.read_bytes() for p in sorted(pool.glob("wav*.wav"))]
+    words = " ".join(json.loads((cache / "texts.json").read_text(encoding="utf-8"))).split()
+    out = []
+    for _ in range(count):
+        present = [rng.random() < 0.7 for _ in range(3)]
+        if not any(present):
+            present[rng.randrange(3)] = True
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 400))) if present[0] else None
+        out.append(
+            Sample(
+                text, rng.choice(images) if present[1] else None, rng.choice(audios) if present[2] else None
+            )
+        )
+    return out

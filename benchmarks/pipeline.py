@@ -1,0 +1,135 @@
+"""Preprocessing + batched ONNX run, shared by the in-process ceiling and every peer server.
+
+Everything model-specific goes through the service's own functions in :mod:`app.preprocessing`
+(``decode_image`` → ``largest_face_input``; ``decode_audio`` → ``log_mel``; ``encode_text`` /
+``pad_batch``), so the peers and the ceiling do exactly the work the service does per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from app.contract import FACE_SIZE, LABELS, N_MELS
+from app.preprocessing.audio import decode_audio, log_mel
+from app.preprocessing.face import largest_face_input
+from app.preprocessing.image import decode_image
+from app.preprocessing.text import EncodedText, encode_text, load_tokenizer, pad_batch
+
+#: Same limits as the service's defaults (app/config.py).
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_AUDIO_SECONDS = 30.0
+
+
+@dataclass
+class Features:
+    """One request after preprocessing (absent modality = None)."""
+
+    text: EncodedText | None
+    face: np.ndarray | None  # float32 [1, 64, 64]
+    mel: np.ndarray | None  # float32 [T, 64]
+
+
+def find_model(model_dir: Path) -> tuple[Path, Path]:
+    """``(model.onnx, tokenizer.json)`` of a model folder ``<model_dir>`` holding ``<version>/model.onnx``
+    (highest numeric version) and ``tokenizer.json``."""
+    versions = sorted(
+        (p for p in model_dir.iterdir() if p.name.isdigit() and (p / "model.onnx").exists()),
+        key=lambda p: int(p.name),
+    )
+    if not versions:
+        raise FileNotFoundError(f"no <version>/model.onnx under {model_dir}")
+    return versions[-1] / "model.onnx", model_dir / "tokenizer.json"
+
+
+class Pipeline:
+    """ORT session + tokenizer; ``preprocess`` one request, ``run`` a padded batch."""
+
+    def __init__(self, model_dir: Path, *, intra_op_threads: int = 0, tuned: bool = True) -> None:
+        model, tok = find_model(model_dir)
+        opts = ort.SessionOptions()
+        if tuned:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.intra_op_num_threads = intra_op_threads
+            opts.inter_op_num_threads = 1
+        providers = [
+            p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
+        ]
+        if os.environ.get("BENCH_CPU_ONLY", "1") == "1":
+            providers = ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(model), opts, providers=providers)
+        self.tokenizer = load_tokenizer(tok)
+
+    @property
+    def provider(self) -> str:
+        return str(self.session.get_providers()[0])
+
+    def preprocess(self, text: str | None, image: bytes | None, audio: bytes | None) -> Features:
+        enc = encode_text(self.tokenizer, text) if text else None
+        face = None
+        if image is not None:
+            face, _ = largest_face_input(decode_image(image, max_pixels=MAX_IMAGE_PIXELS).image)
+        mel = (
+            log_mel(decode_audio(audio, max_seconds=MAX_AUDIO_SECONDS).waveform)
+            if audio is not None
+            else None
+        )
+        return Features(enc, face, mel)
+
+    def preprocess_json(self, payload: dict[str, str]) -> Features:
+        """Same as :meth:`preprocess` for the service's JSON body (``text``, ``image_base64``,
+        ``audio_base64``)."""
+        img, aud = payload.get("image_base64"), payload.get("audio_base64")
+        return self.preprocess(
+            payload.get("text"),
+            base64.b64decode(img) if img else None,
+            base64.b64decode(aud) if aud else None,
+        )
+
+    def feeds(self, batch: list[Features]) -> dict[str, np.ndarray]:
+        """Pad a batch: text to its longest sequence, audio to its longest clip (masks mark real data)."""
+        n = len(batch)
+        texts = [f.text for f in batch]
+        dummy = EncodedText(np.array([101, 102], dtype=np.int64), 2, False)
+        ids, mask = pad_batch([t if t is not None else dummy for t in texts])
+        for i, t in enumerate(texts):
+            if t is None:
+                mask[i] = 0
+                mask[i, 0] = 1  # keep one attended position so attention stays finite; modality mask is 0
+        face = np.zeros((n, 1, FACE_SIZE, FACE_SIZE), np.float32)
+        frames = max([f.mel.shape[0] for f in batch if f.mel is not None], default=1)
+        mel = np.zeros((n, frames, N_MELS), np.float32)
+        mel_mask = np.zeros((n, frames), np.float32)
+        modality = np.zeros((n, 3), np.float32)
+        for i, f in enumerate(batch):
+            modality[i, 0] = f.text is not None
+            if f.face is not None:
+                face[i] = f.face
+                modality[i, 1] = 1
+            if f.mel is not None:
+                mel[i, : f.mel.shape[0]] = f.mel
+                mel_mask[i, : f.mel.shape[0]] = 1
+                modality[i, 2] = 1
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "face": face,
+            "audio_features": mel,
+            "audio_mask": mel_mask,
+            "modality_mask": modality,
+        }
+
+    def run(self, batch: list[Features]) -> np.ndarray:
+        """float32 [B, 3] fused probabilities."""
+        return self.session.run(["probabilities"], self.feeds(batch))[0]
+
+
+def to_json(probs: np.ndarray) -> dict[str, object]:
+    """Minimal response body: label + probabilities."""
+    p = [float(x) for x in probs]
+    return {"label": LABELS[int(np.argmax(probs))], "probabilities": dict(zip(LABELS, p, strict=True))}

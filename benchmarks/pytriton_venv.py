@@ -1,0 +1,47 @@
+"""Create the PyTriton peer's separate virtual environment (``benchmarks/results/raw/venv-pytriton``).
+
+Why separate: ``nvidia-pytriton`` 0.7.0 requires ``numpy<2``; the service's OpenCV 4.12+ requires
+``numpy>=2``, so they cannot share one environment. This venv gets PyTriton plus the packages
+``app.preprocessing`` imports, and the CPU ``onnxruntime`` (``BENCH_GPU=1`` → ``onnxruntime-gpu``).
+Run: ``python -m benchmarks.pytriton_venv`` (about a minute with PyPI reachable; idempotent).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+VENV = Path(__file__).resolve().parent / "results" / "raw" / "venv-pytriton"
+PACKAGES = [
+    "nvidia-pytriton==0.7.0",
+    "tokenizers>=0.19",
+    "Pillow>=10.4",
+    "soundfile>=0.12",
+    "soxr>=0.4",
+    "av>=12",
+    "opencv-python-headless>=4.9,<5",
+    "psutil>=5.9",
+]
+
+
+def ensure(venv: Path = VENV) -> Path:
+    """Create ``venv`` if needed and install :data:`PACKAGES`; returns its python."""
+    python = venv / "bin" / "python"
+    if (
+        python.exists()
+        and subprocess.run(
+            [str(python), "-c", "import pytriton, onnxruntime, cv2, av"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return python
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    ort = "onnxruntime-gpu" if os.environ.get("BENCH_GPU") == "1" else "onnxruntime"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES, ort], check=True)
+    return python
+
+
+if __name__ == "__main__":
+    print(ensure())
