@@ -29,6 +29,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers or settings.workers,
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
+        access_log=False,  # app.access logs one line per request with its request id
     )
     return 0
 

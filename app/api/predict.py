@@ -178,7 +178,8 @@ async def predict(
         raw = await _parse_json(request)
     else:
         raise ApiError(
-            ErrorType.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be multipart/form-data, application/x-www-form-urlencoded or application/json"
+            ErrorType.UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be multipart/form-data, application/x-www-form-urlencoded or application/json",
         )
     if raw.empty:
         raise ApiError(ErrorType.MISSING_MODALITY, "send at least one of: text, image, audio")

@@ -262,17 +262,21 @@ class Predictor:
             runs += 1
         return runs
 
-    def _probe_input(self) -> PreparedInput:
-        assert self.tokenizer is not None
-        t = np.arange(16_000, dtype=np.float32) / 16_000
-        wave = (0.1 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
-        yy, xx = np.mgrid[0:FACE_SIZE, 0:FACE_SIZE]
-        face = (((xx + yy) % 255) / 127.5 - 1.0).astype(np.float32)[None]
-        return PreparedInput(
-            text=encode_text(self.tokenizer, "service readiness probe"),
-            face=face,
-            audio_features=log_mel(wave),
-        )
+    @staticmethod
+    def probe_upload() -> RawInput:
+        """A small real upload (PNG + WAV bytes made here) for the readiness probe and pool warm-up."""
+        import io
+
+        import soundfile as sf
+        from PIL import Image
+
+        yy, xx = np.mgrid[0:96, 0:96]
+        png = io.BytesIO()
+        Image.fromarray(((xx * 2 + yy) % 256).astype(np.uint8)).save(png, format="PNG")
+        t = np.arange(8_000, dtype=np.float32) / 16_000
+        wav = io.BytesIO()
+        sf.write(wav, (0.1 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), 16_000, format="WAV")
+        return RawInput(text="service readiness probe", image=png.getvalue(), audio=wav.getvalue())
 
     async def start(self) -> None:
         """Load (if needed), warm up, start the batcher, and pass one real inference through it."""
@@ -285,7 +289,16 @@ class Predictor:
             runs = await loop.run_in_executor(self._inference_pool, self.warmup)
             logger.info("warm-up: %d runs in %.0f ms", runs, (time.perf_counter() - started) * 1000)
         await self.batcher.start()
-        outcome = await self.batcher.submit(self._probe_input())
+        # Decode a real upload in every preprocessing thread (loads the per-thread face detector), then
+        # pass it through the batcher and the model: the readiness probe.
+        upload = self.probe_upload()
+        prepared = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._preprocess_pool, self.prepare, upload)
+                for _ in range(self.settings.preprocess_workers)
+            )
+        )
+        outcome = await self.batcher.submit(prepared[0])
         probs = outcome.value.probabilities
         if not (np.isfinite(probs).all() and abs(float(probs.sum()) - 1.0) < 1e-3):
             self.not_ready_reason = f"readiness probe gave invalid probabilities {probs.tolist()}"
