@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -87,6 +88,11 @@ def _decode_b64(value: str | None, field: str) -> bytes | None:
 
 async def _parse_json(request: Request) -> RawInput:
     body = await request.body()
+    # JSON parsing and base64 decoding of a large body are CPU work: off the event loop.
+    return await run_in_threadpool(_decode_json, body)
+
+
+def _decode_json(body: bytes) -> RawInput:
     try:
         req = PredictRequest.model_validate_json(body)
     except ValidationError as exc:

@@ -97,6 +97,15 @@ class ModelOutput:
     modality_mask: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(3, np.float32))
 
 
+#: ONNX tensor type names → numpy dtypes for the contract inputs.
+_ORT_DTYPES: dict[str, type[np.generic]] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
+
+
 def _bucket(value: int, buckets: Sequence[int]) -> int:
     for b in buckets:
         if value <= b:
@@ -201,6 +210,7 @@ class Predictor:
         self._ready = False
         self.not_ready_reason: str | None = "model not loaded yet"
         self._label_order: list[int] = list(range(len(LABELS)))
+        self._input_dtypes: dict[str, type[np.generic]] = {}
         self.audio_buckets = settings.audio_buckets_frames()
         self._preprocess_pool = ThreadPoolExecutor(
             settings.preprocess_workers, thread_name_prefix="preprocess"
@@ -236,6 +246,9 @@ class Predictor:
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(f"could not load tokenizer {spec.tokenizer_file}: {exc}") from exc
         self.spec, self.loaded, self.tokenizer = spec, loaded, tokenizer
+        self._input_dtypes = {
+            i.name: _ORT_DTYPES[i.type] for i in loaded.session.get_inputs() if i.type in _ORT_DTYPES
+        }
         self._label_order = [spec.labels.index(label) for label in LABELS]
 
     def warmup(self) -> int:
@@ -391,7 +404,11 @@ class Predictor:
 
     def _run_feeds(self, feeds: dict[str, npt.NDArray[Any]]) -> tuple[npt.NDArray[np.float32], ...]:
         assert self.loaded is not None
-        outputs = self.loaded.session.run(list(OUTPUT_NAMES), {n: feeds[n] for n in INPUT_NAMES})
+        # Cast to the graph's declared input types (e.g. a float16 variant for CUDA listed in config.json).
+        inputs = {
+            n: feeds[n].astype(self._input_dtypes.get(n, feeds[n].dtype), copy=False) for n in INPUT_NAMES
+        }
+        outputs = self.loaded.session.run(list(OUTPUT_NAMES), inputs)
         probs = np.asarray(outputs[0], dtype=np.float32)[:, self._label_order]
         mprobs = np.asarray(outputs[1], dtype=np.float32)[:, :, self._label_order]
         return probs, mprobs

@@ -142,3 +142,50 @@ def test_full_queue_returns_429_with_retry_after(settings: Settings) -> None:
     assert third.status_code == 429
     assert third.json()["error"]["type"] == "overloaded"
     assert int(third.headers["Retry-After"]) >= 1
+
+
+def _gated_app(settings: Settings, **overrides: Any) -> tuple[Any, Predictor, threading.Event]:
+    s = settings.model_copy(update={"warmup": False, **overrides})
+    predictor = Predictor(s)
+    return create_app(settings=s, predictor=predictor), predictor, threading.Event()
+
+
+def test_deadline_exceeded_returns_504(settings: Settings) -> None:
+    app, predictor, gate = _gated_app(settings, request_timeout_s=0.2)
+
+    async def main() -> httpx.Response:
+        await predictor.start()
+        real = predictor.batcher._batch_fn
+        predictor.batcher._batch_fn = lambda items: (gate.wait(10), real(items))[1]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            r = await http.post("/v1/predict", json={"text": "slow"})
+        gate.set()
+        await predictor.stop()
+        return r
+
+    r = asyncio.run(main())
+    assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+
+
+def test_image_pixel_limit_returns_413(settings: Settings) -> None:
+    from tests.media import face_jpeg
+
+    small = settings.model_copy(update={"max_image_pixels": 10_000, "warmup": False})
+    with TestClient(create_app(settings=small), raise_server_exceptions=False) as c:
+        r = c.post("/v1/predict", files={"image": ("big.jpg", face_jpeg(), "image/jpeg")})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "input_too_large"
+
+
+def test_streamed_body_without_content_length_is_cut_at_the_limit(
+    client: TestClient, settings: Settings
+) -> None:
+    sent = 0
+
+    def chunks() -> Any:
+        nonlocal sent
+        for _ in range(settings.max_body_bytes // 65536 + 10):
+            sent += 65536
+            yield b"x" * 65536
+
+    r = client.post("/v1/predict", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "payload_too_large"
