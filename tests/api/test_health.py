@@ -189,3 +189,28 @@ def test_streamed_body_without_content_length_is_cut_at_the_limit(
 
     r = client.post("/v1/predict", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["type"] == "payload_too_large"
+
+
+def test_parallel_requests_batch_and_match_sequential_results(settings: Settings) -> None:
+    s = settings.model_copy(update={"warmup": False, "max_batch_size": 8, "max_wait_ms": 20})
+    predictor = Predictor(s)
+    app = create_app(settings=s, predictor=predictor)
+    texts = [f"sample number {i} is {'good' if i % 2 else 'bad'} " * (1 + i % 5) for i in range(32)]
+
+    async def main() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        await predictor.start()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            parallel = await asyncio.gather(*(http.post("/v1/predict", json={"text": t}) for t in texts))
+            sequential = [await http.post("/v1/predict", json={"text": t}) for t in texts]
+        await predictor.stop()
+        return list(parallel), sequential
+
+    parallel, sequential = asyncio.run(main())
+    assert all(r.status_code == 200 for r in parallel + sequential)
+    assert max(int(r.headers["X-Batch-Size"]) for r in parallel) > 1
+    assert all(int(r.headers["X-Batch-Size"]) <= 8 for r in parallel)
+    for p, q in zip(parallel, sequential, strict=True):
+        for label in ("negative", "neutral", "positive"):
+            assert p.json()["probabilities"][label] == pytest.approx(
+                q.json()["probabilities"][label], abs=1e-5
+            )
