@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
+from app.api.forms import FieldDecodeError, parse_form
 from app.config import Settings
 from app.errors import ApiError, ErrorType, error_responses, from_preprocessing, validation_message
 from app.inference.batcher import BatcherClosedError, QueueFullError
@@ -106,16 +107,26 @@ def _decode_json(body: bytes) -> RawInput:
 
 async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
     try:
-        form = await request.form(
+        # Strict parsers: a text field that is not valid in its charset is refused, not mangled.
+        form = await parse_form(
+            request,
             max_files=settings.max_parts,
             max_fields=settings.max_parts,
             max_part_size=settings.max_text_chars * 4 + 1024,
         )
+    except FieldDecodeError as exc:
+        raise ApiError(ErrorType.INVALID_INPUT, exc.message) from None
     except (MultiPartException, StarletteHTTPException) as exc:
         # Starlette turns MultiPartException into HTTPException(400) when called from inside an app.
         message = str(exc.message if isinstance(exc, MultiPartException) else exc.detail)
         if message.startswith("Too many"):
             raise ApiError(ErrorType.PAYLOAD_TOO_LARGE, message) from None
+        if "exceeded maximum size" in message:
+            # Only non-file parts have a size cap: the text field (4 bytes per character at most).
+            raise ApiError(
+                ErrorType.INPUT_TOO_LARGE,
+                f"a form field is longer than the text limit of {settings.max_text_chars} characters",
+            ) from None
         raise ApiError(ErrorType.MALFORMED_REQUEST, f"malformed multipart body: {message}") from None
     except UnicodeDecodeError:
         raise ApiError(ErrorType.INVALID_INPUT, "a form field is not valid UTF-8") from None

@@ -289,7 +289,7 @@ class Predictor:
         t = np.arange(8_000, dtype=np.float32) / 16_000
         wav = io.BytesIO()
         sf.write(wav, (0.1 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), 16_000, format="WAV")
-        return RawInput(text="service readiness probe", image=png.getvalue(), audio=wav.getvalue())
+        return RawInput(text="this is a good day", image=png.getvalue(), audio=wav.getvalue())
 
     async def start(self) -> None:
         """Load (if needed), warm up, start the batcher, and pass one real inference through it."""
@@ -369,7 +369,9 @@ class Predictor:
             if not normalized:
                 raise PreprocessingError("text is empty or only whitespace")
             text = encode_text(self.tokenizer, raw.text)
-            if text.num_tokens <= 2:
+            unknown = self.tokenizer.token_to_id("[UNK]")
+            if text.num_tokens <= 2 or all(int(i) == unknown for i in text.input_ids[1:-1]):
+                # Nothing left, or only [UNK] (e.g. emoji only): the text branch would see no content.
                 raise PreprocessingError("text contains no tokens the model can read")
             text_facts = {
                 "tokens": text.num_tokens,

@@ -174,12 +174,29 @@ def _too_long(seconds: float, max_seconds: float) -> InputTooLargeError:
     return InputTooLargeError(f"audio is {seconds:.2f} s long, more than the limit of {max_seconds:g} s")
 
 
+def _riff_truncated(data: bytes) -> bool:
+    """True if a RIFF/WAVE header announces more bytes than were uploaded (an interrupted upload).
+
+    libsndfile silently decodes what is there; a prediction on part of the clip would be wrong without
+    notice. The RIFF chunk size (bytes 4-8, little-endian, = file length - 8) is compared with the
+    length; writers that stream without knowing the length put 0 or 0xFFFFFFFF there and are not judged,
+    and one byte of slack allows for a missing pad byte.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return False
+    size = int.from_bytes(data[4:8], "little")
+    return size not in (0, 0xFFFFFFFF) and size + 8 > len(data) + 1
+
+
 def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int, str] | None:
     """libsndfile (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, AIFF, ...); None if it does not know the bytes."""
     try:
         f = sf.SoundFile(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - libsndfile raises several types for "not mine"; PyAV tries next
         return None
+    if _riff_truncated(data):
+        f.close()
+        raise UndecodableInputError("WAV data is truncated: the header announces more bytes than were sent")
     with f:
         frames, rate = int(f.frames), int(f.samplerate)
         if rate <= 0:
