@@ -103,7 +103,7 @@ class DynamicBatcher(Generic[T, R]):
         self._queue: asyncio.Queue[_Pending[T, R]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = True
-        self._in_flight = 0
+        self._held = 0  # items taken off the queue and not yet resolved (collecting or running)
         self._ema_batch_s = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -135,7 +135,7 @@ class DynamicBatcher(Generic[T, R]):
         queue = self._queue
         if drain and queue is not None:
             deadline = time.monotonic() + timeout_s
-            while (queue.qsize() or self._in_flight) and time.monotonic() < deadline:
+            while (queue.qsize() or self._held) and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
         for task in self._tasks:
             task.cancel()
@@ -173,63 +173,65 @@ class DynamicBatcher(Generic[T, R]):
         return await pending.future
 
     # ------------------------------------------------------------------ consumer side
-    async def _next_batch(self, queue: asyncio.Queue[_Pending[T, R]]) -> list[_Pending[T, R]]:
-        batch = [await queue.get()]
+    async def _collect(self, queue: asyncio.Queue[_Pending[T, R]], batch: list[_Pending[T, R]]) -> None:
+        """Fill ``batch`` (owned by the caller, so a cancelled consumer can still fail what it holds)."""
+        batch.append(await queue.get())
+        self._held += 1
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch_size:
             while len(batch) < self.max_batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
+                self._held += 1
             remaining = deadline - time.monotonic()
             if len(batch) >= self.max_batch_size or remaining <= 0:
                 break
             getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter}, timeout=remaining)
-            if not done:
-                getter.cancel()
-                # Cancelling Queue.get never loses an item (it stays queued); but the getter may have
-                # completed just before the cancel.
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-            if getter.done() and not getter.cancelled():
-                batch.append(getter.result())
-        return batch
+            try:
+                await asyncio.wait({getter}, timeout=remaining)
+            finally:
+                if not getter.done():
+                    # Cancelling Queue.get never loses an item (it stays queued).
+                    getter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await getter
+                if getter.done() and not getter.cancelled():
+                    batch.append(getter.result())  # completed just before the cancel: keep it
+                    self._held += 1
 
     async def _consume(self) -> None:
         queue = self._queue
         assert queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._next_batch(queue)
-            # Requests whose client went away (future cancelled) are dropped before running.
-            live = [p for p in batch if not p.future.done()]
-            if not live:
-                continue
-            self._in_flight += len(live)
+            batch: list[_Pending[T, R]] = []
             try:
-                started = time.perf_counter()
-                results = await loop.run_in_executor(
-                    self._executor, self._run_isolated, [p.item for p in live]
-                )
-                elapsed = time.perf_counter() - started
-                self._ema_batch_s = (
-                    elapsed if self._ema_batch_s == 0 else 0.8 * self._ema_batch_s + 0.2 * elapsed
-                )
-                for pending, result in zip(live, results, strict=True):
-                    queue_ms = (started - pending.enqueued) * 1000.0
-                    if isinstance(result, BaseException):
-                        self._resolve_error(pending, result)
-                    elif not pending.future.done():
-                        pending.future.set_result(BatchOutcome(result, queue_ms, elapsed * 1000.0, len(live)))
+                await self._collect(queue, batch)
+                # Requests whose client went away (future cancelled) are dropped before running.
+                live = [p for p in batch if not p.future.done()]
+                if live:
+                    await self._run(loop, live)
             except asyncio.CancelledError:
-                for pending in live:
+                for pending in batch:
                     self._resolve_error(pending, BatcherClosedError("service is shutting down"))
                 raise
             except BaseException as exc:  # noqa: BLE001 - never leave a future unresolved
-                logger.exception("batch of %d failed", len(live))
-                for pending in live:
+                logger.exception("batch of %d failed", len(batch))
+                for pending in batch:
                     self._resolve_error(pending, exc)
             finally:
-                self._in_flight -= len(live)
+                self._held -= len(batch)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, live: list[_Pending[T, R]]) -> None:
+        started = time.perf_counter()
+        results = await loop.run_in_executor(self._executor, self._run_isolated, [p.item for p in live])
+        elapsed = time.perf_counter() - started
+        self._ema_batch_s = elapsed if self._ema_batch_s == 0 else 0.8 * self._ema_batch_s + 0.2 * elapsed
+        for pending, result in zip(live, results, strict=True):
+            if isinstance(result, BaseException):
+                self._resolve_error(pending, result)
+            elif not pending.future.done():
+                queue_ms = (started - pending.enqueued) * 1000.0
+                pending.future.set_result(BatchOutcome(result, queue_ms, elapsed * 1000.0, len(live)))
 
     def _run_isolated(self, items: list[T]) -> list[R | BaseException]:
         """Run ``batch_fn``; on a whole-batch failure retry each item alone so only the culprit fails."""

@@ -142,6 +142,25 @@ def test_stop_fails_queued_requests_instead_of_leaving_them_pending() -> None:
     assert any(isinstance(r, BatcherClosedError) for r in results)
 
 
+def test_stop_resolves_requests_held_in_a_partial_batch() -> None:
+    rec = Recorder()
+
+    async def main() -> list[Any]:
+        with ThreadPoolExecutor(1) as pool:
+            b: DynamicBatcher[Any, Any] = DynamicBatcher(
+                rec, executor=pool, max_batch_size=10, max_wait_ms=60_000, queue_size=10
+            )
+            await b.start()
+            held = [asyncio.create_task(b.submit(i)) for i in range(3)]
+            await asyncio.sleep(0.05)  # the consumer holds 3 items and waits for more
+            await b.stop(drain=False)
+            return await asyncio.gather(*held, return_exceptions=True)
+
+    held = _run(main())
+    assert len(held) == 3 and all(isinstance(r, BatcherClosedError) for r in held)
+    assert rec.calls == {}
+
+
 # --------------------------------------------------------------------------- with the real predictor
 @pytest.fixture(scope="module")
 def predictor(settings: Settings) -> Predictor:
