@@ -33,8 +33,7 @@ PYTRITON_VENV = RAW / "venv-pytriton"
 
 
 def _cpu_env() -> dict[str, str]:
-    gpu = os.environ.get("BENCH_GPU", "0") == "1"
-    return {"BENCH_CPU_ONLY": "0" if gpu else "1"}
+    return {"BENCH_GPU": os.environ.get("BENCH_GPU", "0")}
 
 
 def service_server(model_dir: Path, port: int, extra_env: dict[str, str] | None = None) -> ServerProcess:

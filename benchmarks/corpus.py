@@ -53,11 +53,17 @@ def _wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def build(data_dir: Path, cache: Path, n: int = 64, seed: int = 0) -> dict[str, list[Sample]]:
+def build(
+    data_dir: Path, cache: Path, n: int = 64, seed: int = 0, *, synthesise_ok: bool = True
+) -> dict[str, list[Sample]]:
     """Return ``n`` samples per mix (text / image / audio / all), building the file cache on first use.
 
+    Without the datasets (e.g. on a GPU machine that only has the repository) the cache is synthesised:
+    fixed sentences, the face photos scikit-image ships (``astronaut``, ``lfw_subset``) when it is
+    installed, and harmonic tones in noise.
+
     Raises:
-        FileNotFoundError: if ``data_dir`` lacks ``mvsa_single`` or ``crema_d`` and the cache is empty.
+        FileNotFoundError: if ``data_dir`` lacks the datasets and ``synthesise_ok`` is False.
     """
     cache.mkdir(parents=True, exist_ok=True)
     texts_file = cache / "texts.json"
@@ -65,9 +71,12 @@ def build(data_dir: Path, cache: Path, n: int = 64, seed: int = 0) -> dict[str, 
     if not texts_file.exists():
         mvsa, crema = data_dir / "mvsa_single", data_dir / "crema_d"
         if not (mvsa / "labels.csv").exists() or not (crema / "clips.csv").exists():
-            raise FileNotFoundError(
-                f"benchmark corpus needs {mvsa}/labels.csv and {crema}/clips.csv (pass --data-dir)"
-            )
+            if not synthesise_ok:
+                raise FileNotFoundError(
+                    f"benchmark corpus needs {mvsa}/labels.csv and {crema}/clips.csv (pass --data-dir)"
+                )
+            _synthesise(cache, n, seed)
+            return build(data_dir, cache, n, seed, synthesise_ok=False)
         from app.preprocessing.face import largest_face_input
 
         rng = random.Random(seed)
@@ -110,6 +119,52 @@ def build(data_dir: Path, cache: Path, n: int = 64, seed: int = 0) -> dict[str, 
         mixes["audio"].append(Sample(None, None, au))
         mixes["all"].append(Sample(t, im, au))
     return mixes
+
+
+_SENTENCES = (
+    "I absolutely love this, best day ever!",
+    "This is the worst service I have ever experienced.",
+    "The meeting is at three o'clock in room twelve.",
+    "Not bad at all, although the ending was a bit slow and predictable.",
+    "I can't believe they cancelled the show, I'm so disappointed and angry.",
+    "What a beautiful morning at the beach with friends #sunshine",
+    "The package arrived yesterday.",
+    "Honestly the food was cold, the staff rude, and we waited an hour.",
+)
+
+
+def _synthesise(cache: Path, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    img_dir, wav_dir = cache / "images", cache / "audio"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    faces: list[np.ndarray] = []
+    try:
+        from skimage import data as skdata
+
+        faces = [skdata.astronaut(), *[np.stack([f] * 3, -1) for f in skdata.lfw_subset()[:40]]]
+    except ImportError:
+        pass
+    for i in range(n):
+        if faces:
+            arr = faces[i % len(faces)]
+            arr = (arr * 255).astype(np.uint8) if arr.dtype != np.uint8 else arr
+        else:
+            arr = rng.integers(0, 255, (192, 160, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        img = Image.fromarray(arr).convert("RGB")
+        if faces:  # lfw_subset crops are 25 px: upscale so the detector's 24-px minimum face fits
+            img = img.resize((256, round(256 * img.height / img.width)), Image.Resampling.BICUBIC)
+        img.save(buf, "JPEG", quality=90)
+        (img_dir / f"{i:03d}.jpg").write_bytes(buf.getvalue())
+        dur, f0 = rng.uniform(1.5, 3.5), rng.uniform(100, 250)
+        t = np.arange(int(dur * 16000)) / 16000
+        wave = sum(
+            0.2 / k * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 5)
+        ) + 0.02 * rng.standard_normal(t.size)
+        (wav_dir / f"{i:03d}.wav").write_bytes(_wav_bytes(np.asarray(wave, np.float32), 16000))
+    texts = [f"{_SENTENCES[i % len(_SENTENCES)]} ({i})" for i in range(n)]
+    (cache / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
 
 
 def random_shapes(cache: Path, count: int, max_audio_s: float, seed: int = 1) -> list[Sample]:

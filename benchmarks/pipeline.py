@@ -35,35 +35,39 @@ class Features:
     mel: np.ndarray | None  # float32 [T, 64]
 
 
-def find_model(model_dir: Path) -> tuple[Path, Path]:
-    """``(model.onnx, tokenizer.json)`` of a model folder ``<model_dir>`` holding ``<version>/model.onnx``
-    (highest numeric version) and ``tokenizer.json``."""
-    versions = sorted(
-        (p for p in model_dir.iterdir() if p.name.isdigit() and (p / "model.onnx").exists()),
-        key=lambda p: int(p.name),
-    )
-    if not versions:
-        raise FileNotFoundError(f"no <version>/model.onnx under {model_dir}")
-    return versions[-1] / "model.onnx", model_dir / "tokenizer.json"
+def find_model(model_dir: Path, provider: str = "CPUExecutionProvider") -> tuple[Path, Path]:
+    """``(model.onnx, tokenizer.json)`` of the model folder ``model_dir`` (``<version>/model.onnx`` inside),
+    resolved by the service's own repository code (highest version; ``variants`` in config.json, e.g. an
+    fp16 graph for ``CUDAExecutionProvider``)."""
+    from app.inference.repository import load_spec
+
+    spec = load_spec(model_dir.parent, model_dir.name)
+    return spec.file_for(provider), spec.tokenizer_file
 
 
 class Pipeline:
     """ORT session + tokenizer; ``preprocess`` one request, ``run`` a padded batch."""
 
     def __init__(self, model_dir: Path, *, intra_op_threads: int = 0, tuned: bool = True) -> None:
-        model, tok = find_model(model_dir)
         opts = ort.SessionOptions()
         if tuned:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.intra_op_num_threads = intra_op_threads
             opts.inter_op_num_threads = 1
-        providers = [
-            p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
-        ]
-        if os.environ.get("BENCH_CPU_ONLY", "1") == "1":
-            providers = ["CPUExecutionProvider"]
+        # CPU unless BENCH_GPU=1 (benchmarks/gpu_check.sh): then CUDA first, as the service does.
+        providers = ["CPUExecutionProvider"]
+        if os.environ.get("BENCH_GPU") == "1":
+            if hasattr(ort, "preload_dlls"):
+                ort.preload_dlls()
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        model, tok = find_model(model_dir, providers[0])
+        self.model_file = model
         self.session = ort.InferenceSession(str(model), opts, providers=providers)
         self.tokenizer = load_tokenizer(tok)
+        # fp16 variants take float16 inputs: cast the float32 feeds to the graph's declared types.
+        self._dtypes = {
+            i.name: (np.float16 if i.type == "tensor(float16)" else None) for i in self.session.get_inputs()
+        }
 
     @property
     def provider(self) -> str:
@@ -126,7 +130,11 @@ class Pipeline:
 
     def run(self, batch: list[Features]) -> np.ndarray:
         """float32 [B, 3] fused probabilities."""
-        return self.session.run(["probabilities"], self.feeds(batch))[0]
+        feeds = {
+            k: (v.astype(t) if (t := self._dtypes.get(k)) is not None else v)
+            for k, v in self.feeds(batch).items()
+        }
+        return np.asarray(self.session.run(["probabilities"], feeds)[0], dtype=np.float32)
 
 
 def to_json(probs: np.ndarray) -> dict[str, object]:

@@ -5,11 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 ORDER = ("service", "naive", "litserve", "pytriton")
 LABEL = {
     "service": "this service",
@@ -191,6 +186,13 @@ def write(res: dict[str, Any], out: Path) -> str:
 
 
 def plots(res: dict[str, Any], out: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # e.g. a bare GPU machine: tables only
+        return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for t in ORDER:
         pts = [p for p in res["targets"].get(t, {}).get("points", []) if p["mix"] == "all"]
@@ -227,3 +229,32 @@ def plots(res: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "latency.png", dpi=110)
     plt.close(fig)
+
+
+def summary(res: dict[str, Any]) -> str:
+    """Compact plain-text table (for terminals, e.g. ``benchmarks/gpu_check.sh``)."""
+    meta = res["meta"]
+    out = [f"model {meta['model']} provider {meta.get('provider', '?')} ({meta['time']})"]
+    ceil = res["targets"].get("ceiling", {})
+    out.append(f"{'target':<22}{'mix':<7}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for mix in ("text", "image", "audio", "all"):
+        if mix in ceil:
+            out.append(f"{'in-process ceiling':<22}{mix:<7}{'-':>5}{ceil[mix]['throughput']:>9.1f}")
+    for t in ORDER:
+        for p in res["targets"].get(t, {}).get("points", []):
+            out.append(
+                f"{LABEL[t]:<22}{p['mix']:<7}{int(p['concurrency']):>5}{p['throughput']:>9.1f}"
+                f"{p['p50_ms']:>9.1f}{p['p99_ms']:>9.1f}{int(p['errors']):>8}"
+            )
+    for name, measured, target, met in bars(res):
+        verdict = "MET" if met else ("NOT MET" if met is False else "n/a")
+        out.append(f"{verdict:<8} {name}: {measured} ({target})")
+    out += [f"did not run: {k}: {v[:200]}" for k, v in res.get("errors", {}).items()]
+    return "\n".join(out).replace("**", "")
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(summary(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))
