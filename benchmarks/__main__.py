@@ -285,28 +285,29 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"meta": meta(model_dir, settings, args), "targets": {}}
     with tqdm(total=total, unit="point") as bar:
         if "ceiling" in targets:
-            from benchmarks.pipeline import Pipeline
-
-            pipe = Pipeline(model_dir, intra_op_threads=int(settings.get("intra_op_threads", 0) or 0))
-            results["meta"]["provider"] = pipe.provider
+            eng = ceiling.engine(model_dir, gpu=os.environ.get("BENCH_GPU") == "1")
+            results["meta"]["provider"] = eng.provider
+            results["meta"]["ceiling_engine"] = type(eng).__name__
             cres: dict[str, Any] = {}
             for mix in MIXES:
                 for schedule in ("sequential", "pipelined"):
                     bar.set_description(f"ceiling: {mix} {schedule}")
                     cres[f"{mix}/{schedule}"] = ceiling.run(
-                        pipe,
+                        eng.prep,
+                        eng.run,
                         samples[mix],
                         batch_size=batch,
                         duration_s=args.duration,
                         warmup_s=args.warmup,
                         schedule=schedule,
+                        threads=int(settings.get("preprocess_workers", 2)),
                     )
                     bar.update(1)
                 cres[mix] = max(
                     (cres[f"{mix}/{s}"] for s in ("sequential", "pipelined")), key=lambda r: r["throughput"]
                 )
             results["targets"]["ceiling"] = cres
-            del pipe
+            del eng
         makers = {
             "service": lambda port: service_server(model_dir, port),
             "naive": lambda port: naive_server(model_dir, port),

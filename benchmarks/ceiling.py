@@ -3,19 +3,76 @@
 Two schedules, the better one is the ceiling:
 
 * ``sequential``: preprocess a batch in this thread, then run it (ORT uses all cores inside the run);
-* ``pipelined``: a thread pool preprocesses the next batch while the current one runs (Pillow, OpenCV,
-  soundfile and ORT release the GIL, so this overlaps on 2 cores).
+* ``pipelined``: a thread pool keeps two batches of preprocessing in flight while the current one runs
+  (Pillow, OpenCV, soundfile and ORT release the GIL, so this overlaps on 2 cores).
+
+Engine: the service's own ``Predictor.prepare`` / ``Predictor.run_batch`` (:class:`AppEngine`).
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 from benchmarks.corpus import Sample
-from benchmarks.pipeline import Features, Pipeline
+
+
+class AppEngine:
+    """The service's own :class:`app.inference.predictor.Predictor` driven directly: ``prepare`` (decode +
+    preprocess, as in its preprocessing pool) and ``run_batch`` (collate with its length buckets + ORT), with
+    the session options from ``app.config.Settings`` — i.e. the service minus HTTP, queue and event loop."""
+
+    def __init__(self, model_dir: Any, gpu: bool) -> None:
+        from app.config import Settings
+        from app.inference.predictor import Predictor, RawInput
+
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
+        self.settings = Settings(model_dir=model_dir.parent, model_name=model_dir.name, providers=providers)
+        self.predictor = Predictor(self.settings)
+        self.predictor.load()
+        self.predictor.warmup()
+        self._raw = RawInput
+        assert self.predictor.loaded is not None
+        self.provider = str(self.predictor.loaded.session.get_providers()[0])
+
+    def prep(self, s: Sample) -> Any:
+        return self.predictor.prepare(self._raw(s.text, s.image, s.audio))
+
+    def run(self, batch: Sequence[Any]) -> Any:
+        out = self.predictor.run_batch(batch)
+        bad = [r for r in out if isinstance(r, BaseException)]
+        if bad:
+            raise RuntimeError(f"{len(bad)} items failed in the ceiling: {bad[0]!r}")
+        return out
+
+
+class PipelineEngine:
+    """Fallback before the app's predictor exists: :class:`benchmarks.pipeline.Pipeline`."""
+
+    def __init__(self, model_dir: Any, gpu: bool) -> None:  # noqa: ARG002 - Pipeline reads BENCH_GPU
+        from benchmarks.pipeline import Pipeline
+
+        self.pipeline = Pipeline(model_dir)
+        self.provider = self.pipeline.provider
+
+    def prep(self, s: Sample) -> Any:
+        return self.pipeline.preprocess(s.text, s.image, s.audio)
+
+    def run(self, batch: Sequence[Any]) -> Any:
+        return self.pipeline.run(list(batch))
+
+
+def engine(model_dir: Any, gpu: bool) -> AppEngine | PipelineEngine:
+    try:
+        import app.inference.predictor  # noqa: F401
+    except ImportError:
+        return PipelineEngine(model_dir, gpu)
+    return AppEngine(model_dir, gpu)
 
 
 def _batches(samples: list[Sample], batch_size: int, seed: int):  # noqa: ANN202
@@ -25,7 +82,8 @@ def _batches(samples: list[Sample], batch_size: int, seed: int):  # noqa: ANN202
 
 
 def run(
-    pipeline: Pipeline,
+    prep: Callable[[Sample], Any],
+    run_batch: Callable[[Sequence[Any]], Any],
     samples: list[Sample],
     *,
     batch_size: int,
@@ -36,9 +94,6 @@ def run(
 ) -> dict[str, float]:
     """Items per second over ``duration_s`` after ``warmup_s`` (whole batches only)."""
     batches = _batches(samples, batch_size, seed=0)
-
-    def prep(s: Sample) -> Features:
-        return pipeline.preprocess(s.text, s.image, s.audio)
 
     done = 0
     t_start = time.perf_counter() + warmup_s
@@ -51,22 +106,25 @@ def run(
                 break
             if measured_t0 is None and now >= t_start:
                 measured_t0, done = now, 0
-            pipeline.run([prep(s) for s in next(batches)])
+            run_batch([prep(s) for s in next(batches)])
             done += batch_size
     else:
+        # Keep 2 batches of preprocessing in flight so the pool never idles while ORT runs.
         with ThreadPoolExecutor(threads) as pool:
-            pending = [pool.submit(prep, s) for s in next(batches)]
+            pending: deque[Future[Any]] = deque()
+            for _ in range(2):
+                pending.extend(pool.submit(prep, s) for s in next(batches))
             while True:
                 now = time.perf_counter()
                 if now >= t_end:
                     break
                 if measured_t0 is None and now >= t_start:
                     measured_t0, done = now, 0
-                feats = [f.result() for f in pending]
-                pending = [pool.submit(prep, s) for s in next(batches)]
-                pipeline.run(feats)
+                feats = [pending.popleft().result() for _ in range(batch_size)]
+                pending.extend(pool.submit(prep, s) for s in next(batches))
+                run_batch(feats)
                 done += batch_size
             for f in pending:
-                f.result()
+                f.cancel()
     elapsed = time.perf_counter() - (measured_t0 or t_start)
     return {"throughput": done / elapsed, "batch_size": float(batch_size)}
