@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -93,11 +94,36 @@ async def _parse_json(request: Request) -> RawInput:
     return await run_in_threadpool(_decode_json, body)
 
 
+def _duplicate_keys(body: bytes) -> list[str]:
+    """Top-level JSON keys sent more than once (pydantic would silently keep the last one).
+
+    A full second parse runs only when a field name occurs twice in the bytes or a ``\\u`` escape could
+    spell one, so ordinary bodies (including large base64 ones) are not parsed twice.
+    """
+    fields = PredictRequest.model_fields
+    if b"\\u" not in body and all(body.count(f'"{name}"'.encode()) < 2 for name in fields):
+        return []
+    duplicates: set[str] = set()
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        duplicates.update(key for key in keys if keys.count(key) > 1 and key in fields)
+        return dict(pairs)
+
+    json.loads(body, object_pairs_hook=pairs_hook)
+    return sorted(duplicates)
+
+
 def _decode_json(body: bytes) -> RawInput:
     try:
         req = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
         raise ApiError(ErrorType.VALIDATION_ERROR, validation_message(list(exc.errors()))) from None
+    duplicates = _duplicate_keys(body)
+    if duplicates:
+        raise ApiError(
+            ErrorType.VALIDATION_ERROR, f"JSON field(s) sent more than once: {', '.join(duplicates)}"
+        )
     return RawInput(
         text=req.text,
         image=_decode_b64(req.image_base64, "image_base64"),
