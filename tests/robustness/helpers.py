@@ -1,0 +1,53 @@
+"""Shared helpers of the robustness tests: post one upload, check the one error schema or a prediction."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+LABELS = ("negative", "neutral", "positive")
+
+
+def post_file(
+    client: TestClient,
+    field: str,
+    data: bytes,
+    *,
+    filename: str = "upload.bin",
+    content_type: str = "application/octet-stream",
+) -> httpx.Response:
+    """POST one file part named ``field`` (``image`` or ``audio``) to /v1/predict."""
+    return client.post("/v1/predict", files={field: (filename, data, content_type)})
+
+
+def assert_error(r: httpx.Response, status: int, type_: str) -> dict[str, Any]:
+    """Exactly ``status`` with the one error body ``{"error": {"type": type_, "message": ...}}``."""
+    assert r.status_code == status, f"expected {status} {type_}, got {r.status_code}: {r.text[:300]}"
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}, body
+    assert body["error"]["type"] == type_, body
+    message = body["error"]["message"]
+    assert message and "Traceback" not in message and len(message) < 400
+    err: dict[str, Any] = body["error"]
+    return err
+
+
+def assert_prediction(r: httpx.Response) -> dict[str, Any]:
+    """200 with a valid fused probability vector; returns the body."""
+    assert r.status_code == 200, f"expected 200, got {r.status_code}: {r.text[:300]}"
+    body: dict[str, Any] = r.json()
+    probs = body["probabilities"]
+    assert set(probs) == set(LABELS)
+    assert all(0.0 <= v <= 1.0 and math.isfinite(v) for v in probs.values())
+    assert math.isclose(sum(probs.values()), 1.0, abs_tol=1e-4)
+    assert body["label"] == max(probs, key=probs.get)
+    return body
+
+
+def probs(values: dict[str, float] | None) -> list[float]:
+    """A probabilities object in label order."""
+    assert values is not None
+    return [values[label] for label in LABELS]
