@@ -93,7 +93,7 @@ def naive_server(model_dir: Path, port: int) -> ServerProcess:
     )
 
 
-def litserve_server(model_dir: Path, port: int, batch: int, wait_ms: float) -> ServerProcess:
+def litserve_server(model_dir: Path, port: int, batch: int, wait_ms: float, workers: int) -> ServerProcess:
     cmd = [
         sys.executable,
         "-m",
@@ -106,6 +106,8 @@ def litserve_server(model_dir: Path, port: int, batch: int, wait_ms: float) -> S
         str(batch),
         "--batch-timeout",
         str(wait_ms / 1000),
+        "--workers",
+        str(workers),
     ]
     return ServerProcess("litserve", cmd, port, "/readyz", RAW, env=_cpu_env(), cwd=ROOT)
 
@@ -256,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--open-loop-duration", type=float, default=20.0)
     p.add_argument("--skip-open-loop", action="store_true")
     p.add_argument("--memory-requests", type=int, default=10_000, help="0 skips the memory benchmark")
+    p.add_argument(
+        "--litserve-workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="LitServe inference worker processes (its preprocessing runs serially inside each worker)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--allow-standin", action="store_true", help="allow a model folder under results/raw")
     p.add_argument("--port", type=int, default=8100, help="first port; targets use port, port+1, ...")
@@ -311,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         makers = {
             "service": lambda port: service_server(model_dir, port),
             "naive": lambda port: naive_server(model_dir, port),
-            "litserve": lambda port: litserve_server(model_dir, port, batch, wait_ms),
+            "litserve": lambda port: litserve_server(model_dir, port, batch, wait_ms, args.litserve_workers),
             "pytriton": lambda port: pytriton_server(model_dir, port, batch, wait_ms),
         }
         for i, name in enumerate(t for t in targets if t != "ceiling"):
