@@ -154,6 +154,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Deadline for one prediction (queue + inference); 504 after it."
     )
+    body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Deadline for receiving the whole request body (s, from the first read); a client "
+        "that trickles its body slower gets 408 and the connection is closed. Raise it for large uploads "
+        "over slow links.",
+    )
 
     # --- server --------------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Bind address for `msa serve` (0.0.0.0 in Docker).")

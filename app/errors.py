@@ -34,6 +34,7 @@ class ErrorType(StrEnum):
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    REQUEST_TIMEOUT = "request_timeout"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INPUT_TOO_LARGE = "input_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -52,6 +53,7 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.UNAUTHORIZED: 401,
     ErrorType.NOT_FOUND: 404,
     ErrorType.METHOD_NOT_ALLOWED: 405,
+    ErrorType.REQUEST_TIMEOUT: 408,
     ErrorType.PAYLOAD_TOO_LARGE: 413,
     ErrorType.INPUT_TOO_LARGE: 413,
     ErrorType.UNSUPPORTED_MEDIA_TYPE: 415,
@@ -113,6 +115,7 @@ _HTTP_STATUS_TYPES: dict[int, ErrorType] = {
     401: ErrorType.UNAUTHORIZED,
     404: ErrorType.NOT_FOUND,
     405: ErrorType.METHOD_NOT_ALLOWED,
+    408: ErrorType.REQUEST_TIMEOUT,
     413: ErrorType.PAYLOAD_TOO_LARGE,
     415: ErrorType.UNSUPPORTED_MEDIA_TYPE,
     422: ErrorType.VALIDATION_ERROR,
@@ -136,6 +139,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed request (e.g. broken multipart body)",
         401: "Missing or wrong API key",
+        408: "The request body did not arrive within the body timeout",
         413: "Body, image pixels, audio seconds or text characters over the limit",
         415: "Unsupported Content-Type or media format (detected from the bytes)",
         422: "Missing modality, invalid or undecodable content",

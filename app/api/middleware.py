@@ -2,11 +2,14 @@
 
 The body limit is judged twice (issue 5, "Limits"): from ``Content-Length`` before anything is read, and
 from a running count of the received chunks, so a chunked or lying client is cut off at the limit rather
-than buffered.
+than buffered. The whole body must arrive within ``body_timeout_s`` (slow clients that trickle a body get
+408). An error answered before the body was read to its end closes the connection, so the server does not
+go on reading (and discarding) the rest of a huge upload.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -23,11 +26,13 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class RequestContextMiddleware:
     """Assign ``X-Request-ID`` (client's if well-formed, else a new UUID), log one access line per request
-    (method, path, status, bytes in, duration; never content), and enforce ``max_body_bytes``."""
+    (method, path, status, bytes in, duration; never content), and enforce ``max_body_bytes`` and
+    ``body_timeout_s`` (seconds for the whole body, from the first read; None = no deadline)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,19 +46,37 @@ class RequestContextMiddleware:
         status = 0
         received = 0
         limit = self.max_body_bytes
+        body_done = scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE")
+        body_deadline: float | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                extra = [(b"x-request-id", request_id.encode())]
+                if status >= 400 and not body_done:
+                    extra.append((b"connection", b"close"))  # don't read the rest of the body
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done, body_deadline
+            if body_done or self.body_timeout_s is None:
+                message = await receive()
+            else:
+                now = time.monotonic()
+                if body_deadline is None:
+                    body_deadline = now + self.body_timeout_s
+                try:
+                    message = await asyncio.wait_for(receive(), timeout=max(0.0, body_deadline - now))
+                except TimeoutError:
+                    raise ApiError(
+                        ErrorType.REQUEST_TIMEOUT,
+                        f"the request body did not arrive within {self.body_timeout_s:g} s",
+                    ) from None
             if message["type"] == "http.request":
+                body_done = body_done or not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"request body is larger than {limit} bytes")

@@ -202,7 +202,7 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
 @router.post(
     "/v1/predict",
     response_model=PredictResponse,
-    responses=error_responses(400, 401, 413, 415, 422, 429, 503, 504),
+    responses=error_responses(400, 401, 408, 413, 415, 422, 429, 503, 504),
     tags=["predict"],
     summary="Sentiment probabilities for text, an image and/or an audio clip",
     description="Send at least one modality as multipart/form-data (`text` field, `image`/`audio` files) or "
