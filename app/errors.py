@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.preprocessing.errors import (
     InputTooLargeError,
@@ -180,6 +181,11 @@ def install_error_handlers(app: FastAPI) -> None:
         body = ErrorResponse(error=ErrorDetail(type=type_, message=message)).model_dump(mode="json")
         return JSONResponse(status_code=exc.status_code, content=body, headers=exc.headers)
 
+    async def client_disconnect(request: Request, _: Exception) -> JSONResponse:
+        # The client went away before its body was complete: nothing to answer, nothing broken (no 500).
+        logger.info("request_id=%s client disconnected mid-body", getattr(request.state, "request_id", None))
+        return error_response(ErrorType.MALFORMED_REQUEST, "client disconnected before the body was complete")
+
     async def unhandled(_: Request, exc: Exception) -> JSONResponse:
         logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
         return error_response(ErrorType.INTERNAL_ERROR, "internal error; see server logs")
@@ -188,4 +194,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PreprocessingError, preprocessing_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_disconnect)
     app.add_exception_handler(Exception, unhandled)
