@@ -68,9 +68,15 @@ def serve_env(model_dir: Path, **settings: object) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    model_dir: Path, tmp_path: Path, *, startup_s: float = 60.0, **settings: object
+    model_dir: Path,
+    tmp_path: Path,
+    *,
+    startup_s: float = 60.0,
+    wait_path: str = "/readyz",
+    **settings: object,
 ) -> Iterator[Server]:
-    """Start ``msa serve`` on a free port and wait until /readyz is 200; stop it (SIGTERM, then kill)."""
+    """Start ``msa serve`` on a free port and wait until ``wait_path`` answers 200; stop it (SIGTERM, then
+    kill)."""
     port = free_port()
     log = tmp_path / f"server-{port}.log"
     with log.open("wb") as out:
@@ -88,7 +94,7 @@ def running_server(
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{server.output()}")
             try:
-                if httpx.get(server.url + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(server.url + wait_path, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
