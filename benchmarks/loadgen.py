@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: Response headers the service sets per request (means are reported when present).
+TIMING_HEADERS = ("x-batch-size", "x-preprocess-time-ms", "x-queue-time-ms", "x-inference-time-ms")
+
 
 def build_request(
     host: str, port: int, path: str, body: bytes, content_type: str = "application/json"
@@ -39,6 +42,16 @@ class Stats:
     statuses: dict[int, int] = field(default_factory=dict)
     exceptions: int = 0
     window_s: float = 0.0
+    #: Sums of the service's timing headers (x-batch-size, x-queue-time-ms, ...) over counted 200 answers.
+    header_sums: dict[str, float] = field(default_factory=dict)
+
+    def add_headers(self, headers: dict[str, str]) -> None:
+        for key in TIMING_HEADERS:
+            if key in headers:
+                try:
+                    self.header_sums[key] = self.header_sums.get(key, 0.0) + float(headers[key])
+                except ValueError:
+                    pass
 
     @property
     def ok(self) -> int:
@@ -57,6 +70,7 @@ class Stats:
             "p99_ms": float(np.percentile(lat, 99)),
             "requests": float(self.ok + self.errors),
             "errors": float(self.errors),
+            **{f"mean_{k[2:].replace('-', '_')}": v / max(1, self.ok) for k, v in self.header_sums.items()},
         }
 
 
@@ -65,6 +79,7 @@ class _Conn:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.headers: dict[str, str] = {}
 
     async def request(self, raw: bytes) -> int:
         if self.writer is None:
@@ -90,6 +105,7 @@ class _Conn:
                         break
             if headers.get("connection") == "close":
                 self.close()
+            self.headers = headers
             return status
         except BaseException:
             self.close()
@@ -137,6 +153,7 @@ async def closed_loop(
                 stats.statuses[status] = stats.statuses.get(status, 0) + 1
                 if status == 200:
                     stats.latencies.append(done - now)
+                    stats.add_headers(conn.headers)
         conn.close()
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))

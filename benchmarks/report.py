@@ -22,6 +22,10 @@ def _point(res: dict[str, Any], target: str, mix: str, conc: int) -> dict[str, A
     return None
 
 
+def _fmt(point: dict[str, Any], key: str) -> str:
+    return f"{point[key]:.1f}" if key in point else "—"
+
+
 def bars(res: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     """(bar, measured, target, met) rows."""
     rows: list[tuple[str, str, str, bool | None]] = []
@@ -126,8 +130,8 @@ def write(res: dict[str, Any], out: Path) -> str:
         "## HTTP, closed loop",
         "",
         "| target | mix | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU % | "
-        "client CPU % | server RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "client CPU % | server RSS MB | mean batch | mean preprocess / queue / inference ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in ORDER:
         tr = res["targets"].get(t)
@@ -138,7 +142,9 @@ def write(res: dict[str, Any], out: Path) -> str:
                 f"| {LABEL[t]} | {p['mix']} | {int(p['concurrency'])} | {p['throughput']:.1f} | "
                 f"{p['p50_ms']:.0f} | {p['p95_ms']:.0f} | {p['p99_ms']:.0f} | {int(p['errors'])} | "
                 f"{p['server_cpu_pct']:.0f} | "
-                f"{p['client_cpu_pct']:.0f} | {p['server_rss_mb']:.0f} |"
+                f"{p['client_cpu_pct']:.0f} | {p['server_rss_mb']:.0f} | "
+                f"{_fmt(p, 'mean_batch_size')} | {_fmt(p, 'mean_preprocess_time_ms')} / "
+                f"{_fmt(p, 'mean_queue_time_ms')} / {_fmt(p, 'mean_inference_time_ms')} |"
             )
     lines += [
         "",
