@@ -38,7 +38,9 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
     auth = request.headers.get("authorization", "")
     if not supplied and auth[:7].lower() == "bearer ":
         supplied = auth[7:].strip()
-    if not supplied or not hmac.compare_digest(supplied.encode(), expected):
+    # Starlette decodes header bytes as latin-1; encoding back gives the bytes the client sent (UTF-8 for a
+    # non-ASCII key), which is what the configured key is compared with.
+    if not supplied or not hmac.compare_digest(supplied.encode("latin-1"), expected):
         raise ApiError(
             ErrorType.UNAUTHORIZED, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"}
         )
