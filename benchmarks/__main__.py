@@ -255,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="concurrency sweep for every mix (default: sweep all-three, other mixes at the top)",
     )
+    p.add_argument(
+        "--ceiling-configs",
+        type=lambda v: [tuple(int(x) for x in c.split("x")) for c in v.split(",")],
+        default=[(16, 1), (4, 1), (4, 2), (1, 2)],
+        help="in-process ceiling configurations BATCHxRUN_WORKERS (best per mix is reported), e.g. 16x1,4x2",
+    )
+    p.add_argument("--ceiling-duration", type=float, default=5.0, help="measured seconds per configuration")
     p.add_argument("--open-loop-duration", type=float, default=20.0)
     p.add_argument("--skip-open-loop", action="store_true")
     p.add_argument("--memory-requests", type=int, default=10_000, help="0 skips the memory benchmark")
@@ -289,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             targets.remove("pytriton")
 
     n_points = len(args.concurrency) + 3 * (len(args.concurrency) if args.sweep_all_mixes else 1)
-    total = sum({"ceiling": 2 * len(MIXES), "service": n_points + 1}.get(t, n_points) for t in targets)
+    n_ceiling = len(args.ceiling_configs) * len(MIXES)
+    total = sum({"ceiling": n_ceiling, "service": n_points + 1}.get(t, n_points) for t in targets)
     results: dict[str, Any] = {"meta": meta(model_dir, settings, args), "targets": {}}
     with tqdm(total=total, unit="point") as bar:
         if "ceiling" in targets:
@@ -298,21 +306,22 @@ def main(argv: list[str] | None = None) -> int:
             results["meta"]["ceiling_engine"] = type(eng).__name__
             cres: dict[str, Any] = {}
             for mix in MIXES:
-                for schedule in ("sequential", "pipelined"):
-                    bar.set_description(f"ceiling: {mix} {schedule}")
-                    cres[f"{mix}/{schedule}"] = ceiling.run(
+                for bs, workers in args.ceiling_configs:
+                    bar.set_description(f"ceiling: {mix} batch {bs} x{workers}")
+                    cres[f"{mix}/b{bs}w{workers}"] = ceiling.run(
                         eng.prep,
                         eng.run,
                         samples[mix],
-                        batch_size=batch,
-                        duration_s=args.duration,
-                        warmup_s=args.warmup,
-                        schedule=schedule,
-                        threads=int(settings.get("preprocess_workers", 2)),
+                        batch_size=bs,
+                        duration_s=args.ceiling_duration,
+                        warmup_s=1.0,
+                        prep_threads=int(settings.get("preprocess_workers", 2)),
+                        run_workers=workers,
                     )
                     bar.update(1)
                 cres[mix] = max(
-                    (cres[f"{mix}/{s}"] for s in ("sequential", "pipelined")), key=lambda r: r["throughput"]
+                    (cres[f"{mix}/b{bs}w{w}"] for bs, w in args.ceiling_configs),
+                    key=lambda r: r["throughput"],
                 )
             results["targets"]["ceiling"] = cres
             del eng

@@ -1,10 +1,9 @@
 """In-process ceiling: preprocess + batched ``session.run`` in a loop, no HTTP, no queue.
 
-Two schedules, the better one is the ceiling:
-
-* ``sequential``: preprocess a batch in this thread, then run it (ORT uses all cores inside the run);
-* ``pipelined``: a thread pool keeps two batches of preprocessing in flight while the current one runs
-  (Pillow, OpenCV, soundfile and ORT release the GIL, so this overlaps on 2 cores).
+A preprocessing thread pool stays ahead of one or more threads running batches (Pillow, OpenCV,
+soundfile and ORT release the GIL, so they overlap). Several (batch size, run workers) configurations
+are measured; the best one per mix is the ceiling, so the ceiling does not depend on the service's own
+batch settings (on a small CPU, padding a batch of tweets to its longest one can cost more than it saves).
 
 Engine: the service's own ``Predictor.prepare`` / ``Predictor.run_batch`` (:class:`AppEngine`).
 """
@@ -89,42 +88,45 @@ def run(
     batch_size: int,
     duration_s: float,
     warmup_s: float,
-    schedule: str,
-    threads: int = 2,
+    prep_threads: int = 2,
+    run_workers: int = 1,
 ) -> dict[str, float]:
-    """Items per second over ``duration_s`` after ``warmup_s`` (whole batches only)."""
-    batches = _batches(samples, batch_size, seed=0)
+    """Items per second over ``duration_s`` after ``warmup_s`` (whole batches only).
 
+    ``prep_threads`` threads preprocess, ``run_workers`` threads call ``run_batch`` concurrently (ORT's
+    ``run`` is thread-safe); preprocessing is kept ``run_workers + 1`` batches ahead so neither side idles.
+    """
+    batches = _batches(samples, batch_size, seed=0)
     done = 0
     t_start = time.perf_counter() + warmup_s
     t_end = t_start + duration_s
-    measured_t0 = None
-    if schedule == "sequential":
+    measured_t0: float | None = None
+    with ThreadPoolExecutor(prep_threads) as prep_pool, ThreadPoolExecutor(run_workers) as run_pool:
+        pending: deque[Future[Any]] = deque()
+        running: deque[Future[Any]] = deque()
+        for _ in range(run_workers + 1):
+            pending.extend(prep_pool.submit(prep, s) for s in next(batches))
         while True:
-            now = time.perf_counter()
-            if now >= t_end:
-                break
-            if measured_t0 is None and now >= t_start:
-                measured_t0, done = now, 0
-            run_batch([prep(s) for s in next(batches)])
-            done += batch_size
-    else:
-        # Keep 2 batches of preprocessing in flight so the pool never idles while ORT runs.
-        with ThreadPoolExecutor(threads) as pool:
-            pending: deque[Future[Any]] = deque()
-            for _ in range(2):
-                pending.extend(pool.submit(prep, s) for s in next(batches))
-            while True:
+            if len(running) >= run_workers:
+                running.popleft().result()
                 now = time.perf_counter()
-                if now >= t_end:
-                    break
                 if measured_t0 is None and now >= t_start:
                     measured_t0, done = now, 0
-                feats = [pending.popleft().result() for _ in range(batch_size)]
-                pending.extend(pool.submit(prep, s) for s in next(batches))
-                run_batch(feats)
-                done += batch_size
-            for f in pending:
-                f.cancel()
+                else:
+                    done += batch_size
+                if now >= t_end:
+                    break
+            feats = [pending.popleft().result() for _ in range(batch_size)]
+            pending.extend(prep_pool.submit(prep, s) for s in next(batches))
+            running.append(run_pool.submit(run_batch, feats))
+        for f in pending:
+            f.cancel()
+        for f in running:
+            f.result()
     elapsed = time.perf_counter() - (measured_t0 or t_start)
-    return {"throughput": done / elapsed, "batch_size": float(batch_size)}
+    return {
+        "throughput": done / elapsed,
+        "batch_size": float(batch_size),
+        "prep_threads": float(prep_threads),
+        "run_workers": float(run_workers),
+    }
