@@ -1,0 +1,68 @@
+"""Sweep the service's CPU tuning settings (SENTIMENT_* env) on the all-three mix at one concurrency.
+
+``PYTHONPATH=...`` in a configuration is passed as is (e.g. a folder with a ``sitecustomize.py`` that patches
+ONNX Runtime session options for an experiment).
+
+``python -m benchmarks.tune [--concurrency 64] [--duration 8] [--configs NAME=K=V;K=V ...]``. Each
+configuration starts ``msa serve`` with those environment variables, warms it up, and measures a closed
+loop; the table shows which settings to make the CPU defaults. Not part of ``python -m benchmarks``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from benchmarks import loadgen
+from benchmarks.__main__ import RAW, ROOT, measure_point, service_server
+from benchmarks.corpus import build
+
+DEFAULT_CONFIGS = [
+    "defaults=",
+    "b16-w2-intra1=MAX_BATCH_SIZE=16;BATCH_WORKERS=2;INTRA_OP_THREADS=1",
+    "b4-w2-intra1=MAX_BATCH_SIZE=4;BATCH_WORKERS=2;INTRA_OP_THREADS=1",
+    "b8-w1-intra2=MAX_BATCH_SIZE=8;BATCH_WORKERS=1;INTRA_OP_THREADS=2",
+    "b16-wait20=MAX_WAIT_MS=20",
+]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model-dir", type=Path, default=ROOT / "models" / "fused-sentiment")
+    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--mix", default="all")
+    p.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS)
+    args = p.parse_args()
+    samples = build(args.data_dir, RAW / "corpus")
+    print("| config | env | req/s | p50 ms | p99 ms | errors | server CPU % | mean batch |")
+    print("|---|---|---|---|---|---|---|---|")
+    for i, spec in enumerate(args.configs):
+        name, _, env_s = spec.partition("=")
+        env = {
+            (k if k == "PYTHONPATH" else f"SENTIMENT_{k}"): v
+            for k, _, v in (kv.partition("=") for kv in env_s.split(";") if kv)
+        }
+        server = service_server(args.model_dir.resolve(), 8200 + i, env)
+        raw = [
+            loadgen.build_request("127.0.0.1", server.port, "/v1/predict", s.json_body())
+            for s in samples[args.mix]
+        ]
+        server.start()
+        try:
+            asyncio.run(loadgen.closed_loop("127.0.0.1", server.port, raw, 16, 3.0, 0.0))
+            r = measure_point(server, raw, args.concurrency, args.duration, 2.0)
+        finally:
+            server.stop()
+        print(
+            f"| {name} | `{env_s or '-'}` | {r['throughput']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
+            f"{int(r['errors'])} | {r['server_cpu_pct']:.0f} | {r.get('mean_batch_size', float('nan')):.1f} "
+            "|",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
