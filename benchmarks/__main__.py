@@ -324,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
                     key=lambda r: r["throughput"],
                 )
             results["targets"]["ceiling"] = cres
+            if isinstance(eng, ceiling.AppEngine):
+                bar.set_description("ceiling: CPU cost profile")
+                results["profile"] = ceiling.cost_profile(model_dir, samples)
             del eng
         makers = {
             "service": lambda port: service_server(model_dir, port),

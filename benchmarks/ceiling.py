@@ -130,3 +130,38 @@ def run(
         "prep_threads": float(prep_threads),
         "run_workers": float(run_workers),
     }
+
+
+def cost_profile(
+    model_dir: Any, samples: dict[str, list[Sample]], n: int = 32
+) -> dict[str, dict[str, float]]:
+    """CPU milliseconds per item, single-threaded (ORT intra-op threads = 1): ``prepare`` (decode +
+    preprocess) and ``run_batch`` at batch sizes 1, 4 and 16. CPU time, not wall time, so it shows the work
+    itself and what batching saves per item on this CPU, independent of other load on the machine."""
+    from app.config import Settings
+    from app.inference.predictor import Predictor, RawInput
+
+    settings = Settings(
+        model_dir=model_dir.parent,
+        model_name=model_dir.name,
+        providers=["CPUExecutionProvider"],
+        intra_op_threads=1,
+    )
+    predictor = Predictor(settings)
+    predictor.load()
+    predictor.warmup()
+    out: dict[str, dict[str, float]] = {}
+    for mix, items in samples.items():
+        raws = [RawInput(s.text, s.image, s.audio) for s in items[:n]]
+        prepared = [predictor.prepare(r) for r in raws]
+        t = time.process_time()
+        for r in raws:
+            predictor.prepare(r)
+        row = {"prepare_ms": (time.process_time() - t) / len(raws) * 1e3}
+        for bs in (1, 4, 16):
+            t = time.process_time()
+            for i in range(0, len(prepared), bs):
+                predictor.run_batch(prepared[i : i + bs])
+            row[f"run_b{bs}_ms"] = (time.process_time() - t) / len(prepared) * 1e3
+        out[mix] = row
+    return out

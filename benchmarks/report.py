@@ -131,6 +131,20 @@ def write(res: dict[str, Any], out: Path) -> str:
                     for c in configs
                 ]
                 lines.append(f"| {mix} | " + " | ".join(cells) + f" | **{ceil[mix]['throughput']:.1f}** |")
+    prof = res.get("profile")
+    if prof:
+        lines += [
+            "",
+            "### CPU cost per item (single-threaded CPU time: what batching can save on this machine)",
+            "",
+            "| mix | decode + preprocess ms | model ms/item at batch 1 | batch 4 | batch 16 |",
+            "|---|---|---|---|---|",
+        ]
+        for mix, r in prof.items():
+            lines.append(
+                f"| {mix} | {r['prepare_ms']:.1f} | {r['run_b1_ms']:.1f} | {r['run_b4_ms']:.1f} | "
+                f"{r['run_b16_ms']:.1f} |"
+            )
     lines += [
         "",
         "## HTTP, closed loop",
