@@ -197,6 +197,12 @@ def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.f
     if _riff_truncated(data):
         f.close()
         raise UndecodableInputError("WAV data is truncated: the header announces more bytes than were sent")
+    if str(f.format) == "MP3":
+        # libsndfile (mpg123) stops at its frame-count estimate: for a VBR MP3 without a Xing/Info header it
+        # returns only the first seconds (a 60 s file read as 8.6 s), so the length limit and the prediction
+        # would silently see part of the clip. FFmpeg decodes the whole stream, with the sample cap.
+        f.close()
+        return None
     with f:
         frames, rate = int(f.frames), int(f.samplerate)
         if rate <= 0:

@@ -138,3 +138,22 @@ def test_six_channels_are_averaged() -> None:
     x[:, 3] = tone(1.0, 16_000)  # one channel (e.g. LFE or centre) carries the signal
     decoded = decode_audio(sf_bytes(x, 16_000, "WAV", "FLOAT"), max_seconds=30)
     np.testing.assert_allclose(decoded.waveform, tone(1.0, 16_000) / 6, atol=1e-6)
+
+
+def _without_xing_header(mp3: bytes) -> bytes:
+    """Drop everything up to the first audio frame after the Xing/Info frame (a VBR MP3 as some encoders
+    and stream rippers write it: no frame count in any header)."""
+    xing = mp3.find(b"Xing")
+    assert xing > 0
+    start = mp3.find(b"\xff\xfb", xing)
+    assert start > 0
+    return mp3[start:]
+
+
+def test_vbr_mp3_without_xing_header_is_decoded_in_full(client: TestClient, settings: Settings) -> None:
+    # libsndfile estimates such a file's length from its first frame and stops there (20 s read as ~3 s).
+    mp3 = _without_xing_header(sf_bytes(tone(20.0, 44_100), 44_100, "MP3"))
+    audio = assert_prediction(post_file(client, "audio", mp3))["modalities"]["audio"]
+    assert audio["duration_s"] == pytest.approx(20.0, abs=0.1)
+    too_long = _without_xing_header(sf_bytes(tone(settings.max_audio_seconds + 10, 44_100), 44_100, "MP3"))
+    assert_error(post_file(client, "audio", too_long), 413, "input_too_large")
