@@ -35,12 +35,20 @@ def _decode(raw: bytes, charset: str) -> str:
 
 
 class StrictMultiPartParser(MultiPartParser):
-    """``multipart/form-data``: a text field is decoded with its part's charset, else the request's, else
-    UTF-8; undecodable bytes raise :class:`FieldDecodeError` instead of the latin-1 fallback."""
+    """``multipart/form-data``: the ``text`` field is decoded with its part's charset, else the request's,
+    else UTF-8; undecodable bytes raise :class:`FieldDecodeError` instead of the latin-1 fallback.
+    ``ended`` says whether the closing boundary was seen."""
+
+    ended = False
+
+    def on_end(self) -> None:
+        self.ended = True  # the closing boundary was seen
+        super().on_end()
 
     def on_part_end(self) -> None:
         part = self._current_part
-        if part.file is not None:
+        if part.file is not None or part.field_name != "text":
+            # Files keep their bytes; other fields are refused by name later, whatever they hold.
             super().on_part_end()
             return
         charset = self._charset or "utf-8"
@@ -67,18 +75,25 @@ async def parse_form(request: Request, *, max_files: int, max_fields: int, max_p
 
     Raises:
         FieldDecodeError: a text field is not valid in its charset.
-        MultiPartException: malformed body, too many files/fields, a field over ``max_part_size`` bytes.
+        MultiPartException: malformed body (including one without its closing boundary), too many
+            files/fields, a field over ``max_part_size`` bytes.
     """
     content_type, _ = parse_options_header(request.headers.get("content-type"))
     async with aclosing(request.stream()) as stream:
         if content_type == b"multipart/form-data":
-            return await StrictMultiPartParser(
+            parser = StrictMultiPartParser(
                 request.headers,
                 stream,
                 max_files=max_files,
                 max_fields=max_fields,
                 max_part_size=max_part_size,
-            ).parse()
+            )
+            form = await parser.parse()
+            if not parser.ended:
+                # Without its closing boundary the body was cut short; its last part would be lost silently.
+                await form.close()
+                raise MultiPartException("the multipart body ends before its closing boundary")
+            return form
         return await StrictFormParser(
             request.headers, stream, max_fields=max_fields, max_part_size=max_part_size
         ).parse()

@@ -151,7 +151,8 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
             # Only non-file parts have a size cap: the text field (4 bytes per character at most).
             raise ApiError(
                 ErrorType.INPUT_TOO_LARGE,
-                f"a form field is longer than the text limit of {settings.max_text_chars} characters",
+                f"a form field is longer than the text limit of {settings.max_text_chars} characters "
+                "(image and audio must be sent as file uploads)",
             ) from None
         raise ApiError(ErrorType.MALFORMED_REQUEST, f"malformed multipart body: {message}") from None
     except UnicodeDecodeError:

@@ -132,6 +132,25 @@ def test_multipart_with_a_wrong_boundary(client: TestClient) -> None:
     assert_error(r, 400, "malformed_request")
 
 
+def test_multipart_cut_before_its_closing_boundary(client: TestClient) -> None:
+    # An interrupted or hand-built body: its last part must not be dropped silently.
+    body, headers = multipart([text_part(b"good day")])
+    cut = body[: body.rindex(b"--B0undary--")]
+    assert_error(client.post(PREDICT, content=cut, headers=headers), 400, "malformed_request")
+    assert_error(client.post(PREDICT, content=b"", headers=headers), 400, "malformed_request")
+
+
+def test_file_field_sent_as_a_text_field(client: TestClient) -> None:
+    # `curl -F image=<face.jpg` (value, not file) or filename* only (RFC 7578 forbids it): not a file.
+    for disposition in (b'name="image"', b"name=\"image\"; filename*=UTF-8''face.jpg"):
+        body, headers = multipart([(b"Content-Disposition: form-data; " + disposition, face_jpeg()[:2000])])
+        assert_error(client.post(PREDICT, content=body, headers=headers), 422, "validation_error")
+    # A real photo as a field is over the per-field cap (4 bytes per text character): 413 that says why.
+    body, headers = multipart([(b'Content-Disposition: form-data; name="image"', face_jpeg())])
+    err = assert_error(client.post(PREDICT, content=body, headers=headers), 413, "input_too_large")
+    assert "file upload" in err["message"]
+
+
 def test_part_without_a_name(client: TestClient) -> None:
     body, headers = multipart([(b"Content-Disposition: form-data", b"good")])
     assert_error(client.post(PREDICT, content=body, headers=headers), 400, "malformed_request")
