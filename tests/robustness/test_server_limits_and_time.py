@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.media import face_jpeg
 from tests.robustness.server import Server, reset_peak_rss, rss_bytes, running_server
 
 pytestmark = pytest.mark.slow
@@ -158,10 +159,16 @@ def test_saturated_server_answers_429_with_retry_after_and_health_stays_fast(ser
     statuses: list[int] = []
     retry_after: list[str] = []
 
+    face = face_jpeg()
+
     def hammer(i: int) -> None:
+        # Text keeps the batcher queue full; images keep the preprocessing threads busy (CPU, GIL).
         with httpx.Client(base_url=server.url, timeout=30) as http:
             while not stop.is_set():
-                r = http.post("/v1/predict", json={"text": f"client {i} says this is a good day " * 20})
+                if i % 3 == 0:
+                    r = http.post("/v1/predict", files={"image": ("f.jpg", face, "image/jpeg")})
+                else:
+                    r = http.post("/v1/predict", json={"text": f"client {i} says this is a good day " * 20})
                 statuses.append(r.status_code)
                 if r.status_code == 429:
                     retry_after.append(r.headers.get("retry-after", ""))
@@ -183,7 +190,7 @@ def test_saturated_server_answers_429_with_retry_after_and_health_stays_fast(ser
     assert 429 in statuses, "the queue (size 4) never filled: the test did not saturate the server"
     assert all(v.isdigit() and int(v) >= 1 for v in retry_after)
     log.info(
-        f"saturated: {statuses.count(200)} x 200, {statuses.count(429)} x 429; probe ms",
+        f"saturated: {statuses.count(200)} x 200, {statuses.count(429)} x 429; probe ms (median, max) %s",
         {p: (round(statistics.median(t) * 1000, 1), round(max(t) * 1000, 1)) for p, t in probe_times.items()},
     )
     for path, times in probe_times.items():
