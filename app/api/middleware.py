@@ -46,7 +46,10 @@ class RequestContextMiddleware:
         status = 0
         received = 0
         limit = self.max_body_bytes
-        body_done = scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE")
+        body_done = (
+            scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE")
+            or headers.get("content-length") == "0"
+        )
         body_deadline: float | None = None
 
         async def send_with_id(message: Message) -> None:
