@@ -231,6 +231,9 @@ def _decode_pyav(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float3
         stream = container.streams.audio[0]
         if container.duration is not None and container.duration / 1_000_000 > max_seconds + 0.5:
             raise _too_long(container.duration / 1_000_000, max_seconds)
+        if stream.codec_context is None:
+            # A container FFmpeg reads, with a codec it has no decoder for (e.g. an unknown WAV format tag).
+            raise UnsupportedMediaError("the audio codec of this file is not supported")
         rate = int(stream.codec_context.sample_rate or stream.rate or 0)
         if rate <= 0:
             raise UndecodableInputError("audio stream has no sample rate")

@@ -7,6 +7,7 @@ where the HTTP response cannot show it, on the decoded waveform.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +24,22 @@ def with_value(value: float) -> bytes:
     x = tone(1.0, 16_000)
     x[1000] = value
     return sf_bytes(x, 16_000, "WAV", "FLOAT")
+
+
+def wav_with_format_tag(tag: int) -> bytes:
+    """A 16 kHz mono WAV whose fmt chunk names codec ``tag`` (WAVE_FORMAT_*; 0x1234 is assigned to none)."""
+    data = bytes(3200)
+    fmt = struct.pack("<HHIIHH", tag, 1, 16_000, 32_000, 2, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
 
 
 def wav16(seconds: float = 1.0) -> bytes:
@@ -90,6 +107,13 @@ CASES: list[tuple[str, Callable[[], bytes], Expected]] = [
         (413, "input_too_large"),
     ),
     ("random_bytes", lambda: np.random.default_rng(7).bytes(20_000), (415, "unsupported_media_type")),
+    ("wav_unknown_codec", lambda: wav_with_format_tag(0x1234), (415, "unsupported_media_type")),
+    ("wav_mu_law", lambda: sf_bytes(tone(1.0, 8_000), 8_000, "WAV", "ULAW"), ("ok", 1.0, 8_000, 1)),
+    (
+        "wav_ima_adpcm",
+        lambda: sf_bytes(tone(1.0, 16_000), 16_000, "WAV", "IMA_ADPCM"),
+        ("ok", 1.0, 16_000, 1),
+    ),
     ("zero_bytes", lambda: b"", (422, "undecodable_input")),
     (
         "an_image_as_audio",
