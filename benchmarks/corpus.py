@@ -168,14 +168,19 @@ def _synthesise(cache: Path, n: int, seed: int) -> None:
 
 
 def random_shapes(cache: Path, count: int, max_audio_s: float, seed: int = 1) -> list[Sample]:
-    """``count`` requests of random text lengths (1–400 words), image sizes (32–4000 px, log-uniform) and
-    audio durations (0.5 s – ``max_audio_s``), each modality present with probability 0.7 (at least one).
+    """``count`` requests of random text lengths (1–400 words), image sizes (32–4000 px) and audio durations
+    (0.5 s – ``max_audio_s``), each modality present with probability 0.7 (at least one).
+
+    All three are drawn log-uniformly, so every octave — hence every audio length bucket (1, 2, 4, 8, 16,
+    30 s) and text-length step of the service — gets about the same share of requests, instead of most
+    requests landing in the longest bucket (uniform durations make 30-s clips the common case and the run
+    5× longer without covering more shapes).
 
     A pool of 48 images and 48 clips is generated (and cached) and drawn from, so the client does not spend
     the benchmark encoding 4000-px JPEGs.
     """
     rng = random.Random(seed)
-    pool = cache / f"random-shapes-{max_audio_s:g}s"
+    pool = cache / f"random-shapes-v2-{max_audio_s:g}s"
     if not pool.exists():
         pool.mkdir(parents=True)
         base_imgs = sorted((cache / "images").glob("*.jpg"))
@@ -188,7 +193,7 @@ def random_shapes(cache: Path, count: int, max_audio_s: float, seed: int = 1) ->
                 buf = io.BytesIO()
                 im.convert("RGB").resize((w, h), Image.Resampling.BILINEAR).save(buf, "JPEG", quality=85)
             (pool / f"img{i:02d}.jpg").write_bytes(buf.getvalue())
-            dur = rng.uniform(0.5, max_audio_s)
+            dur = float(np.exp(rng.uniform(np.log(0.5), np.log(max_audio_s))))
             sr = rng.choice([8000, 16000, 44100, 48000])
             t = np.arange(int(dur * sr)) / sr
             wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.05 * nprng.standard_normal(t.size)
@@ -201,7 +206,8 @@ def random_shapes(cache: Path, count: int, max_audio_s: float, seed: int = 1) ->
         present = [rng.random() < 0.7 for _ in range(3)]
         if not any(present):
             present[rng.randrange(3)] = True
-        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 400))) if present[0] else None
+        n_words = round(np.exp(rng.uniform(0.0, np.log(400))))
+        text = " ".join(rng.choice(words) for _ in range(n_words)) if present[0] else None
         out.append(
             Sample(
                 text, rng.choice(images) if present[1] else None, rng.choice(audios) if present[2] else None

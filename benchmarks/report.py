@@ -194,8 +194,9 @@ def write(res: dict[str, Any], out: Path) -> str:
             "",
             f"Cold start to ready {mem['cold_start_s']:.1f} s. RSS: ready {mem['rss_ready_mb']:.0f} MB, "
             f"after warm-up ({mem['warmup_statuses']}) {mem['rss_warm_mb']:.0f} MB, after "
-            f"{mem['requests']} random-shape requests (text 1–400 words, images 32–4000 px, audio 0.5 s – "
-            f"max; statuses {mem['statuses']}, exceptions {mem['exceptions']}) {mem['rss_end_mb']:.0f} MB "
+            f"{mem['requests']} random-shape requests (log-uniform: text 1–400 words, images 32–4000 "
+            f"px, audio 0.5 s – max; statuses {mem['statuses']}, exceptions {mem['exceptions']}) "
+            f"{mem['rss_end_mb']:.0f} MB "
             f"(**{mem['growth_pct']:+.1f} %**). RSS (MB) after n requests: {cps}.",
         ]
     if res.get("errors"):
