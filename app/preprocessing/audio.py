@@ -38,6 +38,10 @@ F_MIN: Final[float] = 50.0
 F_MAX: Final[float] = 8000.0
 #: Offset added to the mel power before the natural log, so silence gives log(1e-6) ≈ -13.8, not -inf.
 LOG_OFFSET: Final[float] = 1e-6
+#: Largest accepted |sample| of decoded audio (nominal range [-1, 1]; float files may exceed it a little).
+#: 1e6 is +120 dB over full scale; beyond ~1e17 the float32 power spectrum of :func:`log_mel` overflows to
+#: inf/NaN, which would reach the model (a 500 before this bound; found by mutation fuzzing of float WAVs).
+MAX_SAMPLE_MAGNITUDE: Final[float] = 1e6
 
 
 def _hz_to_mel(freq: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -281,15 +285,21 @@ def decode_audio(data: bytes, *, max_seconds: float) -> DecodedAudio:
         :class:`DecodedAudio`.
 
     Raises:
-        UndecodableInputError: empty, corrupt, zero samples, NaN or Inf samples (422).
+        UndecodableInputError: empty, corrupt, zero samples, NaN or Inf samples, samples beyond
+            ``MAX_SAMPLE_MAGNITUDE`` (422).
         UnsupportedMediaError: not an audio format either decoder reads (415).
         InputTooLargeError: longer than ``max_seconds`` (413).
     """
     if not data:
         raise UndecodableInputError("audio is empty (0 bytes)")
-    decoded = _decode_soundfile(data, max_seconds)
-    if decoded is None:
-        decoded = _decode_pyav(data, max_seconds)
+    try:
+        decoded = _decode_soundfile(data, max_seconds)
+        if decoded is None:
+            decoded = _decode_pyav(data, max_seconds)
+    except PreprocessingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any other decoder failure is not a 500
+        raise UndecodableInputError("audio data could not be decoded") from exc
     samples, rate, fmt = decoded
     if samples.ndim != 2 or samples.shape[1] == 0:
         raise UndecodableInputError("audio has no samples")
@@ -298,6 +308,11 @@ def decode_audio(data: bytes, *, max_seconds: float) -> DecodedAudio:
         raise _too_long(samples.shape[1] / rate, max_seconds)
     if not np.isfinite(samples).all():
         raise UndecodableInputError("audio contains NaN or Inf samples")
+    peak = float(np.abs(samples).max())
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        raise UndecodableInputError(
+            f"audio sample values reach {peak:.3g}, far outside [-1, 1] (limit {MAX_SAMPLE_MAGNITUDE:g})"
+        )
     mono = samples.mean(axis=0, dtype=np.float32) if channels > 1 else samples[0]
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE).astype(np.float32, copy=False)

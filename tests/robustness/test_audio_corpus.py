@@ -62,6 +62,9 @@ CASES: list[tuple[str, Callable[[], bytes], Expected]] = [
     ("wav_float32_nan", lambda: with_value(float("nan")), (422, "undecodable_input")),
     ("wav_float32_inf", lambda: with_value(float("inf")), (422, "undecodable_input")),
     ("wav_float32_minus_inf", lambda: with_value(float("-inf")), (422, "undecodable_input")),
+    # Finite but absurd (1e20): its float32 power spectrum would overflow to NaN inside the model input.
+    ("wav_float32_1e20", lambda: with_value(1e20), (422, "undecodable_input")),
+    ("wav_float32_1e5", lambda: with_value(1e5), ("ok", 1.0, 16_000, 1)),
     ("mono", lambda: sf_bytes(tone(1.0, 16_000, 1), 16_000, "WAV", "PCM_16"), ("ok", 1.0, 16_000, 1)),
     ("stereo", lambda: sf_bytes(tone(1.0, 16_000, 2), 16_000, "WAV", "PCM_16"), ("ok", 1.0, 16_000, 2)),
     ("six_channels", lambda: sf_bytes(tone(1.0, 16_000, 6), 16_000, "WAV", "PCM_16"), ("ok", 1.0, 16_000, 6)),
