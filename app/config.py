@@ -154,6 +154,14 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Deadline for one prediction (queue + inference); 504 after it."
     )
+    max_inflight_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Most request-body bytes in progress at once (each request counts its Content-Length, "
+        "or max_body_bytes if it declares none); beyond it new uploads get 429 with Retry-After before "
+        "their body is read, so a flood of large uploads cannot exhaust memory. Requests without a body "
+        "(health probes) are never refused.",
+    )
     body_timeout_s: float = Field(
         default=60.0,
         gt=0,

@@ -68,5 +68,6 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
+        max_inflight_bytes=settings.max_inflight_bytes,
     )
     return app

@@ -26,13 +26,26 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class RequestContextMiddleware:
     """Assign ``X-Request-ID`` (client's if well-formed, else a new UUID), log one access line per request
-    (method, path, status, bytes in, duration; never content), and enforce ``max_body_bytes`` and
-    ``body_timeout_s`` (seconds for the whole body, from the first read; None = no deadline)."""
+    (method, path, status, bytes in, duration; never content), and enforce ``max_body_bytes``,
+    ``body_timeout_s`` (seconds for the whole body, from the first read; None = no deadline) and
+    ``max_inflight_bytes``: the bodies of the requests in progress (``Content-Length``, or
+    ``max_body_bytes`` when it is not declared) may not add up to more; a request that would exceed it is
+    answered 429 + ``Retry-After`` before its body is read (one request is always admitted). Requests
+    without a body (health probes) are never refused."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_timeout_s: float | None = None,
+        max_inflight_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
+        self.max_inflight_bytes = max_inflight_bytes
+        self.inflight_bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +98,7 @@ class RequestContextMiddleware:
                     raise ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"request body is larger than {limit} bytes")
             return message
 
+        reserved = 0
         try:
             length = headers.get("content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
@@ -96,8 +110,21 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_with_id)
                 return
+            if not body_done and self.max_inflight_bytes is not None:
+                cost = int(length) if length is not None else limit
+                if self.inflight_bytes and self.inflight_bytes + cost > self.max_inflight_bytes:
+                    response = error_response(
+                        ErrorType.OVERLOADED,
+                        "too many uploads in progress; retry later",
+                        headers={"Retry-After": "1", "Connection": "close"},
+                    )
+                    await response(scope, receive, send_with_id)
+                    return
+                reserved = cost
+                self.inflight_bytes += cost
             await self.app(scope, limited_receive, send_with_id)
         finally:
+            self.inflight_bytes -= reserved
             logger.info(
                 "request_id=%s method=%s path=%s status=%d bytes_in=%d duration_ms=%.1f",
                 request_id,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import statistics
@@ -20,7 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.media import face_jpeg
 from tests.robustness.server import Server, reset_peak_rss, rss_bytes, running_server
@@ -196,3 +199,39 @@ def test_saturated_server_answers_429_with_retry_after_and_health_stays_fast(ser
     for path, times in probe_times.items():
         assert statistics.median(times) < 0.1, (path, times)
         assert max(times) < 1.0, (path, times)
+
+
+def test_flood_of_large_uploads_gets_429_before_bodies_are_read(model_dir: Path, tmp_path: Path) -> None:
+    # Preprocessing, not the batcher queue, is the bottleneck for large images: without a byte budget every
+    # upload would wait in memory (48 × 9 MB uploads grew the server by 570 MB and all got 200 eventually).
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (1000, 1000, 3), dtype=np.uint8)).save(buf, "PNG")
+    upload = buf.getvalue()  # ~3 MB, incompressible
+    budget = 4 * len(upload) + 100_000
+    with running_server(model_dir, tmp_path, max_inflight_bytes=budget) as srv:
+        pid = srv.process.pid
+        reset_peak_rss(pid)
+        before, _ = rss_bytes(pid)
+
+        def post(_: int) -> httpx.Response:
+            return httpx.post(
+                srv.url + "/v1/predict", files={"image": ("n.png", upload, "image/png")}, timeout=120
+            )
+
+        with ThreadPoolExecutor(24) as pool:
+            responses = list(pool.map(post, range(24)))
+            assert httpx.get(srv.url + "/healthz", timeout=5).status_code == 200  # bodiless: never refused
+        _, peak = rss_bytes(pid)
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 429} and 200 in statuses and 429 in statuses, statuses
+    for r in responses:
+        if r.status_code == 429:
+            assert r.json()["error"]["type"] == "overloaded" and int(r.headers["Retry-After"]) >= 1
+    log.info(
+        "upload flood: %d x 200, %d x 429, peak RSS +%.0f MB",
+        statuses.count(200),
+        statuses.count(429),
+        (peak - before) / MB,
+    )
+    assert peak - before < 200 * MB
