@@ -1,8 +1,9 @@
 """One command for the whole benchmark: ``python -m benchmarks`` (``make bench``).
 
 Order (one heavy process at a time): in-process ceiling → the service over HTTP (closed-loop sweep +
-open-loop at 50 % of its best throughput) → naive FastAPI → LitServe → PyTriton → memory/start-up of the
-service. Writes ``benchmarks/results/RESULTS.md``, ``results.json`` and PNG plots.
+open-loop at 50 % of its best throughput) → naive FastAPI → LitServe → PyTriton (→ memory/start-up of the
+service with ``--memory-requests N``; by default that is the separate ``python -m benchmarks.memory``).
+Writes ``benchmarks/results/RESULTS.md``, ``results.json`` and PNG plots.
 """
 
 from __future__ import annotations
@@ -264,7 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ceiling-duration", type=float, default=5.0, help="measured seconds per configuration")
     p.add_argument("--open-loop-duration", type=float, default=20.0)
     p.add_argument("--skip-open-loop", action="store_true")
-    p.add_argument("--memory-requests", type=int, default=10_000, help="0 skips the memory benchmark")
+    p.add_argument(
+        "--memory-requests",
+        type=int,
+        default=0,
+        help="random-shape requests for the memory benchmark in this run (default 0: it takes 15–25 min on "
+        "2 cores, so it is a separate command, `python -m benchmarks.memory`, whose memory.json is included)",
+    )
     p.add_argument(
         "--litserve-workers",
         type=int,
@@ -357,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         except Exception as exc:  # noqa: BLE001
             errors["memory"] = f"{type(exc).__name__}: {exc}"
+    elif (args.out / "memory.json").exists():  # from a separate `python -m benchmarks.memory` run
+        results["memory"] = json.loads((args.out / "memory.json").read_text(encoding="utf-8"))
     results["errors"] = errors
     results["meta"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     args.out.mkdir(parents=True, exist_ok=True)

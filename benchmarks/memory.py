@@ -77,17 +77,42 @@ def run(
 
 if __name__ == "__main__":
     import argparse
+    import datetime as dt
+    import hashlib
     import json
+    import sys
 
-    from benchmarks.__main__ import RAW, service_server
+    from benchmarks.__main__ import RAW, RESULTS, service_server, service_settings
+    from benchmarks.pipeline import find_model
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, default=Path("models/fused-sentiment"))
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=8110)
-    args = parser.parse_args()
-    print(
-        json.dumps(
-            run(service_server(args.model_dir, args.port), RAW / "corpus", requests=args.requests), indent=2
-        )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "memory.json",
+        help="JSON result; `python -m benchmarks` "
+        "includes it in RESULTS.md when that run skips the memory benchmark",
     )
+    args = parser.parse_args()
+    model_dir = args.model_dir.resolve()
+    result = run(
+        service_server(model_dir, args.port),
+        RAW / "corpus",
+        requests=args.requests,
+        concurrency=args.concurrency,
+        max_audio_s=float(service_settings()["max_audio_seconds"]),
+    )
+    model, _ = find_model(model_dir)
+    result["meta"] = {
+        "command": "python -m benchmarks.memory " + " ".join(sys.argv[1:]),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": str(model),
+        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()[:16],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))

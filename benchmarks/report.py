@@ -199,6 +199,11 @@ def write(res: dict[str, Any], out: Path) -> str:
             f"{mem['rss_end_mb']:.0f} MB "
             f"(**{mem['growth_pct']:+.1f} %**). RSS (MB) after n requests: {cps}.",
         ]
+        if "meta" in mem:
+            lines.append(
+                f"(Separate run: `{mem['meta']['command']}`, finished {mem['meta']['finished']}, model "
+                f"`{mem['meta']['model']}` sha256 `{mem['meta']['model_sha256']}…`.)"
+            )
     if res.get("errors"):
         lines += ["", "## Targets that did not run", ""]
         lines += [f"- **{k}**: `{v[:400]}`" for k, v in res["errors"].items()]
