@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
+from app.api.disconnect import unless_disconnected
 from app.api.forms import FieldDecodeError, parse_form
 from app.config import Settings
 from app.errors import ApiError, ErrorType, error_responses, from_preprocessing, validation_message
@@ -229,7 +230,8 @@ async def predict(
         raise ApiError(ErrorType.MISSING_MODALITY, "send at least one of: text, image, audio")
     request_id = getattr(request.state, "request_id", None)
     try:
-        result = await predictor.predict(raw, request_id=request_id)
+        # The body is read: if the client goes away now, its work is cancelled (app/api/disconnect.py).
+        result = await unless_disconnected(request, predictor.predict(raw, request_id=request_id))
     except PreprocessingError as exc:
         raise from_preprocessing(exc) from None
     except QueueFullError as exc:

@@ -243,3 +243,29 @@ def test_sigterm_drains_in_flight_requests_and_exits_within_the_grace_period(
     assert "Application shutdown complete" in server.output()
     assert exited_after < 30  # uvicorn's timeout_graceful_shutdown in `msa serve`
     assert "Waiting for connections to close" in server.output() or "Shutting down" in server.output()
+
+
+@pytest.mark.slow
+def test_real_server_drops_the_work_of_a_client_that_left(model_dir: Path, tmp_path: Path) -> None:
+    import socket
+
+    # The batcher collects for 1.5 s after the first request: A arrives, leaves; B arrives and runs alone.
+    with running_server(model_dir, tmp_path, max_wait_ms=1500, max_batch_size=16) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        body = b'{"text": "I will not wait for this answer"}'
+        head = (
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-Request-ID: leaver\r\n"
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head + body)
+            time.sleep(0.3)
+        time.sleep(0.2)
+        r = httpx.post(server.url + "/v1/predict", json={"text": "I will wait"}, timeout=30)
+        assert_prediction(r)
+        assert r.headers["X-Batch-Size"] == "1"  # A's request was dropped from the batch, not run
+        deadline = time.monotonic() + 5
+        while "request_id=leaver client disconnected" not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.05)
