@@ -1,0 +1,190 @@
+"""Dataset loaders for ``../shared/data`` (read-only) and the split definitions.
+
+Every split is deterministic (fixed seeds) so ``msa train`` reproduces the committed numbers.
+Folder layout and licences: ``../shared/data/README.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.contract import LABELS
+
+#: Sub-corpora of ``vader_icwsm2014`` (Hutto & Gilbert, ICWSM 2014): name → ground-truth file.
+VADER_CORPORA: dict[str, str] = {
+    "tweets": "tweets_GroundTruth.txt",
+    "movie": "movieReviewSnippets_GroundTruth.txt",
+    "amazon": "amazonReviewSnippets_GroundTruth.txt",
+    "nyt": "nytEditorialSnippets_GroundTruth.txt",
+}
+#: Mean human rating (−4..+4) → class: rating ≤ −NEUTRAL_BAND → negative, ≥ +NEUTRAL_BAND → positive,
+#: otherwise neutral; i.e. neutral ⇔ the mean rounds to 0 on the raters' integer scale.
+VADER_NEUTRAL_BAND = 0.5
+#: CREMA-D emotion codes in the order of the audio branch's 6-way head.
+CREMA_EMOTIONS: tuple[str, ...] = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+#: Emotion → sentiment for CREMA-D (issue 2): HAP → positive, NEU → neutral, others → negative.
+CREMA_TO_SENTIMENT: dict[str, int] = {"ANG": 0, "DIS": 0, "FEA": 0, "SAD": 0, "NEU": 1, "HAP": 2}
+#: FER2013 emotion order (``emotions`` array in the npz; also the mini-Xception output order).
+FER_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
+
+
+class DataMissingError(FileNotFoundError):
+    """A dataset folder is missing from the data directory."""
+
+
+def require(data_dir: Path, sub: str) -> Path:
+    path = Path(data_dir) / sub
+    if not path.exists():
+        raise DataMissingError(
+            f"dataset folder not found: {path} (pass --data-dir; see ../shared/data/README.md for sources)"
+        )
+    return path
+
+
+@dataclass
+class TextSet:
+    texts: list[str]
+    labels: np.ndarray  # int64 [N] in LABELS order
+    corpus: np.ndarray  # str [N]
+    split: np.ndarray  # str [N]: train / val / test
+
+
+def vader_label(mean_rating: float) -> int:
+    if mean_rating <= -VADER_NEUTRAL_BAND:
+        return 0
+    if mean_rating >= VADER_NEUTRAL_BAND:
+        return 2
+    return 1
+
+
+def _random_split(n: int, seed: int, fractions: tuple[float, float] = (0.7, 0.15)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    split = np.empty(n, dtype=object)
+    n_train, n_val = int(round(fractions[0] * n)), int(round(fractions[1] * n))
+    split[order[:n_train]] = "train"
+    split[order[n_train : n_train + n_val]] = "val"
+    split[order[n_train + n_val :]] = "test"
+    return split.astype(str)
+
+
+def load_text(data_dir: Path, seed: int = 0) -> TextSet:
+    """VADER ICWSM-2014 (4 sub-corpora, random 70/15/15 split per sub-corpus, seed ``seed``) and MELD
+    (official train/dev/test split, dev used as validation)."""
+    texts: list[str] = []
+    labels: list[int] = []
+    corpus: list[str] = []
+    splits: list[np.ndarray] = []
+    vdir = require(data_dir, "vader_icwsm2014")
+    for k, (name, fname) in enumerate(VADER_CORPORA.items()):
+        rows = []
+        with open(vdir / fname, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) < 3 or not parts[2].strip():
+                    continue
+                rows.append((float(parts[1]), "\t".join(parts[2:]).strip()))
+        texts += [t for _, t in rows]
+        labels += [vader_label(r) for r, _ in rows]
+        corpus += [name] * len(rows)
+        splits.append(_random_split(len(rows), seed + k))
+    mdir = require(data_dir, "meld_text")
+    for fname, split in (("train_sent_emo.csv", "train"), ("dev_sent_emo.csv", "val"), ("test_sent_emo.csv", "test")):
+        with open(mdir / fname, encoding="utf-8") as fh:
+            rows2 = [r for r in csv.DictReader(fh) if r["Utterance"].strip()]
+        texts += [r["Utterance"].replace("\u2019", "'").strip() for r in rows2]
+        labels += [LABEL_INDEX[r["Sentiment"].strip()] for r in rows2]
+        corpus += ["meld"] * len(rows2)
+        splits.append(np.array([split] * len(rows2)))
+    return TextSet(texts, np.asarray(labels, dtype=np.int64), np.asarray(corpus), np.concatenate(splits))
+
+
+@dataclass
+class CremaSet:
+    files: list[str]
+    actors: np.ndarray  # int [N]
+    emotion: np.ndarray  # int [N] index into CREMA_EMOTIONS
+    sentiment: np.ndarray  # int [N]
+    split: np.ndarray  # str [N]
+
+
+def crema_actor_split(actors: np.ndarray, seed: int = 0) -> dict[int, str]:
+    """Speaker-independent split: the 91 actors shuffled with ``seed``, 70 % / 15 % / 15 % train/val/test."""
+    uniq = np.unique(actors)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(uniq)
+    n_train, n_val = int(round(0.7 * len(uniq))), int(round(0.15 * len(uniq)))
+    out = {}
+    for i, a in enumerate(order):
+        out[int(a)] = "train" if i < n_train else ("val" if i < n_train + n_val else "test")
+    return out
+
+
+def load_crema(data_dir: Path, seed: int = 0) -> CremaSet:
+    cdir = require(data_dir, "crema_d")
+    with open(cdir / "clips.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    actors = np.asarray([int(r["actor"]) for r in rows])
+    amap = crema_actor_split(actors, seed)
+    emo = np.asarray([CREMA_EMOTIONS.index(r["emotion"]) for r in rows], dtype=np.int64)
+    sent = np.asarray([CREMA_TO_SENTIMENT[r["emotion"]] for r in rows], dtype=np.int64)
+    return CremaSet(
+        files=[str(cdir / r["file"]) for r in rows],
+        actors=actors,
+        emotion=emo,
+        sentiment=sent,
+        split=np.asarray([amap[int(a)] for a in actors]),
+    )
+
+
+@dataclass
+class FerSet:
+    images: np.ndarray  # uint8 [N, 48, 48]
+    labels: np.ndarray  # int64 [N] index into FER_EMOTIONS
+    split: np.ndarray  # str [N]: Training / PublicTest
+
+
+def load_fer(data_dir: Path) -> FerSet:
+    fdir = require(data_dir, "fer2013")
+    z = np.load(fdir / "fer2013_training_publictest.npz", allow_pickle=False)
+    emotions = tuple(str(e) for e in z["emotions"])
+    if emotions != FER_EMOTIONS:
+        raise ValueError(f"unexpected FER2013 emotion order {emotions}")
+    return FerSet(z["images"], z["labels"].astype(np.int64), z["split"].astype(str))
+
+
+@dataclass
+class MvsaSet:
+    ids: list[str]
+    images: list[str]
+    texts: list[str]
+    text_label: np.ndarray
+    image_label: np.ndarray
+    combined_label: np.ndarray  # -1 for "inconsistent"
+    split: np.ndarray
+
+
+def load_mvsa(data_dir: Path, seed: int = 0) -> MvsaSet:
+    """MVSA-Single pairs with a random 60/20/20 train/val/test split (seed ``seed``)."""
+    mdir = require(data_dir, "mvsa_single")
+    with open(mdir / "labels.csv", encoding="utf-8", errors="replace") as fh:
+        rows = list(csv.DictReader(fh))
+
+    def lab(s: str) -> int:
+        return LABEL_INDEX.get(s.strip(), -1)
+
+    split = _random_split(len(rows), seed + 100, (0.6, 0.2))
+    return MvsaSet(
+        ids=[r["id"] for r in rows],
+        images=[str(mdir / r["image"]) for r in rows],
+        texts=[r["text"] for r in rows],
+        text_label=np.asarray([lab(r["text_label"]) for r in rows]),
+        image_label=np.asarray([lab(r["image_label"]) for r in rows]),
+        combined_label=np.asarray([lab(r["combined_label"]) for r in rows]),
+        split=split,
+    )

@@ -1,0 +1,121 @@
+"""Export :class:`FusedSentiment` to ONNX, store large weights as float16, verify with ONNX Runtime."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from app.contract import FACE_SIZE, INPUT_NAMES, N_MELS, OUTPUT_NAMES
+from app.training.fusion import FusedSentiment
+
+OPSET = 17
+#: Tensors with at least this many elements are stored as float16 (see :func:`round_to_fp16`).
+FP16_MIN_ELEMENTS = 1024
+
+
+@torch.no_grad()
+def round_to_fp16(model: torch.nn.Module) -> None:
+    """Round every float parameter/buffer with ≥ ``FP16_MIN_ELEMENTS`` elements to the nearest float16 value
+    (kept as float32). After this, storing those initializers as float16 in the ONNX file is lossless, so the
+    shipped graph computes the same function as this PyTorch model."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point() and t.numel() >= FP16_MIN_ELEMENTS:
+            t.copy_(t.half().float())
+
+
+def example_inputs(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, 30000, size=(batch, text_len)).astype(np.int64)
+    ids[:, 0] = 101
+    ids[:, -1] = 102
+    return {
+        "input_ids": ids,
+        "attention_mask": np.ones((batch, text_len), dtype=np.int64),
+        "face": rng.uniform(-1, 1, size=(batch, 1, FACE_SIZE, FACE_SIZE)).astype(np.float32),
+        "audio_features": rng.normal(-5, 3, size=(batch, frames, N_MELS)).astype(np.float32),
+        "audio_mask": np.ones((batch, frames), dtype=np.float32),
+        "modality_mask": np.ones((batch, 3), dtype=np.float32),
+    }
+
+
+def export_onnx(model: FusedSentiment, path: Path, fp16_weights: bool = True) -> None:
+    """torch.onnx (TorchScript exporter, opset 17) with dynamic batch, text length and audio frames; then
+    optionally move float16-exact large initializers to float16 storage with a Cast to float32."""
+    model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = tuple(torch.from_numpy(v) for v in example_inputs(2, 16, 120).values())
+    dynamic_axes = {
+        "input_ids": {0: "batch", 1: "text_length"},
+        "attention_mask": {0: "batch", 1: "text_length"},
+        "face": {0: "batch"},
+        "audio_features": {0: "batch", 1: "audio_frames"},
+        "audio_mask": {0: "batch", 1: "audio_frames"},
+        "modality_mask": {0: "batch"},
+        "probabilities": {0: "batch"},
+        "modality_probabilities": {0: "batch"},
+    }
+    with warnings.catch_warnings():
+        # The TorchScript exporter (dynamo=False) is chosen on purpose: it handles the dynamic text length
+        # and audio frame axes of this graph directly; silence its deprecation notice and tracer warnings.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(
+            model, args, str(path), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+            dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
+        )
+    m = onnx.load(str(path))
+    if fp16_weights:
+        m = fp16_storage(m)
+    m.producer_name = "app.training.export"
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, str(path))
+
+
+def fp16_storage(m: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace float32 initializers (≥ ``FP16_MIN_ELEMENTS`` elements, exactly representable in float16)
+    by float16 initializers followed by ``Cast(to=FLOAT)`` nodes; the computation stays float32."""
+    g = m.graph
+    keep, casts = [], []
+    for init in g.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size >= FP16_MIN_ELEMENTS:
+            half = arr.astype(np.float16)
+            if np.array_equal(half.astype(np.float32), arr):
+                keep.append(numpy_helper.from_array(half, init.name + "__fp16"))
+                casts.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=onnx.TensorProto.FLOAT,
+                                              name=init.name + "__cast"))
+                continue
+        keep.append(init)
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    return m
+
+
+def ort_session(path: Path):  # noqa: ANN201
+    import onnxruntime as ort  # noqa: PLC0415
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def parity(model: FusedSentiment, path: Path, cases: list[dict[str, np.ndarray]]) -> float:
+    """Max |Δ probability| between ONNX Runtime (CPU) and PyTorch over both outputs and all ``cases``."""
+    sess = ort_session(path)
+    worst = 0.0
+    for feeds in cases:
+        ref = model(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
+        got = sess.run(list(OUTPUT_NAMES), feeds)
+        for r, g in zip(ref, got, strict=True):
+            worst = max(worst, float(np.abs(r.numpy() - g).max()))
+    return worst

@@ -1,0 +1,175 @@
+"""The fused graph: three calibrated branches combined by a product of experts with prior correction.
+
+    log p(y | x_S) = log π(y) + Σ_{m∈S} w_m (log p_m(y | x_m) − log π(y)) + [S ≠ ∅] b_y + const
+
+With w_m = 1 and b = 0 (the shipped default unless learned fusion wins on MVSA) this is exactly DESIGN.md's
+Σ_{m∈S} log p_m(y|x_m) − (|S| − 1) log π(y). Each p_m is the branch's temperature-scaled probability,
+re-targeted from the class prior of its own training corpus π_m to the common prior π by Bayes' rule
+(Saerens et al., 2002): log p_m ← log_softmax(log p_m − log π_m + log π).
+
+Absent modalities (modality_mask ≤ 0.5, or not finite) are removed with ``torch.where`` selection (never by
+multiplying with 0, which would let NaN/Inf through), their inputs are replaced by zeros before the branch
+runs (so out-of-range token ids cannot crash the Gather), and their rows of ``modality_probabilities`` are π.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.training.audio_model import AudioCNN
+from app.training.face_model import MiniXception
+from app.training.text_model import LAYERS, VOCAB, MiniLM, masked_mean
+
+
+class TextClassifier(nn.Module):
+    """MiniLM → masked mean pooling → linear layer → 3 sentiment logits."""
+
+    def __init__(self, encoder: MiniLM) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(384, 3)
+
+    def pooled_from_states(self, h: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Sentence vector [B, 384] from hidden states after layer ``start``."""
+        return masked_mean(self.encoder.run_layers(h, attention_mask, start, LAYERS), attention_mask)
+
+    def from_states(self, h: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits from hidden states after layer ``start`` (used to train on cached frozen lower layers)."""
+        return self.head(self.dropout(self.pooled_from_states(h, attention_mask, start)))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.from_states(self.encoder.embed(input_ids), attention_mask, 0)
+
+
+class FaceClassifier(nn.Module):
+    """mini-Xception 7-emotion logits (averaged with the horizontally flipped face when ``flip_tta``) →
+    3-sentiment log-probabilities log(M · softmax(z)), M [3, 7] a 0/1 (or soft) emotion → sentiment map."""
+
+    def __init__(self, net: MiniXception, mapping: torch.Tensor, flip_tta: bool = True) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mapping", mapping.to(torch.float32))
+        self.flip_tta = flip_tta
+
+    def emotion_logits(self, face: torch.Tensor) -> torch.Tensor:
+        z = self.net(face)
+        if self.flip_tta:
+            z = 0.5 * (z + self.net(torch.flip(face, dims=[3])))
+        return z
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        return self.from_emotion_logits(self.emotion_logits(face))
+
+    def from_emotion_logits(self, z: torch.Tensor) -> torch.Tensor:
+        p7 = torch.softmax(z, dim=-1)
+        return torch.log(p7 @ self.mapping.t() + 1e-12)
+
+    def from_features(self, feat: torch.Tensor, feat_flipped: torch.Tensor) -> torch.Tensor:
+        """Same as ``forward`` from cached ``net.features`` of the face and of its mirror image."""
+        z = self.net.head(feat).mean(dim=(2, 3))
+        if self.flip_tta:
+            z = 0.5 * (z + self.net.head(feat_flipped).mean(dim=(2, 3)))
+        return self.from_emotion_logits(z)
+
+
+class AudioClassifier(nn.Module):
+    """Audio CNN 6-emotion logits → 3-sentiment log-probabilities log(M · softmax(z)), M [3, 6]."""
+
+    def __init__(self, net: AudioCNN, mapping: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mapping", mapping.to(torch.float32))
+
+    def forward(self, audio_features: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+        p6 = torch.softmax(self.net(audio_features, audio_mask), dim=-1)
+        return torch.log(p6 @ self.mapping.t() + 1e-12)
+
+
+class Fusion(nn.Module):
+    """Calibration + prior shift + (learned) product of experts. Inputs are raw branch logits [B, M, 3].
+
+    Parameters: ``log_temperature`` [M] (fixed after calibration unless learned fusion trains it),
+    ``weight`` [M] (w_m, 1 = PoE), ``bias`` [3] (b, 0 = PoE). Buffers: ``log_branch_prior`` [M, 3]
+    (log π_m), ``log_prior`` [3] (log π).
+    """
+
+    def __init__(self, n_modalities: int = 3) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.zeros(n_modalities), requires_grad=False)
+        self.weight = nn.Parameter(torch.ones(n_modalities))
+        self.bias = nn.Parameter(torch.zeros(3))
+        self.register_buffer("log_branch_prior", torch.full((n_modalities, 3), -torch.log(torch.tensor(3.0)).item()))
+        self.register_buffer("log_prior", torch.full((3,), -torch.log(torch.tensor(3.0)).item()))
+
+    def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        """[B, M, 3] raw logits → [B, M, 3] calibrated log-probabilities re-targeted to π."""
+        t = torch.exp(self.log_temperature)[None, :, None]
+        q = F.log_softmax(logits / t, dim=-1)
+        return F.log_softmax(q - self.log_branch_prior + self.log_prior, dim=-1)
+
+    def forward(self, logits: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """logits [B, M, 3] (any values where absent, NaN included), present bool [B, M] →
+        (fused probabilities [B, 3], per-modality probabilities [B, M, 3])."""
+        q = self.calibrated(logits)
+        pres = present[:, :, None]
+        log_prior = self.log_prior[None, None, :].expand_as(q)
+        q = torch.where(pres, q, log_prior)
+        contrib = torch.where(pres, self.weight[None, :, None] * (q - log_prior), torch.zeros_like(q))
+        any_present = present.any(dim=1, keepdim=True)
+        fused = self.log_prior[None, :] + contrib.sum(1) + torch.where(
+            any_present, self.bias[None, :].expand(present.shape[0], 3), torch.zeros_like(self.bias)[None, :]
+        )
+        return torch.softmax(fused, dim=-1), torch.exp(q)
+
+
+class FusedSentiment(nn.Module):
+    """The exported model; input and output names follow ``app.contract``."""
+
+    def __init__(self, text: TextClassifier, face: FaceClassifier, audio: AudioClassifier, fusion: Fusion) -> None:
+        super().__init__()
+        self.text = text
+        self.face = face
+        self.audio = audio
+        self.fusion = fusion
+
+    @staticmethod
+    def present_mask(modality_mask: torch.Tensor) -> torch.Tensor:
+        return torch.isfinite(modality_mask) & (modality_mask > 0.5)
+
+    def branch_logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        face: torch.Tensor,
+        audio_features: torch.Tensor,
+        audio_mask: torch.Tensor,
+        present: torch.Tensor,
+    ) -> torch.Tensor:
+        pt, pi, pa = present[:, 0], present[:, 1], present[:, 2]
+        ids = torch.where(pt[:, None], input_ids, torch.zeros_like(input_ids)).clamp(0, VOCAB - 1)
+        am = torch.where(pt[:, None], attention_mask, torch.ones_like(attention_mask)) > 0
+        face = torch.where(pi[:, None, None, None] & torch.isfinite(face), face, torch.zeros_like(face))
+        af = torch.where(pa[:, None, None] & torch.isfinite(audio_features), audio_features,
+                         torch.zeros_like(audio_features))
+        amask = torch.where(pa[:, None] & torch.isfinite(audio_mask) & (audio_mask > 0.5),
+                            torch.ones_like(audio_mask), torch.zeros_like(audio_mask))
+        zt = self.text(ids, am.to(torch.int64))
+        zi = self.face(face)
+        za = self.audio(af, amask)
+        return torch.stack([zt, zi, za], dim=1)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        face: torch.Tensor,
+        audio_features: torch.Tensor,
+        audio_mask: torch.Tensor,
+        modality_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        present = self.present_mask(modality_mask)
+        logits = self.branch_logits(input_ids, attention_mask, face, audio_features, audio_mask, present)
+        return self.fusion(logits, present)

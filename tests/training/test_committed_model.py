@@ -1,0 +1,120 @@
+"""The committed models/fused-sentiment/1/model.onnx follows the DESIGN.md contract on ONNX Runtime CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from app.contract import FACE_SIZE, INPUT_NAMES, LABELS, MODALITIES, N_MELS, OUTPUT_NAMES
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "fused-sentiment"
+ONNX_PATH = MODEL_DIR / "1" / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def session():  # noqa: ANN201
+    import onnxruntime as ort
+
+    assert ONNX_PATH.is_file(), f"committed model missing: {ONNX_PATH}"
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(ONNX_PATH), so, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return json.loads((MODEL_DIR / "config.json").read_text())
+
+
+def _feeds(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, np.ndarray]:
+    from app.preprocessing.text import encode_text, load_tokenizer, pad_batch
+
+    tok = load_tokenizer(MODEL_DIR / "tokenizer.json")
+    texts = ["I absolutely love this, best day ever!", "This is awful and I hate it.", "The bus leaves at nine.",
+             "Not bad at all", "meh"]
+    ids, am = pad_batch([encode_text(tok, texts[i % len(texts)]) for i in range(batch)])
+    if ids.shape[1] < text_len:
+        pad = text_len - ids.shape[1]
+        ids = np.pad(ids, ((0, 0), (0, pad)))
+        am = np.pad(am, ((0, 0), (0, pad)))
+    rng = np.random.default_rng(seed)
+    return {
+        "input_ids": ids, "attention_mask": am,
+        "face": rng.uniform(-1, 1, (batch, 1, FACE_SIZE, FACE_SIZE)).astype(np.float32),
+        "audio_features": rng.normal(-6, 3, (batch, frames, N_MELS)).astype(np.float32),
+        "audio_mask": np.ones((batch, frames), np.float32),
+        "modality_mask": np.ones((batch, 3), np.float32),
+    }
+
+
+def test_graph_signature_follows_the_contract(config: dict) -> None:
+    m = onnx.load(str(ONNX_PATH), load_external_data=False)
+    assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    types = {i.name: i.type.tensor_type for i in m.graph.input}
+    assert list(types) == list(INPUT_NAMES)
+    expect = {"input_ids": (7, 2), "attention_mask": (7, 2), "face": (1, 4), "audio_features": (1, 3),
+              "audio_mask": (1, 2), "modality_mask": (1, 2)}  # (elem_type, rank): 7 = int64, 1 = float32
+    for name, (elem, rank) in expect.items():
+        assert types[name].elem_type == elem
+        dims = types[name].shape.dim
+        assert len(dims) == rank
+        assert dims[0].dim_param, f"{name}: batch axis must be dynamic"
+    assert types["input_ids"].shape.dim[1].dim_param and types["audio_features"].shape.dim[1].dim_param
+    assert [d.dim_value for d in types["face"].shape.dim[1:]] == [1, FACE_SIZE, FACE_SIZE]
+    assert types["audio_features"].shape.dim[2].dim_value == N_MELS
+    assert [o.name for o in m.graph.output] == list(OUTPUT_NAMES)
+    assert config["labels"] == list(LABELS) and config["modalities"] == list(MODALITIES)
+    assert config["input_names"] == list(INPUT_NAMES) and config["output_names"] == list(OUTPUT_NAMES)
+
+
+def test_committed_files_fit_the_size_budget() -> None:
+    total = sum(p.stat().st_size for p in MODEL_DIR.rglob("*") if p.is_file())
+    assert total <= 60e6, f"model folder is {total / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize(("batch", "text_len", "frames"), [(1, 12, 1), (4, 40, 250)])
+def test_outputs_have_contract_shapes_and_are_distributions(session, batch: int, text_len: int, frames: int) -> None:
+    p, mp = session.run(list(OUTPUT_NAMES), _feeds(batch, text_len, frames))
+    assert p.dtype == np.float32 and p.shape == (batch, 3)
+    assert mp.dtype == np.float32 and mp.shape == (batch, 3, 3)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(mp.sum(2), 1.0, atol=1e-5)
+
+
+def test_absent_modalities_are_ignored_and_give_the_prior(session, config: dict) -> None:
+    feeds = _feeds(3, 16, 80)
+    feeds["modality_mask"][:] = [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
+    ref = session.run(list(OUTPUT_NAMES), feeds)
+    bad = {k: v.copy() for k, v in feeds.items()}
+    bad["input_ids"][1:] = 999_999_999
+    bad["face"][[0, 2]] = np.nan
+    bad["audio_features"][[0, 2]] = np.inf
+    bad["audio_mask"][[0, 2]] = np.nan
+    got = session.run(list(OUTPUT_NAMES), bad)
+    for r, g in zip(ref, got, strict=True):
+        np.testing.assert_array_equal(g, r)
+    prior = np.array([config["prior"][k] for k in LABELS], np.float32)
+    np.testing.assert_allclose(ref[0][2], prior, atol=1e-6)
+    np.testing.assert_allclose(ref[1][0, 1:], np.stack([prior, prior]), atol=1e-6)
+
+
+def test_padding_text_and_audio_does_not_change_the_output(session) -> None:
+    base = _feeds(1, 0, 137, seed=4)
+    padded = {k: v.copy() for k, v in base.items()}
+    padded["input_ids"] = np.pad(base["input_ids"], ((0, 0), (0, 20)), constant_values=0)
+    padded["attention_mask"] = np.pad(base["attention_mask"], ((0, 0), (0, 20)))
+    padded["audio_features"] = np.pad(base["audio_features"], ((0, 0), (0, 63), (0, 0)), constant_values=-13.8)
+    padded["audio_mask"] = np.pad(base["audio_mask"], ((0, 0), (0, 63)))
+    for r, g in zip(session.run(list(OUTPUT_NAMES), base), session.run(list(OUTPUT_NAMES), padded), strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+def test_text_branch_separates_obvious_sentiment(session) -> None:
+    feeds = _feeds(3, 0, 10)
+    feeds["modality_mask"][:] = [1, 0, 0]
+    _, mp = session.run(list(OUTPUT_NAMES), feeds)
+    assert mp[0, 0].argmax() == 2 and mp[1, 0].argmax() == 0  # "love ... best day" / "awful ... hate"

@@ -1,0 +1,78 @@
+"""Export a (randomly initialised) fused model and compare ONNX Runtime with PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from app.contract import INPUT_NAMES, OUTPUT_NAMES
+from app.training.export import export_onnx, ort_session, round_to_fp16
+
+from .helpers import inputs, random_fused, run_torch
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    model = random_fused(seed=1)
+    round_to_fp16(model)
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(model, path, fp16_weights=True)
+    return model, path
+
+
+def test_exported_graph_is_valid_opset17_with_fp16_storage(exported) -> None:
+    _, path = exported
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m, full_check=True)
+    assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert [i.name for i in m.graph.input] == list(INPUT_NAMES)
+    assert [o.name for o in m.graph.output] == list(OUTPUT_NAMES)
+    fp16 = sum(int(np.prod(i.dims)) for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16)
+    total = sum(int(np.prod(i.dims)) for i in m.graph.initializer)
+    assert fp16 / total > 0.95  # MiniLM's matrices are stored as float16
+    assert path.stat().st_size < 60e6
+
+
+@pytest.mark.parametrize(("batch", "text_len", "frames"), [(1, 5, 1), (3, 17, 64), (8, 128, 301)])
+def test_onnx_runtime_matches_pytorch(exported, batch: int, text_len: int, frames: int) -> None:
+    model, path = exported
+    feeds = inputs(batch, text_len, frames, seed=batch)
+    rng = np.random.default_rng(batch)
+    feeds["modality_mask"] = rng.integers(0, 2, (batch, 3)).astype(np.float32)
+    feeds["attention_mask"][:, text_len // 2 + 1 :] = rng.integers(0, 2, (batch, 1))  # some rows padded
+    ref = run_torch(model, feeds)
+    got = ort_session(path).run(list(OUTPUT_NAMES), feeds)
+    for r, g in zip(ref, got, strict=True):
+        assert g.dtype == np.float32 and g.shape == r.shape
+        np.testing.assert_allclose(g, r, atol=1e-4)
+
+
+def test_onnx_absent_modalities_with_nan_are_ignored(exported) -> None:
+    _, path = exported
+    sess = ort_session(path)
+    feeds = inputs(2, 9, 40)
+    feeds["modality_mask"][:] = [[1, 0, 0], [0, 0, 1]]
+    ref = sess.run(list(OUTPUT_NAMES), feeds)
+    bad = {k: v.copy() for k, v in feeds.items()}
+    bad["face"][:] = np.nan
+    bad["audio_features"][0] = np.inf
+    bad["audio_mask"][0] = np.nan
+    bad["input_ids"][1] = 10**9
+    got = sess.run(list(OUTPUT_NAMES), bad)
+    for r, g in zip(ref, got, strict=True):
+        np.testing.assert_array_equal(g, r)
+
+
+def test_fp16_storage_is_lossless_for_rounded_weights(exported, tmp_path: Path) -> None:
+    model, path = exported
+    fp32_path = tmp_path / "fp32.onnx"
+    export_onnx(model, fp32_path, fp16_weights=False)
+    feeds = inputs(2, 11, 33)
+    a = ort_session(path).run(list(OUTPUT_NAMES), feeds)
+    b = ort_session(fp32_path).run(list(OUTPUT_NAMES), feeds)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+    assert path.stat().st_size < 0.6 * fp32_path.stat().st_size
