@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import REPO_ROOT, Settings
-from app.inference.predictor import ModelOutput, Predictor, RawInput
+from app.inference.predictor import ModelOutput, Predictor, RawInput, collate
 from app.main import create_app
 from tests.media import face_jpeg, no_face_png, wav
 
@@ -104,7 +104,9 @@ def test_clearly_positive_text_beats_clearly_negative_text(
     assert neg["negative"] > pos["negative"]
 
 
-def test_real_model_batched_equals_unbatched(real_settings: Settings) -> None:
+def test_real_model_padding_and_masks_do_not_change_outputs(real_settings: Settings) -> None:
+    """Padding/masks (text to the batch's longest, audio to a bucket) must not change any output (1e-5);
+    a mixed batch must match single requests up to ONNX Runtime's batch-size numerics (see below)."""
     predictor = Predictor(real_settings.model_copy(update={"providers": ["CPUExecutionProvider"]}))
     predictor.load()
     raws = [
@@ -114,8 +116,16 @@ def test_real_model_batched_equals_unbatched(real_settings: Settings) -> None:
         RawInput(text="mixed", audio=wav(3.3, 44100)),
     ]
     items = [predictor.prepare(r) for r in raws]
+    batch_feeds = collate(items, text_multiple=1, audio_buckets=predictor.audio_buckets)
+    length, frames = batch_feeds["input_ids"].shape[1], batch_feeds["audio_features"].shape[1]
     together = predictor.run_batch(items)
     for item, row in zip(items, together, strict=True):
-        (alone,) = predictor.run_batch([item])
-        assert isinstance(row, ModelOutput) and isinstance(alone, ModelOutput)
-        np.testing.assert_allclose(row.probabilities, alone.probabilities, atol=1e-5, rtol=0)
+        tight = predictor._run_feeds(collate([item]))  # batch of 1, no padding at all
+        padded = predictor._run_feeds(collate([item], text_multiple=length, audio_buckets=[frames]))
+        np.testing.assert_allclose(padded[0], tight[0], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(padded[1], tight[1], atol=1e-5, rtol=0)
+        assert isinstance(row, ModelOutput)
+        # ONNX Runtime's CPU Conv kernels give slightly different results for batch 1 and batch > 1 on
+        # identical rows (measured 1.7e-4 on the audio branch, independent of padding, thread count and
+        # graph optimisation level), so a mixed batch vs. single requests is compared at 1e-3.
+        np.testing.assert_allclose(row.probabilities, tight[0][0], atol=1e-3, rtol=0)
