@@ -51,7 +51,8 @@ class AudioCNN(nn.Module):
 
     @staticmethod
     def normalise(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-utterance normalisation over real frames: per-band mean, one scalar std. x [B,T,M], mask [B,T]."""
+        """Per-utterance normalisation over real frames: per-band mean, one scalar std. x [B,T,M], "
+        "mask [B,T]."""
         m = mask.unsqueeze(-1)
         n = m.sum(1, keepdim=True).clamp(min=1.0)
         mean = (x * m).sum(1, keepdim=True) / n
@@ -74,7 +75,9 @@ class AudioCNN(nn.Module):
         return self.head(self.dropout(torch.cat([mean, mx], dim=1)))
 
 
-def spec_augment(x: torch.Tensor, n_freq: int = 2, f_width: int = 8, n_time: int = 2, t_width: int = 20) -> torch.Tensor:
+def spec_augment(
+    x: torch.Tensor, n_freq: int = 2, f_width: int = 8, n_time: int = 2, t_width: int = 20
+) -> torch.Tensor:
     """SpecAugment masks (Park et al., 2019) on normalised features [B, T, M]: set bands/frames to 0."""
     b, t, f = x.shape
     keep = torch.ones_like(x)

@@ -67,7 +67,9 @@ def text_states(
     states: list[np.ndarray | None] = [None] * len(texts)
     sentence = np.zeros((len(texts), 384), dtype=np.float32)
     with torch.inference_mode():
-        for s in tqdm(range(0, len(order), batch_size), desc=f"MiniLM layers 0-{split_layer - 1}", mininterval=10):
+        for s in tqdm(
+            range(0, len(order), batch_size), desc=f"MiniLM layers 0-{split_layer - 1}", mininterval=10
+        ):
             idx = order[s : s + batch_size]
             length = max(len(ids[i]) for i in idx)
             x = torch.zeros((len(idx), length), dtype=torch.long)

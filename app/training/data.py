@@ -94,7 +94,11 @@ def load_text(data_dir: Path, seed: int = 0) -> TextSet:
         corpus += [name] * len(rows)
         splits.append(_random_split(len(rows), seed + k))
     mdir = require(data_dir, "meld_text")
-    for fname, split in (("train_sent_emo.csv", "train"), ("dev_sent_emo.csv", "val"), ("test_sent_emo.csv", "test")):
+    for fname, split in (
+        ("train_sent_emo.csv", "train"),
+        ("dev_sent_emo.csv", "val"),
+        ("test_sent_emo.csv", "test"),
+    ):
         with open(mdir / fname, encoding="utf-8") as fh:
             rows2 = [r for r in csv.DictReader(fh) if r["Utterance"].strip()]
         texts += [r["Utterance"].replace("\u2019", "'").strip() for r in rows2]

@@ -66,8 +66,15 @@ def export_onnx(model: FusedSentiment, path: Path, fp16_weights: bool = True) ->
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
-            model, args, str(path), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-            dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
+            model,
+            args,
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
         )
     m = onnx.load(str(path))
     if fp16_weights:
@@ -88,8 +95,15 @@ def fp16_storage(m: onnx.ModelProto) -> onnx.ModelProto:
             half = arr.astype(np.float16)
             if np.array_equal(half.astype(np.float32), arr):
                 keep.append(numpy_helper.from_array(half, init.name + "__fp16"))
-                casts.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=onnx.TensorProto.FLOAT,
-                                              name=init.name + "__cast"))
+                casts.append(
+                    helper.make_node(
+                        "Cast",
+                        [init.name + "__fp16"],
+                        [init.name],
+                        to=onnx.TensorProto.FLOAT,
+                        name=init.name + "__cast",
+                    )
+                )
                 continue
         keep.append(init)
     del g.initializer[:]

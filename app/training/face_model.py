@@ -128,9 +128,11 @@ def keras_weights(path: Path) -> dict[str, dict[str, np.ndarray]]:
         for layer in g:
             ws: dict[str, np.ndarray] = {}
             g[layer].visititems(
-                lambda name, obj, ws=ws: ws.__setitem__(name.split("/")[-1].split(":")[0], obj[()])
-                if hasattr(obj, "shape")
-                else None
+                lambda name, obj, ws=ws: (
+                    ws.__setitem__(name.split("/")[-1].split(":")[0], obj[()])
+                    if hasattr(obj, "shape")
+                    else None
+                )
             )
             if ws:
                 out[layer] = ws

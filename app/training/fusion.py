@@ -101,7 +101,9 @@ class Fusion(nn.Module):
         self.log_temperature = nn.Parameter(torch.zeros(n_modalities), requires_grad=False)
         self.weight = nn.Parameter(torch.ones(n_modalities))
         self.bias = nn.Parameter(torch.zeros(3))
-        self.register_buffer("log_branch_prior", torch.full((n_modalities, 3), -torch.log(torch.tensor(3.0)).item()))
+        self.register_buffer(
+            "log_branch_prior", torch.full((n_modalities, 3), -torch.log(torch.tensor(3.0)).item())
+        )
         self.register_buffer("log_prior", torch.full((3,), -torch.log(torch.tensor(3.0)).item()))
 
     def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
@@ -119,8 +121,14 @@ class Fusion(nn.Module):
         q = torch.where(pres, q, log_prior)
         contrib = torch.where(pres, self.weight[None, :, None] * (q - log_prior), torch.zeros_like(q))
         any_present = present.any(dim=1, keepdim=True)
-        fused = self.log_prior[None, :] + contrib.sum(1) + torch.where(
-            any_present, self.bias[None, :].expand(present.shape[0], 3), torch.zeros_like(self.bias)[None, :]
+        fused = (
+            self.log_prior[None, :]
+            + contrib.sum(1)
+            + torch.where(
+                any_present,
+                self.bias[None, :].expand(present.shape[0], 3),
+                torch.zeros_like(self.bias)[None, :],
+            )
         )
         return torch.softmax(fused, dim=-1), torch.exp(q)
 
@@ -128,7 +136,9 @@ class Fusion(nn.Module):
 class FusedSentiment(nn.Module):
     """The exported model; input and output names follow ``app.contract``."""
 
-    def __init__(self, text: TextClassifier, face: FaceClassifier, audio: AudioClassifier, fusion: Fusion) -> None:
+    def __init__(
+        self, text: TextClassifier, face: FaceClassifier, audio: AudioClassifier, fusion: Fusion
+    ) -> None:
         super().__init__()
         self.text = text
         self.face = face
@@ -152,10 +162,16 @@ class FusedSentiment(nn.Module):
         ids = torch.where(pt[:, None], input_ids, torch.zeros_like(input_ids)).clamp(0, VOCAB - 1)
         am = torch.where(pt[:, None], attention_mask, torch.ones_like(attention_mask)) > 0
         face = torch.where(pi[:, None, None, None] & torch.isfinite(face), face, torch.zeros_like(face))
-        af = torch.where(pa[:, None, None] & torch.isfinite(audio_features), audio_features,
-                         torch.zeros_like(audio_features))
-        amask = torch.where(pa[:, None] & torch.isfinite(audio_mask) & (audio_mask > 0.5),
-                            torch.ones_like(audio_mask), torch.zeros_like(audio_mask))
+        af = torch.where(
+            pa[:, None, None] & torch.isfinite(audio_features),
+            audio_features,
+            torch.zeros_like(audio_features),
+        )
+        amask = torch.where(
+            pa[:, None] & torch.isfinite(audio_mask) & (audio_mask > 0.5),
+            torch.ones_like(audio_mask),
+            torch.zeros_like(audio_mask),
+        )
         zt = self.text(ids, am.to(torch.int64))
         zi = self.face(face)
         za = self.audio(af, amask)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -46,14 +45,26 @@ def fused_forward(model: FusedSentiment, b: PairBatch, idx: torch.Tensor, start:
 
 def trainable_parameters(model: FusedSentiment) -> list[torch.nn.Parameter]:
     return [
-        model.fusion.weight, model.fusion.bias, model.fusion.log_temperature,
-        *model.text.head.parameters(), *model.face.net.head.parameters(),
+        model.fusion.weight,
+        model.fusion.bias,
+        model.fusion.log_temperature,
+        *model.text.head.parameters(),
+        *model.face.net.head.parameters(),
     ]
 
 
 def train_learned_fusion(
-    model: FusedSentiment, train: PairBatch, val: PairBatch, start: int, optimizer: str = "adam",
-    lr: float = 1e-3, l2: float = 1e-2, max_epochs: int = 100, patience: int = 8, batch_size: int = 64, seed: int = 0,
+    model: FusedSentiment,
+    train: PairBatch,
+    val: PairBatch,
+    start: int,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    l2: float = 1e-2,
+    max_epochs: int = 100,
+    patience: int = 8,
+    batch_size: int = 64,
+    seed: int = 0,
 ) -> tuple[FusedSentiment, dict[str, object]]:
     torch.manual_seed(seed)
     model = copy.deepcopy(model)
@@ -64,8 +75,11 @@ def train_learned_fusion(
     for p in params:
         p.requires_grad_(True)
     init = [p.detach().clone() for p in params]
-    opt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
-           else torch.optim.SGD(params, lr=lr, momentum=0.9))
+    opt = (
+        torch.optim.Adam(params, lr=lr)
+        if optimizer == "adam"
+        else torch.optim.SGD(params, lr=lr, momentum=0.9)
+    )
     n = train.y.shape[0]
 
     def val_nll() -> float:
@@ -96,5 +110,11 @@ def train_learned_fusion(
     model.load_state_dict(best_state)
     for p in model.parameters():
         p.requires_grad_(False)
-    return model, {"val_nll_history": [round(h, 4) for h in history], "best_val_nll": best,
-                   "epochs_run": len(history) - 1, "optimizer": optimizer, "lr": lr, "l2": l2}
+    return model, {
+        "val_nll_history": [round(h, 4) for h in history],
+        "best_val_nll": best,
+        "epochs_run": len(history) - 1,
+        "optimizer": optimizer,
+        "lr": lr,
+        "l2": l2,
+    }

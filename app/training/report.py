@@ -1,4 +1,5 @@
-"""Markdown outputs of ``msa train``: ``eval/REPORT.md`` and ``MODEL_CARD.md`` (generated, not hand-edited)."""
+"""Markdown outputs of ``msa train``: ``eval/REPORT.md`` and ``MODEL_CARD.md`` (generated, not "
+"hand-edited)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ def _f(x: Any, n: int = 3) -> str:
     return f"{x:.{n}f}" if isinstance(x, float | int) else str(x)
 
 
+def _parity(v: float) -> str:
+    # metrics are rounded to 4 decimals in config.json by older runs: 0.0 then means < 5e-5
+    return f"{v:.1e}" if v > 0 else "< 5e-5"
+
+
 def _ok(cond: bool) -> str:
     return "met" if cond else "**NOT met**"
 
@@ -28,28 +34,52 @@ def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
     held = m["text"]["heldout"]
     for c, v in held.items():
         best = max(v["vader_macro_f1"], v["vader_tuned_macro_f1"])
-        rows.append(f"| text held-out {c}: macro-F1 > VADER | {_f(v['model_macro_f1'])} vs {_f(v['vader_macro_f1'])} "
-                    f"(±0.05) / {_f(v['vader_tuned_macro_f1'])} (tuned) | {_ok(v['model_macro_f1'] > best)} |")
+        rows.append(
+            f"| text held-out {c}: macro-F1 > VADER | {_f(v['model_macro_f1'])} vs {_f(v['vader_macro_f1'])} "
+            f"(±0.05) / {_f(v['vader_tuned_macro_f1'])} (tuned) | {_ok(v['model_macro_f1'] > best)} |"
+        )
     if not m["text"]["leave_one_corpus_out"]:
         rows.append("| text leave-one-corpus-out | not run in this build (--skip-loco) | **NOT measured** |")
     for c, v in m["text"]["leave_one_corpus_out"].items():
         best = max(v["vader_macro_f1"], v["vader_tuned_macro_f1"])
-        rows.append(f"| text leave-one-out {c}: macro-F1 > VADER | {_f(v['model_macro_f1'])} vs "
-                    f"{_f(v['vader_macro_f1'])} / {_f(v['vader_tuned_macro_f1'])} | {_ok(v['model_macro_f1'] > best)} |")
-    rows.append(f"| FER2013 PublicTest 7-class accuracy ≥ 0.64 | {_f(m['face']['publictest_acc7'])} | "
-                f"{_ok(m['face']['publictest_acc7'] >= BARS['fer_acc7'])} |")
-    rows.append(f"| FER2013 PublicTest 3-class macro-F1 (reported) | {_f(m['face']['publictest_macro_f1_3class'])} | reported |")
-    rows.append(f"| CREMA-D test actors 6-class accuracy ≥ 0.55 | {_f(m['audio']['test_acc6'])} | "
-                f"{_ok(m['audio']['test_acc6'] >= BARS['crema_acc6'])} |")
-    rows.append(f"| CREMA-D test actors 3-class macro-F1 (reported) | {_f(m['audio']['test_macro_f1_3class'])} | reported |")
+        rows.append(
+            f"| text leave-one-out {c}: macro-F1 > VADER | {_f(v['model_macro_f1'])} vs "
+            f"{_f(v['vader_macro_f1'])} / {_f(v['vader_tuned_macro_f1'])} | "
+            f"{_ok(v['model_macro_f1'] > best)} |"
+        )
+    rows.append(
+        f"| FER2013 PublicTest 7-class accuracy ≥ 0.64 | {_f(m['face']['publictest_acc7'])} | "
+        f"{_ok(m['face']['publictest_acc7'] >= BARS['fer_acc7'])} |"
+    )
+    rows.append(
+        "| FER2013 PublicTest 3-class macro-F1 (reported) | "
+        f"{_f(m['face']['publictest_macro_f1_3class'])} | reported |"
+    )
+    rows.append(
+        f"| CREMA-D test actors 6-class accuracy ≥ 0.55 | {_f(m['audio']['test_acc6'])} | "
+        f"{_ok(m['audio']['test_acc6'] >= BARS['crema_acc6'])} |"
+    )
+    rows.append(
+        "| CREMA-D test actors 3-class macro-F1 (reported) | "
+        f"{_f(m['audio']['test_macro_f1_3class'])} | reported |"
+    )
     for b, v in m["calibration"].items():
-        rows.append(f"| ECE after calibration ≤ 0.05 ({b}) | {_f(v['ece_before'])} → {_f(v['ece_after'])} | "
-                    f"{_ok(v['ece_after'] <= BARS['ece_after'])} |")
-    rows.append(f"| ONNX Runtime vs PyTorch max abs Δp ≤ 1e-4 | {m['onnx_parity_max_abs_dprob']:.1e} | "
-                f"{_ok(m['onnx_parity_max_abs_dprob'] <= BARS['parity'])} |")
-    rows.append(f"| model files ≤ 60 MB | {size_bytes / 1e6:.1f} MB (model.onnx) | {_ok(size_bytes / 1e6 <= BARS['size_mb'])} |")
-    rows.append(f"| `msa train` < 45 min on 2 cores | {m['total_train_seconds'] / 60:.1f} min | "
-                f"{_ok(m['total_train_seconds'] < 45 * 60)} |")
+        rows.append(
+            f"| ECE after calibration ≤ 0.05 ({b}) | {_f(v['ece_before'])} → {_f(v['ece_after'])} | "
+            f"{_ok(v['ece_after'] <= BARS['ece_after'])} |"
+        )
+    rows.append(
+        f"| ONNX Runtime vs PyTorch max abs Δp ≤ 1e-4 | {_parity(m['onnx_parity_max_abs_dprob'])} | "
+        f"{_ok(m['onnx_parity_max_abs_dprob'] <= BARS['parity'])} |"
+    )
+    rows.append(
+        f"| model files ≤ 60 MB | {size_bytes / 1e6:.1f} MB (model.onnx) | "
+        f"{_ok(size_bytes / 1e6 <= BARS['size_mb'])} |"
+    )
+    rows.append(
+        f"| `msa train` < 45 min on 2 cores | {m['total_train_seconds'] / 60:.1f} min | "
+        f"{_ok(m['total_train_seconds'] < 45 * 60)} |"
+    )
     return rows
 
 
@@ -66,10 +96,14 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         "",
         "## Text branch (all-MiniLM-L6-v2, top layers fine-tuned)",
         "",
-        "Labels: " + m["text"]["label_rule"] + ". Held-out = random 70/15/15 split per VADER sub-corpus (seed 0) "
-        "and MELD's official train/dev/test. Leave-one-corpus-out = trained on the train/val splits of the other "
+        "Labels: "
+        + m["text"]["label_rule"]
+        + ". Held-out = random 70/15/15 split per VADER sub-corpus (seed 0) "
+        "and MELD's official train/dev/test. Leave-one-corpus-out = trained on the train/val splits "
+        "of the other "
         "four corpora, tested on ALL rows of the left-out corpus. VADER: compound with the standard ±0.05 "
-        "thresholds, and with a symmetric threshold tuned on the same training data (the stronger of the two is "
+        "thresholds, and with a symmetric threshold tuned on the same training data (the stronger "
+        "of the two is "
         "the bar).",
         "",
         "| split | n | model macro-F1 | VADER ±0.05 | VADER tuned (t) |",
@@ -77,24 +111,31 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
     ]
     for kind, key in (("held-out", "heldout"), ("leave-one-out", "leave_one_corpus_out")):
         for c, v in m["text"][key].items():
-            lines.append(f"| {kind} {c} | {v['n_test']} | {_f(v['model_macro_f1'])} | {_f(v['vader_macro_f1'])} | "
-                         f"{_f(v['vader_tuned_macro_f1'])} ({v['vader_tuned_threshold']}) |")
+            lines.append(
+                f"| {kind} {c} | {v['n_test']} | {_f(v['model_macro_f1'])} | {_f(v['vader_macro_f1'])} | "
+                f"{_f(v['vader_tuned_macro_f1'])} ({v['vader_tuned_threshold']}) |"
+            )
     fp = m["fp16_weights_vs_fp32"]
     lines += [
         "",
-        f"float16 weight storage vs float32 (text test splits): max |Δp| {fp['text_test_max_abs_dprob']:.2e}, "
-        f"macro-F1 {_f(fp['text_test_macro_f1_fp32'], 4)} (fp32) vs {_f(fp['text_test_macro_f1_fp16'], 4)} (fp16), "
+        "float16 weight storage vs float32 (text test splits): max |Δp| "
+        f"{fp['text_test_max_abs_dprob']:.2e}, "
+        f"macro-F1 {_f(fp['text_test_macro_f1_fp32'], 4)} (fp32) vs "
+        f"{_f(fp['text_test_macro_f1_fp16'], 4)} (fp16), "
         f"argmax agreement {_f(fp['text_test_argmax_agreement'], 4)}.",
         "",
         "![text confusion](confusion_text.png)",
         "",
         "## Face branch (mini-Xception from `fer`, fine-tuned on FER2013 Training)",
         "",
-        f"- Ported weights, PublicTest 7-class accuracy: {_f(m['face']['ported_weights']['publictest_acc7_no_tta'])} "
+        "- Ported weights, PublicTest 7-class accuracy: "
+        f"{_f(m['face']['ported_weights']['publictest_acc7_no_tta'])} "
         f"(with flip test-time augmentation {_f(m['face']['ported_weights']['publictest_acc7_flip_tta'])}).",
-        f"- Shipped (fine-tuned, flip TTA in the graph): 7-class accuracy {_f(m['face']['publictest_acc7'])}, "
+        "- Shipped (fine-tuned, flip TTA in the graph): 7-class accuracy "
+        f"{_f(m['face']['publictest_acc7'])}, "
         f"3-class macro-F1 {_f(m['face']['publictest_macro_f1_3class'])} (uniform-prior decision; "
-        f"{_f(m['face']['publictest_macro_f1_3class_native_prior'])} with the FER prior) on {m['face']['n_publictest']} "
+        f"{_f(m['face']['publictest_macro_f1_3class_native_prior'])} with the FER prior) on "
+        f"{m['face']['n_publictest']} "
         "PublicTest faces (FER2013's standard selection split, so these are validation numbers).",
         f"- Emotion → sentiment: {m['face']['mapping']}. Surprise: {m['face_surprise_mapping']}.",
         "",
@@ -103,8 +144,10 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         "## Audio branch (log-mel CNN, CREMA-D, actor-disjoint)",
         "",
         f"- Test actors: {m['audio']['test_actors']} ({m['audio']['n_test_clips']} clips).",
-        f"- 6-class accuracy {_f(m['audio']['test_acc6'])}; 3-class macro-F1 {_f(m['audio']['test_macro_f1_3class'])} "
-        f"(uniform-prior decision; {_f(m['audio']['test_macro_f1_3class_native_prior'])} with the training prior).",
+        f"- 6-class accuracy {_f(m['audio']['test_acc6'])}; 3-class macro-F1 "
+        f"{_f(m['audio']['test_macro_f1_3class'])} "
+        f"(uniform-prior decision; {_f(m['audio']['test_macro_f1_3class_native_prior'])} with the "
+        "training prior).",
         "",
         "![audio 6](confusion_audio_6class.png) ![audio 3](confusion_audio_3class.png)",
         "",
@@ -114,33 +157,58 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         "|---|---|---|---|---|---|",
     ]
     for b, v in m["calibration"].items():
-        lines.append(f"| {b} | {_f(v['temperature'])} | {_f(v['ece_before'])} | {_f(v['ece_after'])} | "
-                     f"{_f(v['nll_before'])} | {_f(v['nll_after'])} |")
-    lines += ["", "Validation / test data: text = val / test splits of all five corpora; image = PublicTest half A / half B "
-              "(3-class targets through the emotion map); audio = val / test actors.",
-              "", "![](reliability_text.png) ![](reliability_image.png) ![](reliability_audio.png)", ""]
+        lines.append(
+            f"| {b} | {_f(v['temperature'])} | {_f(v['ece_before'])} | {_f(v['ece_after'])} | "
+            f"{_f(v['nll_before'])} | {_f(v['nll_after'])} |"
+        )
+    lines += [
+        "",
+        "Validation / test data: text = val / test splits of all five corpora; image = PublicTest "
+        "half A / half B "
+        "(3-class targets through the emotion map); audio = val / test actors.",
+        "",
+        "![](reliability_text.png) ![](reliability_image.png) ![](reliability_audio.png)",
+        "",
+    ]
     mv = m["mvsa"]
-    lines += ["## MVSA-Single (held-out pairs)", "", mv["split"] + ".", "",
-              "| fusion | pairs | face coverage | fused macro-F1 | fused acc | fused NLL | text-only macro-F1 | "
-              "image-only macro-F1 (face subset) | fused on face subset |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## MVSA-Single (held-out pairs)",
+        "",
+        mv["split"] + ".",
+        "",
+        "| fusion | pairs | face coverage | fused macro-F1 | fused acc | fused NLL | text-only macro-F1 | "
+        "image-only macro-F1 (face subset) | fused on face subset |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in ("product_of_experts", "learned_fusion"):
         v = mv[name]
-        lines.append(f"| {name} | {v['n_pairs']} | {_f(v['face_coverage'])} | {_f(v['fused_macro_f1'])} | "
-                     f"{_f(v['fused_accuracy'])} | {_f(v['fused_nll'])} | {_f(v['text_only_macro_f1'])} | "
-                     f"{_f(v['face_subset']['image_only_macro_f1'])} (n={v['face_subset']['n_pairs']}) | "
-                     f"{_f(v['face_subset']['fused_macro_f1'])} |")
-    lines += ["", f"Targets: combined_label. Text-only vs text_label: "
-              f"{_f(mv['product_of_experts']['text_only_vs_text_label_macro_f1'])}; image-only vs image_label (face "
-              f"subset): {_f(mv['product_of_experts']['face_subset']['image_only_vs_image_label_macro_f1'])}.",
-              f"Learned fusion training: {mv['learned_fusion_training']}; learned values: "
-              f"{mv['learned_fusion_learned_values']}. Shipped: **{mv['shipped']}** (learned fusion ships only if it "
-              "beats PoE on held-out macro-F1 and NLL and keeps the text bars).", "",
-              "![](confusion_mvsa_fused.png)", "",
-              "## Export", "",
-              f"ONNX opset 17, float16-stored weights ({size_bytes / 1e6:.1f} MB); ONNX Runtime CPU vs PyTorch max "
-              f"|Δp| = {m['onnx_parity_max_abs_dprob']:.1e} over batches {m['onnx_parity_cases']}.", "",
-              f"Stage timings (s): {m['timings_s']}; total {m['total_train_seconds'] / 60:.1f} min.", ""]
+        lines.append(
+            f"| {name} | {v['n_pairs']} | {_f(v['face_coverage'])} | {_f(v['fused_macro_f1'])} | "
+            f"{_f(v['fused_accuracy'])} | {_f(v['fused_nll'])} | {_f(v['text_only_macro_f1'])} | "
+            f"{_f(v['face_subset']['image_only_macro_f1'])} (n={v['face_subset']['n_pairs']}) | "
+            f"{_f(v['face_subset']['fused_macro_f1'])} |"
+        )
+    lines += [
+        "",
+        f"Targets: combined_label. Text-only vs text_label: "
+        f"{_f(mv['product_of_experts']['text_only_vs_text_label_macro_f1'])}; image-only vs "
+        "image_label (face "
+        f"subset): {_f(mv['product_of_experts']['face_subset']['image_only_vs_image_label_macro_f1'])}.",
+        f"Learned fusion training: {mv['learned_fusion_training']}; learned values: "
+        f"{mv['learned_fusion_learned_values']}. Shipped: **{mv['shipped']}** (learned fusion ships "
+        "only if it "
+        "beats PoE on held-out macro-F1 and NLL and keeps the text bars).",
+        "",
+        "![](confusion_mvsa_fused.png)",
+        "",
+        "## Export",
+        "",
+        f"ONNX opset 17, float16-stored weights ({size_bytes / 1e6:.1f} MB); ONNX Runtime CPU vs PyTorch max "
+        f"|Δp| = {_parity(m['onnx_parity_max_abs_dprob'])} over batches {m['onnx_parity_cases']}.",
+        "",
+        f"Stage timings (s): {m['timings_s']}; total {m['total_train_seconds'] / 60:.1f} min.",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
@@ -150,26 +218,33 @@ def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: i
     lines = [
         "# Model card — fused-sentiment v1",
         "",
-        "**Use: research / evaluation only.** Two training sets forbid more: FER2013 has no published licence "
+        "**Use: research / evaluation only.** Two training sets forbid more: FER2013 has no "
+        "published licence "
         "(research use) and MELD is GPL-3.0 for research use.",
         "",
         "## What it is",
-        "One ONNX graph (`1/model.onnx`, opset 17, " + f"{size_bytes / 1e6:.1f} MB, float16-stored weights computed "
-        "in float32) mapping text, a face crop and a log-mel spectrogram to probabilities of negative / neutral / "
+        "One ONNX graph (`1/model.onnx`, opset 17, "
+        + f"{size_bytes / 1e6:.1f} MB, float16-stored weights computed "
+        "in float32) mapping text, a face crop and a log-mel spectrogram to probabilities of "
+        "negative / neutral / "
         "positive, fused and per modality. Fusion: product of experts with prior correction "
-        "(log p(y|x_S) = Σ_m log p_m(y|x_m) − (|S|−1) log π(y)), π uniform; each branch is temperature-scaled "
+        "(log p(y|x_S) = Σ_m log p_m(y|x_m) − (|S|−1) log π(y)), π uniform; each branch is "
+        "temperature-scaled "
         "on its own validation data and re-targeted from its training prior to π. Absent modalities "
         "(modality_mask 0) do not influence the output; their rows of `modality_probabilities` equal π.",
         "",
         "| branch | network | weights | trained on |",
         "|---|---|---|---|",
         f"| text | all-MiniLM-L6-v2 (layers 0–3 frozen, 4–5 + linear head fine-tuned), masked mean pooling | "
-        f"`{w['text_encoder']['package']}` {w['text_encoder']['version']}, `{w['text_encoder']['file']}`, sha256 "
+        f"`{w['text_encoder']['package']}` {w['text_encoder']['version']}, "
+        f"`{w['text_encoder']['file']}`, sha256 "
         f"`{w['text_encoder']['sha256']}`, {w['text_encoder']['licence']} | vader_icwsm2014 + meld_text |",
         f"| image | mini-Xception (h5py port, flip test-time augmentation), 7 emotions → 3 sentiments | "
-        f"`fer` {w['face_model']['version']}, `{w['face_model']['file']}`, sha256 `{w['face_model']['sha256']}`, "
+        f"`fer` {w['face_model']['version']}, `{w['face_model']['file']}`, sha256 "
+        f"`{w['face_model']['sha256']}`, "
         f"{w['face_model']['licence']} | FER2013 Training (fine-tuning) |",
-        "| audio | 4-block 2-D CNN on 64-band log-mel, masked mean+max pooling, 6 emotions → 3 sentiments | trained "
+        "| audio | 4-block 2-D CNN on 64-band log-mel, masked mean+max pooling, 6 emotions → 3 "
+        "sentiments | trained "
         "from scratch | CREMA-D |",
         "",
         f"Tokenizer: `tokenizer.json` (sha256 `{w['tokenizer']['sha256']}`, Apache-2.0).",
@@ -184,13 +259,17 @@ def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: i
     lines += [
         "",
         "## Splits",
-        "- vader_icwsm2014: random 70/15/15 per sub-corpus (seed 0); label from the mean rating: ≤ −0.5 negative, "
+        "- vader_icwsm2014: random 70/15/15 per sub-corpus (seed 0); label from the mean rating: ≤ "
+        "−0.5 negative, "
         "≥ +0.5 positive, else neutral (the mean rounds to 0 on the raters' integer scale).",
         "- meld_text: official train / dev / test.",
         "- Leave-one-corpus-out: corpora = tweets, movie, amazon, nyt (VADER sub-corpora) and meld.",
-        "- FER2013: all of Training for fine-tuning (the fer weights were trained on it, so no clean hold-out "
-        "exists there); PublicTest split in random halves (seed 0): A selects the epoch and fits the temperature, "
-        "B measures ECE; accuracy reported on all of PublicTest (validation numbers: PrivateTest is not in the data).",
+        "- FER2013: all of Training for fine-tuning (the fer weights were trained on it, so no "
+        "clean hold-out "
+        "exists there); PublicTest split in random halves (seed 0): A selects the epoch and fits "
+        "the temperature, "
+        "B measures ECE; accuracy reported on all of PublicTest (validation numbers: PrivateTest is "
+        "not in the data).",
         "- CREMA-D: actors shuffled with seed 0, 70/15/15 % train/val/test actors (speaker-independent).",
         "- MVSA-Single: random 60/20/20 (seed 100); 'inconsistent' pairs excluded from targets.",
         "",
@@ -199,20 +278,24 @@ def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: i
         *bar_table(config, size_bytes),
         "",
         f"Full numbers, confusion matrices and reliability diagrams: `eval/REPORT.md`. MVSA-Single held-out "
-        f"(product of experts): fused macro-F1 {_f(m['mvsa']['product_of_experts']['fused_macro_f1'])}, text-only "
+        "(product of experts): fused macro-F1 "
+        f"{_f(m['mvsa']['product_of_experts']['fused_macro_f1'])}, text-only "
         f"{_f(m['mvsa']['product_of_experts']['text_only_macro_f1'])}, image-only "
         f"{_f(m['mvsa']['product_of_experts']['face_subset']['image_only_macro_f1'])} on the "
-        f"{_f(m['mvsa']['product_of_experts']['face_coverage'])} of images with a detected face. Shipped fusion: "
+        f"{_f(m['mvsa']['product_of_experts']['face_coverage'])} of images with a detected face. "
+        "Shipped fusion: "
         f"{m['mvsa']['shipped']}.",
         "",
         "## How it was produced",
         f"`{cmd}` — total {m['total_train_seconds'] / 60:.1f} min on a 2-core CPU. Seeds fixed (`--seed 0`).",
         "",
         "## Limits",
-        "- Branches are trained on different corpora and fused assuming conditional independence given the class; "
+        "- Branches are trained on different corpora and fused assuming conditional independence "
+        "given the class; "
         "no naturally paired text + face + speech data was available.",
         "- Text: English only; trained on review snippets, tweets, editorials and TV dialogue.",
-        "- Face: frontal faces found by a Haar cascade; FER2013 is low-resolution, posed/web faces with known label "
+        "- Face: frontal faces found by a Haar cascade; FER2013 is low-resolution, posed/web faces "
+        "with known label "
         "noise; MVSA images mostly contain no face.",
         "- Audio: acted emotional speech from 91 actors (CREMA-D); spontaneous speech will be harder.",
         "",

@@ -91,7 +91,9 @@ class MiniLM(nn.Module):
         x = self.word(input_ids) + self.position(pos) + self.token_type.weight[0]
         return self.dropout(self.emb_ln(x))
 
-    def run_layers(self, h: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    def run_layers(
+        self, h: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int
+    ) -> torch.Tensor:
         add = self.additive_mask(attention_mask)
         for layer in self.layers[start:stop]:
             h = layer(h, add)

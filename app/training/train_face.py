@@ -16,7 +16,9 @@ from app.training.face_model import MiniXception
 
 def normalise_all(images: np.ndarray) -> np.ndarray:
     """uint8 [N, 48, 48] → float32 [N, 1, 64, 64] through ``app.preprocessing.image.normalize_face``."""
-    return np.stack([normalize_face(im) for im in tqdm(images, desc="normalize_face FER2013", mininterval=10)])
+    return np.stack(
+        [normalize_face(im) for im in tqdm(images, desc="normalize_face FER2013", mininterval=10)]
+    )
 
 
 @torch.inference_mode()
@@ -42,10 +44,18 @@ def _augment(b: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def finetune_face(
-    net: MiniXception, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-    epochs: int, seed: int, lr: float = 1e-3, batch_size: int = 64,
+    net: MiniXception,
+    x: np.ndarray,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    epochs: int,
+    seed: int,
+    lr: float = 1e-3,
+    batch_size: int = 64,
 ) -> tuple[MiniXception, dict[str, float]]:
-    """Adam with cosine decay; keeps the epoch with the best selection accuracy (epoch 0 = the port itself)."""
+    """Adam with cosine decay; keeps the epoch with the best selection accuracy (epoch 0 = the port "
+    "itself)."""
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(net)

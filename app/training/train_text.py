@@ -28,7 +28,9 @@ def _batch(states: list[np.ndarray], idx: np.ndarray) -> tuple[torch.Tensor, tor
     return torch.from_numpy(h), torch.from_numpy(m)
 
 
-def _length_batches(lengths: np.ndarray, idx: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def _length_batches(
+    lengths: np.ndarray, idx: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Shuffle, then sort chunks of 50 batches by length so padding is small; shuffle batch order."""
     idx = rng.permutation(idx)
     chunk = batch_size * 50
@@ -42,8 +44,9 @@ def _length_batches(lengths: np.ndarray, idx: np.ndarray, batch_size: int, rng: 
 
 
 @torch.inference_mode()
-def text_logits(model: TextClassifier, states: list[np.ndarray], idx: np.ndarray, start: int,
-                batch_size: int = 128) -> np.ndarray:
+def text_logits(
+    model: TextClassifier, states: list[np.ndarray], idx: np.ndarray, start: int, batch_size: int = 128
+) -> np.ndarray:
     model.eval()
     idx = np.asarray(idx)
     lengths = np.asarray([len(states[i]) for i in idx])
@@ -70,7 +73,8 @@ def train_text(
     batch_size: int = 32,
     desc: str = "text",
 ) -> tuple[TextClassifier, dict[str, float]]:
-    """AdamW (encoder lr ``lr``, head lr ``head_lr``), linear decay; keeps the epoch with best val macro-F1."""
+    """AdamW (encoder lr ``lr``, head lr ``head_lr``), linear decay; keeps the epoch with best val "
+    "macro-F1."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(base)
@@ -80,7 +84,8 @@ def train_text(
     for p in enc_params + list(model.head.parameters()):
         p.requires_grad_(True)
     opt = torch.optim.AdamW(
-        [{"params": enc_params, "lr": lr}, {"params": model.head.parameters(), "lr": head_lr}], weight_decay=0.01
+        [{"params": enc_params, "lr": lr}, {"params": model.head.parameters(), "lr": head_lr}],
+        weight_decay=0.01,
     )
     lengths = np.asarray([len(s) for s in states])
     n_steps = max(1, epochs * int(np.ceil(len(train_idx) / batch_size)))
@@ -92,8 +97,12 @@ def train_text(
     for ep in range(epochs):
         model.train()
         model.encoder.dropout.eval()
-        for idx in tqdm(_length_batches(lengths, train_idx, batch_size, rng), desc=f"{desc} epoch {ep + 1}/{epochs}",
-                        mininterval=15, leave=False):
+        for idx in tqdm(
+            _length_batches(lengths, train_idx, batch_size, rng),
+            desc=f"{desc} epoch {ep + 1}/{epochs}",
+            mininterval=15,
+            leave=False,
+        ):
             h, m = _batch(states, idx)
             loss = F.cross_entropy(model.from_states(h, m, start), torch.from_numpy(labels[idx]))
             opt.zero_grad()

@@ -1,4 +1,5 @@
-"""Fixtures for the training tests: data directory (SENTIMENT_DATA_DIR or <repo>/../shared/data), fer weights."""
+"""Fixtures for the training tests: data directory (SENTIMENT_DATA_DIR or <repo>/../shared/data), "
+"fer weights."""
 
 from __future__ import annotations
 

@@ -22,10 +22,16 @@ def random_fused(seed: int = 0) -> FusedSentiment:
     fusion = Fusion()
     with torch.no_grad():
         fusion.log_temperature.copy_(torch.log(torch.tensor([1.5, 0.8, 1.2])))
-        fusion.log_branch_prior.copy_(torch.log(torch.tensor([[0.3, 0.3, 0.4], [0.5, 0.2, 0.3], [0.66, 0.17, 0.17]])))
+        fusion.log_branch_prior.copy_(
+            torch.log(torch.tensor([[0.3, 0.3, 0.4], [0.5, 0.2, 0.3], [0.66, 0.17, 0.17]]))
+        )
         fusion.log_prior.copy_(torch.log(torch.tensor([0.25, 0.4, 0.35])))
-    model = FusedSentiment(TextClassifier(MiniLM()), FaceClassifier(MiniXception(), face_map),
-                           AudioClassifier(AudioCNN(), audio_map), fusion).eval()
+    model = FusedSentiment(
+        TextClassifier(MiniLM()),
+        FaceClassifier(MiniXception(), face_map),
+        AudioClassifier(AudioCNN(), audio_map),
+        fusion,
+    ).eval()
     # BatchNorm running statistics away from (0, 1) so that a bug in eval-mode BN would show
     with torch.no_grad():
         for mod in model.modules():

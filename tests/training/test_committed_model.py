@@ -34,8 +34,13 @@ def _feeds(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, n
     from app.preprocessing.text import encode_text, load_tokenizer, pad_batch
 
     tok = load_tokenizer(MODEL_DIR / "tokenizer.json")
-    texts = ["I absolutely love this, best day ever!", "This is awful and I hate it.", "The bus leaves at nine.",
-             "Not bad at all", "meh"]
+    texts = [
+        "I absolutely love this, best day ever!",
+        "This is awful and I hate it.",
+        "The bus leaves at nine.",
+        "Not bad at all",
+        "meh",
+    ]
     ids, am = pad_batch([encode_text(tok, texts[i % len(texts)]) for i in range(batch)])
     if ids.shape[1] < text_len:
         pad = text_len - ids.shape[1]
@@ -43,7 +48,8 @@ def _feeds(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, n
         am = np.pad(am, ((0, 0), (0, pad)))
     rng = np.random.default_rng(seed)
     return {
-        "input_ids": ids, "attention_mask": am,
+        "input_ids": ids,
+        "attention_mask": am,
         "face": rng.uniform(-1, 1, (batch, 1, FACE_SIZE, FACE_SIZE)).astype(np.float32),
         "audio_features": rng.normal(-6, 3, (batch, frames, N_MELS)).astype(np.float32),
         "audio_mask": np.ones((batch, frames), np.float32),
@@ -56,8 +62,14 @@ def test_graph_signature_follows_the_contract(config: dict) -> None:
     assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
     types = {i.name: i.type.tensor_type for i in m.graph.input}
     assert list(types) == list(INPUT_NAMES)
-    expect = {"input_ids": (7, 2), "attention_mask": (7, 2), "face": (1, 4), "audio_features": (1, 3),
-              "audio_mask": (1, 2), "modality_mask": (1, 2)}  # (elem_type, rank): 7 = int64, 1 = float32
+    expect = {
+        "input_ids": (7, 2),
+        "attention_mask": (7, 2),
+        "face": (1, 4),
+        "audio_features": (1, 3),
+        "audio_mask": (1, 2),
+        "modality_mask": (1, 2),
+    }  # (elem_type, rank): 7 = int64, 1 = float32
     for name, (elem, rank) in expect.items():
         assert types[name].elem_type == elem
         dims = types[name].shape.dim
@@ -77,7 +89,9 @@ def test_committed_files_fit_the_size_budget() -> None:
 
 
 @pytest.mark.parametrize(("batch", "text_len", "frames"), [(1, 12, 1), (4, 40, 250)])
-def test_outputs_have_contract_shapes_and_are_distributions(session, batch: int, text_len: int, frames: int) -> None:
+def test_outputs_have_contract_shapes_and_are_distributions(
+    session, batch: int, text_len: int, frames: int
+) -> None:
     p, mp = session.run(list(OUTPUT_NAMES), _feeds(batch, text_len, frames))
     assert p.dtype == np.float32 and p.shape == (batch, 3)
     assert mp.dtype == np.float32 and mp.shape == (batch, 3, 3)
@@ -107,9 +121,13 @@ def test_padding_text_and_audio_does_not_change_the_output(session) -> None:
     padded = {k: v.copy() for k, v in base.items()}
     padded["input_ids"] = np.pad(base["input_ids"], ((0, 0), (0, 20)), constant_values=0)
     padded["attention_mask"] = np.pad(base["attention_mask"], ((0, 0), (0, 20)))
-    padded["audio_features"] = np.pad(base["audio_features"], ((0, 0), (0, 63), (0, 0)), constant_values=-13.8)
+    padded["audio_features"] = np.pad(
+        base["audio_features"], ((0, 0), (0, 63), (0, 0)), constant_values=-13.8
+    )
     padded["audio_mask"] = np.pad(base["audio_mask"], ((0, 0), (0, 63)))
-    for r, g in zip(session.run(list(OUTPUT_NAMES), base), session.run(list(OUTPUT_NAMES), padded), strict=True):
+    for r, g in zip(
+        session.run(list(OUTPUT_NAMES), base), session.run(list(OUTPUT_NAMES), padded), strict=True
+    ):
         np.testing.assert_allclose(g, r, atol=1e-5)
 
 

@@ -41,8 +41,12 @@ def keras_reference(path: Path, x_nhwc: np.ndarray) -> np.ndarray:
         for name in f["model_weights"]:
             ws = {}
             f["model_weights"][name].visititems(
-                lambda n, o, ws=ws: ws.__setitem__(n.split("/")[-1].split(":")[0], o[()].astype(np.float64))
-                if isinstance(o, h5py.Dataset) else None)
+                lambda n, o, ws=ws: (
+                    ws.__setitem__(n.split("/")[-1].split(":")[0], o[()].astype(np.float64))
+                    if isinstance(o, h5py.Dataset)
+                    else None
+                )
+            )
             weights[name] = ws
     outs: dict[str, np.ndarray] = {}
     for layer in cfg["config"]["layers"]:
@@ -62,7 +66,9 @@ def keras_reference(path: Path, x_nhwc: np.ndarray) -> np.ndarray:
             dw = np.einsum("bhwcij,ijc->bhwc", _windows(xi, 3, 1), w["depthwise_kernel"][:, :, :, 0])
             y = np.einsum("bhwc,co->bhwo", dw, w["pointwise_kernel"][0, 0])
         elif kind == "BatchNormalization":
-            y = (ins[0] - w["moving_mean"]) / np.sqrt(w["moving_variance"] + c["epsilon"]) * w["gamma"] + w["beta"]
+            y = (ins[0] - w["moving_mean"]) / np.sqrt(w["moving_variance"] + c["epsilon"]) * w["gamma"] + w[
+                "beta"
+            ]
         elif kind == "Activation":
             if c["activation"] == "relu":
                 y = np.maximum(ins[0], 0)

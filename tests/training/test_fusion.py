@@ -16,7 +16,9 @@ def model():  # noqa: ANN201
     return random_fused()
 
 
-def _garbage(feeds: dict[str, np.ndarray], rows: np.ndarray, modality: int, kind: str) -> dict[str, np.ndarray]:
+def _garbage(
+    feeds: dict[str, np.ndarray], rows: np.ndarray, modality: int, kind: str
+) -> dict[str, np.ndarray]:
     out = {k: v.copy() for k, v in feeds.items()}
     fill = {"nan": np.nan, "inf": np.inf, "huge": 1e30}[kind]
     if modality == 0:
@@ -72,7 +74,9 @@ def test_text_padding_does_not_change_output(model) -> None:
     padded = {k: v.copy() for k, v in feeds.items()}
     extra = 23
     padded["input_ids"] = np.concatenate([feeds["input_ids"], np.full((1, extra), 4567)], axis=1)
-    padded["attention_mask"] = np.concatenate([feeds["attention_mask"], np.zeros((1, extra), np.int64)], axis=1)
+    padded["attention_mask"] = np.concatenate(
+        [feeds["attention_mask"], np.zeros((1, extra), np.int64)], axis=1
+    )
     for a, b in zip(run_torch(model, feeds), run_torch(model, padded), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -84,7 +88,8 @@ def test_audio_padding_does_not_change_output(model, frames: int) -> None:
     extra = 37
     rng = np.random.default_rng(0)
     padded["audio_features"] = np.concatenate(
-        [feeds["audio_features"], rng.normal(0, 100, (1, extra, 64)).astype(np.float32)], axis=1)
+        [feeds["audio_features"], rng.normal(0, 100, (1, extra, 64)).astype(np.float32)], axis=1
+    )
     padded["audio_mask"] = np.concatenate([feeds["audio_mask"], np.zeros((1, extra), np.float32)], axis=1)
     for a, b in zip(run_torch(model, feeds), run_torch(model, padded), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)

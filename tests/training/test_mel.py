@@ -16,8 +16,19 @@ def test_log_mel_matches_librosa(n_samples: int) -> None:
     t = np.arange(n_samples) / 16000
     x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(n_samples)).astype(np.float32)
     ref = librosa.feature.melspectrogram(
-        y=x, sr=16000, n_fft=400, hop_length=160, win_length=400, window="hann", center=False, power=2.0,
-        n_mels=64, fmin=50.0, fmax=8000.0, htk=False, norm="slaney",
+        y=x,
+        sr=16000,
+        n_fft=400,
+        hop_length=160,
+        win_length=400,
+        window="hann",
+        center=False,
+        power=2.0,
+        n_mels=64,
+        fmin=50.0,
+        fmax=8000.0,
+        htk=False,
+        norm="slaney",
     )
     ref = np.log(ref + 1e-6).T
     got = log_mel(x)

@@ -1,0 +1,45 @@
+"""Dataset loaders and splits (read ../shared/data or SENTIMENT_DATA_DIR)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.training import data as D
+
+from .conftest import data_dir, require_data
+
+pytestmark = pytest.mark.needs_data
+
+
+def test_crema_split_is_speaker_independent_and_complete() -> None:
+    require_data("crema_d")
+    c = D.load_crema(data_dir())
+    assert len(c.files) == 7442
+    actors = {s: set(c.actors[c.split == s].tolist()) for s in ("train", "val", "test")}
+    assert not (actors["train"] & actors["val"]) and not (actors["train"] & actors["test"])
+    assert not (actors["val"] & actors["test"])
+    assert sum(len(a) for a in actors.values()) == 91
+    # the identical-audio pairs of the data README stay within one split (same actor)
+    for stem in ("1006_TIE", "1013_WSI", "1017_IWW"):
+        rows = [i for i, f in enumerate(c.files) if stem in f]
+        assert len(rows) >= 2 and len({c.split[i] for i in rows}) == 1
+    assert set(np.unique(c.sentiment[c.emotion == D.CREMA_EMOTIONS.index("HAP")])) == {2}
+
+
+def test_vader_labels_follow_the_documented_band() -> None:
+    require_data("vader_icwsm2014")
+    assert [D.vader_label(v) for v in (-0.51, -0.5, -0.49, 0.0, 0.49, 0.5, 3.2)] == [0, 0, 1, 1, 1, 2, 2]
+    t = D.load_text(data_dir())
+    for corpus in ("tweets", "movie", "amazon", "nyt"):
+        n = int((t.corpus == corpus).sum())
+        n_test = int(((t.corpus == corpus) & (t.split == "test")).sum())
+        assert abs(n_test / n - 0.15) < 0.01
+    assert int((t.corpus == "tweets").sum()) == 4200
+
+
+def test_fer_order_and_splits() -> None:
+    require_data("fer2013")
+    f = D.load_fer(data_dir())
+    assert f.images.shape[1:] == (48, 48) and f.images.dtype == np.uint8
+    assert int((f.split == "Training").sum()) == 28709 and int((f.split == "PublicTest").sum()) == 3589
