@@ -237,17 +237,19 @@ def stage_text(run: Run) -> dict[str, Any]:
     }
 
 
-def eval_text(run: Run, t: dict[str, Any], model: Any) -> dict[str, Any]:
-    """Held-out metrics of the (final) text branch on each corpus' test split, vs VADER."""
-    from app.training.train_text import text_logits
+def eval_text(run: Run, t: dict[str, Any], logits_fn: Any) -> dict[str, Any]:
+    """Held-out metrics of the (final) text branch on each corpus' test split, vs VADER.
+    ``logits_fn(idx)`` returns the branch's logits for text rows ``idx``."""
     from app.training.vader_baseline import tune_threshold, vader_classes
 
-    ts, states, split, compound = t["ts"], t["states"], t["split_layer"], t["compound"]
+    ts, compound = t["ts"], t["compound"]
+    te_all = np.where(ts.split == "test")[0]
+    pred_all = logits_fn(te_all).argmax(1)
     out: dict[str, Any] = {}
     for corpus in ["tweets", "movie", "amazon", "nyt", "meld"]:
-        te = np.where((ts.corpus == corpus) & (ts.split == "test"))[0]
+        sel = ts.corpus[te_all] == corpus
+        te, pred = te_all[sel], pred_all[sel]
         trc = np.where((ts.corpus == corpus) & (ts.split == "train"))[0]
-        pred = text_logits(model, states, te, split).argmax(1)
         thr = tune_threshold(compound[trc], ts.labels[trc])
         out[corpus] = {
             "n_test": int(len(te)),
@@ -257,11 +259,9 @@ def eval_text(run: Run, t: dict[str, Any], model: Any) -> dict[str, Any]:
             "vader_tuned_threshold": thr,
             "vader_tuned_macro_f1": macro_f1(ts.labels[te], vader_classes(compound[te], thr)),
         }
-    te = np.where(ts.split == "test")[0]
-    pred = text_logits(model, states, te, split).argmax(1)
     plot_confusion(
-        ts.labels[te],
-        pred,
+        ts.labels[te_all],
+        pred_all,
         list(LABELS),
         "text branch, all held-out test splits",
         run.eval_dir / "confusion_text.png",
@@ -484,18 +484,31 @@ def main(argv: list[str] | None = None) -> int:
     split = t["split_layer"]
     states = t["states"]
 
+    memo: dict[tuple[str, int, int], np.ndarray] = {}  # branch outputs are deterministic: compute once
+
+    def _memo(kind: str, key: object, idx: np.ndarray, fn: Any) -> np.ndarray:
+        k = (kind, id(key), hash(np.asarray(idx).tobytes()))
+        if k not in memo:
+            memo[k] = fn()
+        return memo[k]
+
     def text_branch_logits(clf: Any, idx: np.ndarray) -> np.ndarray:
-        return text_logits(clf, states, idx, split)
+        return _memo("text", clf, idx, lambda: text_logits(clf, states, idx, split))
 
     def face_branch_logits(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return np.concatenate(
-                [face_clf(torch.from_numpy(x[s : s + 512])).numpy() for s in range(0, len(x), 512)]
-            )
+        def run_face() -> np.ndarray:
+            with torch.no_grad():
+                return np.concatenate(
+                    [face_clf(torch.from_numpy(x[s : s + 512])).numpy() for s in range(0, len(x), 512)]
+                )
+
+        return _memo("face", face_clf, x[:, 0, 0, :8], run_face)
+
+    def audio6(idx: np.ndarray) -> np.ndarray:
+        return _memo("audio6", a["net"], idx, lambda: predict_logits(a["net"], [a["feats"][i] for i in idx]))
 
     def audio_branch_logits(idx: np.ndarray) -> np.ndarray:
-        p6 = softmax(predict_logits(a["net"], [a["feats"][i] for i in idx]))
-        return np.log(p6 @ audio_map.numpy().T + 1e-12)
+        return np.log(softmax(audio6(idx)) @ audio_map.numpy().T + 1e-12)
 
     calib: dict[str, Any] = {}
     tv, tt = np.where(ts.split == "val")[0], np.where(ts.split == "test")[0]
@@ -613,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     round_to_fp16(learned)
     lf = mvsa_eval(learned, mte)
-    learned_text = eval_text(run, t, learned.text)
+    learned_text = eval_text(run, t, lambda idx: text_branch_logits(learned.text, idx))
     text_bars_ok = all(
         v["model_macro_f1"] > max(v["vader_macro_f1"], v["vader_tuned_macro_f1"])
         for v in learned_text.values()
@@ -651,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---- final branch metrics (of the shipped weights) ---------------------------------------------------
     t0 = time.time()
     run.metrics["text"] = {
-        "heldout": eval_text(run, t, final.text),
+        "heldout": eval_text(run, t, lambda idx: text_branch_logits(final.text, idx)),
         "leave_one_corpus_out": t["loco"],
         "training": t["info"],
         "label_rule": f"mean rating <= -{D.VADER_NEUTRAL_BAND} negative, >= +{D.VADER_NEUTRAL_BAND} "
@@ -716,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         "FER2013 PublicTest, 3 sentiments",
         run.eval_dir / "confusion_face_3class.png",
     )
-    a6 = predict_logits(final.audio.net, [a["feats"][i] for i in at])
+    a6 = audio6(at)  # final.audio.net is a["net"] (learned fusion does not train the audio branch)
     a3 = (
         final.fusion.calibrated(
             torch.stack(
