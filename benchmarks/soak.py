@@ -238,13 +238,19 @@ class Outcome:
     detail: str = ""
 
 
+#: uvicorn closes a keep-alive connection idle for 5 s (``timeout_keep_alive``); a request written on it
+#: just then is never read by the server and would look lost. Connections idle this long are replaced first.
+MAX_IDLE_S = 4.0
+
+
 class Connection:
-    """One keep-alive HTTP/1.1 connection; reconnects after the server closes it."""
+    """One keep-alive HTTP/1.1 connection; reconnects after the server closes it or before it would."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.idle_since = time.monotonic()
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -256,6 +262,8 @@ class Connection:
         self.reader = self.writer = None
 
     async def send(self, req: Req, timeout_s: float) -> tuple[int, dict[str, str], bytes]:
+        if self.writer is not None and time.monotonic() - self.idle_since > MAX_IDLE_S:
+            await self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None and self.writer is not None
@@ -273,6 +281,7 @@ class Connection:
         )
         if headers.get("connection", "").lower() == "close":
             await self.close()
+        self.idle_since = time.monotonic()
         return status, headers, body
 
 
