@@ -87,6 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip the leave-one-corpus-out models (development only; the report then says so)",
     )
+    p.add_argument(
+        "--loco-max-train",
+        type=int,
+        default=0,
+        help="if > 0, each leave-one-corpus-out model trains on a random subsample of this many texts",
+    )
     p.add_argument("--face-epochs", type=int, default=2)
     p.add_argument("--audio-epochs", type=int, default=16)
     p.add_argument("--audio-lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
@@ -192,8 +198,14 @@ def stage_text(run: Run) -> dict[str, Any]:
     # test on all rows of the left-out one
     loco: dict[str, Any] = {}
     for corpus in [] if args.skip_loco else corpora:
-        ck = run.stage_dir / f"text_loco_{corpus}_s{args.seed}_L{split}_e{args.loco_epochs}.pt"
+        ck = (
+            run.stage_dir
+            / f"text_loco_{corpus}_s{args.seed}_L{split}_e{args.loco_epochs}_n{args.loco_max_train}.pt"
+        )
         tr_c = np.where((ts.split == "train") & (ts.corpus != corpus))[0]
+        if args.loco_max_train > 0 and len(tr_c) > args.loco_max_train:
+            sub = np.random.default_rng(args.seed).choice(tr_c, args.loco_max_train, replace=False)
+            tr_c = np.sort(sub)
         va_c = np.where((ts.split == "val") & (ts.corpus != corpus))[0]
         if args.reuse and ck.exists():
             m_c = TextClassifier(load_minilm())
@@ -216,6 +228,8 @@ def stage_text(run: Run) -> dict[str, Any]:
         pred = text_logits(m_c, states, te, split).argmax(1)
         thr = tune_threshold(compound[tr_c], ts.labels[tr_c])
         loco[corpus] = {
+            "n_train": int(len(tr_c)),
+            "epochs": args.loco_epochs,
             "n_test": int(len(te)),
             "model_macro_f1": macro_f1(ts.labels[te], pred),
             "vader_macro_f1": macro_f1(ts.labels[te], vader_classes(compound[te])),

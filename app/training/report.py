@@ -142,6 +142,15 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         "| split | n | model macro-F1 | VADER ±0.05 | VADER tuned (t) |",
         "|---|---|---|---|---|",
     ]
+    loco = m["text"]["leave_one_corpus_out"]
+    if loco and "n_train" in next(iter(loco.values())):
+        v0 = next(iter(loco.values()))
+        lines += [
+            f"Leave-one-corpus-out models in this build: {v0['epochs']} epoch(s) on a random subsample of "
+            f"{v0['n_train']} training texts of the other corpora (`--loco-max-train`, time budget), i.e. a "
+            "cheaper version of the shipped recipe (2 epochs on all ~26.6k training texts).",
+            "",
+        ]
     for kind, key in (("held-out", "heldout"), ("leave-one-out", "leave_one_corpus_out")):
         for c, v in m["text"][key].items():
             lines.append(
