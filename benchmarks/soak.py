@@ -441,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     good, bad = build_corpus()
     port = _free_port()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    log = args.out.with_suffix(".server.log")
+    log = RESULTS / "raw" / (args.out.stem + ".server.log")  # raw/ is git-ignored
+    log.parent.mkdir(parents=True, exist_ok=True)
     extra_env = dict(kv.split("=", 1) for kv in args.env)
     proc = start_server(port, args.model_dir, log, extra_env)
     ps = psutil.Process(proc.pid)
