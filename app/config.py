@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         default=0,
         ge=0,
-        description="ORT intra-op threads (0 = ONNX Runtime's default, one per physical core). Lower it when "
-        "preprocessing threads compete with inference for the same cores.",
+        description="ORT intra-op threads per session.run (0 = auto: CPU count ÷ batch_workers, at least 1, "
+        "so concurrent runs do not oversubscribe the cores). Lower it when preprocessing threads compete "
+        "with inference for the same cores.",
     )
     inter_op_threads: int = Field(default=1, ge=0, description="ORT inter-op threads (sequential execution).")
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
@@ -88,12 +89,12 @@ class Settings(BaseSettings):
 
     # --- batching ------------------------------------------------------------------------------
     max_batch_size: int = Field(
-        default=16,
+        default=4,
         ge=1,
         le=1024,
-        description="Largest batch the dynamic batcher sends to the model. Raise on a GPU (throughput), "
-        "lower "
-        "on a small CPU (latency).",
+        description="Largest batch the dynamic batcher sends to the model. Default 4 for CPUs, where a batch "
+        "saves little per item and padding texts to the longest costs more (benchmarks/results/RESULTS.md); "
+        "raise it on a GPU (e.g. 64).",
     )
     max_wait_ms: float = Field(
         default=5.0,
@@ -108,10 +109,10 @@ class Settings(BaseSettings):
         "Retry-After. Roughly: max tolerated queueing delay × throughput.",
     )
     batch_workers: int = Field(
-        default=1,
+        default=2,
         ge=1,
-        description="Concurrent batch consumers (ORT session.run calls in flight). 1 on CPU; 2 on a GPU lets "
-        "collation overlap the device run.",
+        description="Concurrent batch consumers (ORT session.run calls in flight). 2: on a CPU two runs with "
+        "CPU count ÷ 2 threads each beat one run on all cores; on a GPU collation overlaps the device run.",
     )
     preprocess_workers: int = Field(
         default_factory=lambda: max(1, min(4, os.cpu_count() or 1)),
@@ -126,10 +127,10 @@ class Settings(BaseSettings):
         "few distinct shapes reach ONNX Runtime.",
     )
     audio_bucket_seconds: Annotated[list[float], NoDecode] = Field(
-        default=[1.0, 2.0, 4.0, 8.0, 16.0, 30.0],
+        default=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 25.0, 30.0],
         description="Audio frame-length buckets in seconds (comma-separated): a batch's audio is padded "
-        "to the "
-        "smallest bucket that holds its longest clip. A bucket covering max_audio_seconds is added.",
+        "to the smallest bucket that holds its longest clip. A bucket covering max_audio_seconds is added. "
+        "Steps of ≤ 25 % keep the padded compute small (powers of two padded 2.3-s speech to 4 s).",
     )
 
     # --- limits --------------------------------------------------------------------------------
@@ -215,6 +216,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.max_batch_size > self.queue_size:
             raise ValueError("queue_size must be at least max_batch_size")
+        if self.intra_op_threads == 0:
+            self.intra_op_threads = max(1, (os.cpu_count() or 1) // self.batch_workers)
         return self
 
     def audio_buckets_frames(self) -> list[int]:

@@ -110,7 +110,7 @@ def test_missing_model_fails_startup(settings: Settings, tmp_path: Any) -> None:
 
 def test_full_queue_returns_429_with_retry_after(settings: Settings) -> None:
     small = settings.model_copy(
-        update={"queue_size": 1, "max_batch_size": 1, "max_wait_ms": 0, "warmup": False}
+        update={"queue_size": 1, "max_batch_size": 1, "max_wait_ms": 0, "warmup": False, "batch_workers": 1}
     )
     predictor = Predictor(small)
     app = create_app(settings=small, predictor=predictor)
