@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: serve test lint typecheck pytest install clean
+.PHONY: serve test lint typecheck pytest install clean bench bench-memory
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,18 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks (issue 4): `make bench` runs the side-by-side benchmark (~12 min on 2 cores) and writes
+# benchmarks/results/RESULTS.md; `make bench-memory` the 10,000-request memory/start-up run (~20-35 min).
+STAMP_BENCH := $(VENV)/.installed-bench
+BENCH_ARGS ?=
+
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@ $(STAMP_RUN)
+
+bench: $(STAMP_BENCH)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+bench-memory: $(STAMP_BENCH)
+	$(BIN)/python -m benchmarks.memory $(BENCH_ARGS)

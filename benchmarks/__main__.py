@@ -225,7 +225,13 @@ def bench_target(
                 )
             )
             server.stop_sampling()
-            res["open_loop"] = {"rate": rate, "max_throughput": best, **stats.summary()}
+            res["open_loop"] = {
+                "rate": rate,
+                "max_throughput": best,
+                **stats.summary(),
+                "statuses": {str(k): v for k, v in stats.statuses.items()},
+                "exceptions": stats.exceptions,
+            }
             bar.update(1)
     finally:
         server.stop()
@@ -331,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                     key=lambda r: r["throughput"],
                 )
             results["targets"]["ceiling"] = cres
-            if isinstance(eng, ceiling.AppEngine):
+            if isinstance(eng, ceiling.AppEngine) and os.environ.get("BENCH_GPU") != "1":
                 bar.set_description("ceiling: CPU cost profile")
                 results["profile"] = ceiling.cost_profile(model_dir, samples)
             del eng

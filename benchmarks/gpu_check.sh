@@ -54,6 +54,19 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
+# CUDA/cuDNN from nvidia-* pip packages (how torch ships them): put their lib folders on the loader path
+# so ONNX Runtime's CUDA provider finds libcublasLt / libcudnn in this script AND in the service process.
+NV_LIBS=$("$PYTHON" - <<'PY'
+import glob, os, site, sys
+bases = list(dict.fromkeys(site.getsitepackages() + [site.getusersitepackages()] + sys.path))
+dirs = [d for b in bases for d in sorted(glob.glob(os.path.join(b, "nvidia", "*", "lib"))) if os.path.isdir(d)]
+print(":".join(dict.fromkeys(dirs)))
+PY
+)
+if [[ -n "$NV_LIBS" ]]; then
+    export LD_LIBRARY_PATH="$NV_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
 say "checking imports"
 "$PYTHON" - <<'PY'
 import importlib, sys
@@ -103,11 +116,14 @@ PY
 say "in-process ceiling + HTTP benchmark on the GPU"
 # BENCH_GPU=1: the ceiling and the service use CUDA first; SENTIMENT_REQUIRE_GPU makes the service refuse
 # to become ready on a CPU fallback, so a silent fallback fails the run instead of reporting CPU numbers.
-BENCH_GPU=1 SENTIMENT_REQUIRE_GPU=true SENTIMENT_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider \
+mkdir -p "$OUT_DIR"
+BENCH_GPU=1 BENCH_READY_TIMEOUT=120 SENTIMENT_REQUIRE_GPU=true \
+    SENTIMENT_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider \
     SENTIMENT_MAX_BATCH_SIZE="$BATCH" SENTIMENT_QUEUE_SIZE=$((BATCH * 8)) \
     timeout 390 "$PYTHON" -m benchmarks --targets ceiling,service --duration "$DURATION" --warmup 2 \
-    --concurrency 1,8,32,64 --memory-requests 0 --open-loop-duration 10 --out "$OUT_DIR" >"$OUT_DIR.log" 2>&1 \
-    || { tail -40 "$OUT_DIR.log"; echo "benchmark failed (log: $OUT_DIR.log)" >&2; exit 1; }
+    --concurrency 1,8,32,64 --ceiling-configs "${BATCH}x1,${BATCH}x2,16x2" --ceiling-duration 4 \
+    --memory-requests 0 --open-loop-duration 10 --out "$OUT_DIR" >"$OUT_DIR/run.log" 2>&1 \
+    || { tail -40 "$OUT_DIR/run.log"; echo "benchmark failed (log: $OUT_DIR/run.log)" >&2; exit 1; }
 
 say "summary"
 "$PYTHON" -m benchmarks.report "$OUT_DIR/results.json"

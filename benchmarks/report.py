@@ -73,9 +73,11 @@ def bars(res: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         )
     mem = res.get("memory")
     if mem:
+        standin = "STAND-IN" in mem.get("meta", {}).get("command", "")
         rows.append(
             (
-                f"RSS growth over {mem['requests']} random-shape requests after warm-up",
+                f"RSS growth over {mem['requests']} random-shape requests after warm-up"
+                + (" (stand-in graph, see below)" if standin else ""),
                 f"{mem['rss_warm_mb']:.0f} → {mem['rss_end_mb']:.0f} MB = **{mem['growth_pct']:+.1f} %**",
                 "≤ 5 %",
                 mem["growth_pct"] <= 5.0,

@@ -45,8 +45,12 @@ class ServerProcess:
         self._rss_peak = 0
         self._sampling = False
 
-    def start(self, timeout_s: float = 300.0) -> float:
-        """Spawn and wait until ``GET ready_path`` answers 200; returns the cold start in seconds."""
+    def start(self, timeout_s: float | None = None) -> float:
+        """Spawn and wait until ``GET ready_path`` answers 200; returns the cold start in seconds.
+
+        ``timeout_s`` defaults to ``BENCH_READY_TIMEOUT`` (seconds, default 300)."""
+        if timeout_s is None:
+            timeout_s = float(os.environ.get("BENCH_READY_TIMEOUT", "300"))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         t0 = time.perf_counter()
