@@ -50,6 +50,8 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # A trailing slash is a 404 in the error schema, not a bodiless 307 that curl does not follow.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.predictor = predictor

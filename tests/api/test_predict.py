@@ -255,3 +255,8 @@ def test_body_over_the_limit_returns_413(client: TestClient, settings: Any) -> N
 def test_unknown_route_and_wrong_method_use_the_error_schema(client: TestClient) -> None:
     _assert_error(client.get("/nope"), 404, "not_found")
     _assert_error(client.get("/v1/predict"), 405, "method_not_allowed")
+
+
+def test_trailing_slash_is_a_404_in_the_error_schema_not_a_redirect(client: TestClient) -> None:
+    response = client.post("/v1/predict/", data={"text": "hello"}, follow_redirects=False)
+    _assert_error(response, 404, "not_found")
