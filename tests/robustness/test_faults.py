@@ -132,7 +132,10 @@ def test_cuda_required_but_unavailable_is_not_ready_with_the_reason(model_dir: P
 
 # ----------------------------------------------------------------------------- client disconnect
 def test_client_disconnect_frees_its_slot_and_does_not_disturb_its_batch(settings: Settings) -> None:
-    s = settings.model_copy(update={"warmup": False, "max_batch_size": 8, "max_wait_ms": 50})
+    # One consumer: batch 2 must wait in the queue behind the gated batch 1 (with two consumers it would run).
+    s = settings.model_copy(
+        update={"warmup": False, "max_batch_size": 8, "max_wait_ms": 50, "batch_workers": 1}
+    )
     predictor = Predictor(s)
     app = create_app(settings=s, predictor=predictor)
     texts = [f"request {i} is {'good' if i % 2 else 'bad'} today" for i in range(6)]
