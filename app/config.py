@@ -97,10 +97,12 @@ class Settings(BaseSettings):
         "raise it on a GPU (e.g. 64).",
     )
     max_wait_ms: float = Field(
-        default=5.0,
+        default=0.0,
         ge=0,
-        description="How long the batcher waits for more requests after the first one of a batch (ms). 0 = "
-        "send what is queued at once; a few ms trade a little latency for larger batches under load.",
+        description="How long the batcher waits for more requests after the first one of a batch (ms). 0 "
+        "(Triton's default max_queue_delay too) = send what is queued at once: under load, requests queue "
+        "while the model runs and form batches anyway. A few ms can help a GPU under steady load; on a CPU "
+        "they only add latency (benchmarks/results/ANALYSIS.md).",
     )
     queue_size: int = Field(
         default=256,
@@ -174,6 +176,12 @@ class Settings(BaseSettings):
     # --- server --------------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Bind address for `msa serve` (0.0.0.0 in Docker).")
     port: int = Field(default=8000, ge=1, le=65535, description="Bind port for `msa serve`.")
+    tune_malloc: bool = Field(
+        default=True,
+        description="Bound glibc malloc arenas (2) and fix the mmap threshold (128 KiB) at startup, so RSS "
+        "stays flat under uploads of very different sizes (app/malloc.py). MALLOC_ARENA_MAX / "
+        "MALLOC_MMAP_THRESHOLD_ in the environment take precedence. No effect off glibc.",
+    )
     workers: int = Field(
         default=1,
         ge=1,

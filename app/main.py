@@ -15,6 +15,7 @@ from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.inference.predictor import Predictor
+from app.malloc import tune_malloc
 
 logger = logging.getLogger("app")
 
@@ -34,6 +35,10 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
         predictor: inject one (tests); defaults to ``Predictor(settings)``, started in the lifespan.
     """
     settings = settings or get_settings()
+    if settings.tune_malloc:
+        applied = tune_malloc()  # before any thread pool starts
+        if applied:
+            logger.info("malloc tuning: %s", applied)
     predictor = predictor or Predictor(settings)
 
     @asynccontextmanager

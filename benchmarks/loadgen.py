@@ -74,14 +74,23 @@ class Stats:
         }
 
 
+#: uvicorn closes a keep-alive connection idle for 5 s (``timeout_keep_alive``); a request written on it
+#: just then fails on the client side, which counted as an error in early open-loop runs (a harness
+#: artefact, not a server fault). Connections idle longer than this are reopened first (as in soak.py).
+MAX_IDLE_S = 4.0
+
+
 class _Conn:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.headers: dict[str, str] = {}
+        self.idle_since = time.monotonic()
 
     async def request(self, raw: bytes) -> int:
+        if self.writer is not None and time.monotonic() - self.idle_since > MAX_IDLE_S:
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 22)
         assert self.reader is not None
@@ -106,6 +115,7 @@ class _Conn:
             if headers.get("connection") == "close":
                 self.close()
             self.headers = headers
+            self.idle_since = time.monotonic()
             return status
         except BaseException:
             self.close()

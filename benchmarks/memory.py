@@ -80,6 +80,7 @@ if __name__ == "__main__":
     import datetime as dt
     import hashlib
     import json
+    import os
     import sys
 
     from benchmarks.__main__ import RAW, RESULTS, service_server, service_settings
@@ -112,6 +113,8 @@ if __name__ == "__main__":
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": str(model),
         "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()[:16],
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("SENTIMENT_", "MALLOC_"))},
+        "cpu_affinity": sorted(os.sched_getaffinity(0)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

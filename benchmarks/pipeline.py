@@ -1,8 +1,8 @@
 """Preprocessing + batched ONNX run, shared by the in-process ceiling and every peer server.
 
 Everything model-specific goes through the service's own functions in :mod:`app.preprocessing`
-(``decode_image`` → ``largest_face_input``; ``decode_audio`` → ``log_mel``; ``encode_text`` /
-``pad_batch``), so the peers and the ceiling do exactly the work the service does per request.
+(``decode_image`` → ``largest_face_input``; ``decode_audio`` → ``log_mel``; ``encode_text``) and its batch
+collation (``app.inference.collate.collate``), so the peers and the ceiling do the service's work.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.contract import FACE_SIZE, LABELS, N_MELS
+from app.contract import LABELS
+from app.inference.collate import collate
 from app.preprocessing.audio import decode_audio, log_mel
 from app.preprocessing.face import largest_face_input
 from app.preprocessing.image import decode_image
-from app.preprocessing.text import EncodedText, encode_text, load_tokenizer, pad_batch
+from app.preprocessing.text import EncodedText, encode_text, load_tokenizer
 
 #: Same limits as the service's defaults (app/config.py).
 MAX_IMAGE_PIXELS = 40_000_000
@@ -28,11 +29,11 @@ MAX_AUDIO_SECONDS = 30.0
 
 @dataclass
 class Features:
-    """One request after preprocessing (absent modality = None)."""
+    """One request after preprocessing (absent modality = None); what ``collate`` reads."""
 
     text: EncodedText | None
     face: np.ndarray | None  # float32 [1, 64, 64]
-    mel: np.ndarray | None  # float32 [T, 64]
+    audio_features: np.ndarray | None  # float32 [T, 64] log-mel
 
 
 def find_model(model_dir: Path, provider: str = "CPUExecutionProvider") -> tuple[Path, Path]:
@@ -96,37 +97,10 @@ class Pipeline:
         )
 
     def feeds(self, batch: list[Features]) -> dict[str, np.ndarray]:
-        """Pad a batch: text to its longest sequence, audio to its longest clip (masks mark real data)."""
-        n = len(batch)
-        texts = [f.text for f in batch]
-        dummy = EncodedText(np.array([101, 102], dtype=np.int64), 2, False)
-        ids, mask = pad_batch([t if t is not None else dummy for t in texts])
-        for i, t in enumerate(texts):
-            if t is None:
-                mask[i] = 0
-                mask[i, 0] = 1  # keep one attended position so attention stays finite; modality mask is 0
-        face = np.zeros((n, 1, FACE_SIZE, FACE_SIZE), np.float32)
-        frames = max([f.mel.shape[0] for f in batch if f.mel is not None], default=1)
-        mel = np.zeros((n, frames, N_MELS), np.float32)
-        mel_mask = np.zeros((n, frames), np.float32)
-        modality = np.zeros((n, 3), np.float32)
-        for i, f in enumerate(batch):
-            modality[i, 0] = f.text is not None
-            if f.face is not None:
-                face[i] = f.face
-                modality[i, 1] = 1
-            if f.mel is not None:
-                mel[i, : f.mel.shape[0]] = f.mel
-                mel_mask[i, : f.mel.shape[0]] = 1
-                modality[i, 2] = 1
-        return {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "face": face,
-            "audio_features": mel,
-            "audio_mask": mel_mask,
-            "modality_mask": modality,
-        }
+        """Pad a batch with the service's own collation (:func:`app.inference.collate.collate`): text to
+        its longest sequence, audio to its longest clip (no length buckets: the tutorial way), masks mark
+        real data."""
+        return collate(batch)
 
     def run(self, batch: list[Features]) -> np.ndarray:
         """float32 [B, 3] fused probabilities."""

@@ -15,7 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import REPO_ROOT, Settings
-from app.inference.predictor import ModelOutput, Predictor, RawInput, collate
+from app.inference.collate import collate
+from app.inference.predictor import ModelOutput, Predictor, RawInput
 from app.main import create_app
 from tests.media import face_jpeg, no_face_png, wav
 
