@@ -61,7 +61,11 @@ class AudioCNN(nn.Module):
         return centred / torch.sqrt(var + 1e-5)
 
     def forward(self, audio_features: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
-        x = self.normalise(audio_features, audio_mask)
+        return self.from_normalised(self.normalise(audio_features, audio_mask), audio_mask)
+
+    def from_normalised(self, x: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+        """Logits [B, 6] from normalised features x [B, T, M] (0 at padded frames) and the frame mask [B, T];
+        training mixes examples in this normalised domain (mixup)."""
         if self.training and self.spec_augment:
             x = spec_augment(x)
         h = x.unsqueeze(1)  # [B, 1, T, M]

@@ -98,10 +98,14 @@ def mvsa_faces(image_paths: list[str], cache_dir: Path) -> tuple[np.ndarray, np.
     """
     from PIL import Image  # noqa: PLC0415
 
+    import app.preprocessing.face as face_mod  # noqa: PLC0415
+    import app.preprocessing.image as image_mod  # noqa: PLC0415
     from app.preprocessing.face import largest_face_input  # noqa: PLC0415
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"mvsa_faces_{_key([Path(p).name for p in image_paths])}.npz"
+    # the key covers the detection and normalisation code, so a change there re-runs the detection
+    code = [Path(str(m.__file__)).read_text() for m in (face_mod, image_mod)]
+    path = cache_dir / f"mvsa_faces_{_key([Path(p).name for p in image_paths] + code)}.npz"
     if path.exists():
         z = np.load(path)
         return z["faces"], z["found"]

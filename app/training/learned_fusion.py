@@ -1,10 +1,15 @@
 """Learned fusion on paired data (MVSA-Single image + text): one loss on the fused output, gradients flow
 through :class:`~app.training.fusion.Fusion` into the trainable parameters of each branch.
 
-Trainable: fusion weights w_m and bias b, the branch temperatures, the text head (linear layer) and the face
-head (last convolution of mini-Xception). Regularisation: L2 penalty λ Σ ‖θ − θ₀‖² towards the starting point
-(the product-of-experts model; "L2-SP", Li et al., ICML 2018), so λ → ∞ recovers PoE. Optimiser: Adam or SGD
-(momentum 0.9). Early stopping on validation NLL (patience epochs), best state restored.
+Trainable: the fusion weights w_m, the text head (linear layer) and the face head (last convolution of
+mini-Xception). Kept fixed: the branch temperatures (fit on each branch's own validation data; in the fused
+output w_m already rescales each branch's log-probabilities, and fixed temperatures keep the per-modality
+probabilities calibrated as measured) and the fusion bias b = 0: b is added to every request with any
+modality present, so a b learned on MVSA-Single would move audio-only or face-only answers towards MVSA's
+label distribution (mostly positive) instead of the common prior π the branches are re-targeted to.
+Regularisation: L2 penalty λ Σ ‖θ − θ₀‖² towards the starting point (the product-of-experts model; "L2-SP",
+Li et al., ICML 2018), so λ → ∞ recovers PoE. Optimiser: Adam or SGD (momentum 0.9). Early stopping on
+validation NLL (patience epochs), best state restored.
 """
 
 from __future__ import annotations
@@ -46,8 +51,6 @@ def fused_forward(model: FusedSentiment, b: PairBatch, idx: torch.Tensor, start:
 def trainable_parameters(model: FusedSentiment) -> list[torch.nn.Parameter]:
     return [
         model.fusion.weight,
-        model.fusion.bias,
-        model.fusion.log_temperature,
         *model.text.head.parameters(),
         *model.face.net.head.parameters(),
     ]

@@ -38,10 +38,55 @@ def predict_logits(model: AudioCNN, feats: list[np.ndarray], batch_size: int = 6
     return out
 
 
+def _crops(feats: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    crops = []
+    for i in idx:
+        f = feats[i]
+        if len(f) > CROP_FRAMES:
+            s = rng.integers(0, len(f) - CROP_FRAMES + 1)
+            f = f[s : s + CROP_FRAMES]
+        crops.append(f)
+    return crops
+
+
+@torch.no_grad()
+def _recompute_bn(
+    model: AudioCNN, feats: list[np.ndarray], idx: np.ndarray, seed: int, batch_size: int
+) -> None:
+    """Re-estimate BatchNorm running statistics (cumulative average) with one pass over training crops, as
+    SWA requires after averaging weights (Izmailov et al., UAI 2018)."""
+    rng = np.random.default_rng(seed + 1)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            mod.reset_running_stats()
+            mod.momentum = None
+    model.train()
+    aug, model.spec_augment = model.spec_augment, False
+    perm = rng.permutation(idx)
+    for b in range(len(perm) // batch_size):
+        x, m = pad_feats(_crops(feats, perm[b * batch_size : (b + 1) * batch_size], rng))
+        model(x, m)
+    model.spec_augment = aug
+    model.eval()
+
+
 def train_audio(
-    data: CremaSet, feats: list[np.ndarray], seed: int, epochs: int, lr: float = 3e-3, batch_size: int = 32
-) -> tuple[AudioCNN, dict[str, float]]:
-    """Adam + one-cycle LR, random 1.5 s crops, SpecAugment; keeps the epoch with best validation accuracy."""
+    data: CremaSet,
+    feats: list[np.ndarray],
+    seed: int,
+    epochs: int,
+    lr: float = 3e-3,
+    batch_size: int = 32,
+    mixup_alpha: float = 0.0,
+    swa_epochs: int = 0,
+) -> tuple[AudioCNN, dict[str, object]]:
+    """Adam + one-cycle LR, random 1.5 s crops, SpecAugment, optional mixup (Zhang et al., ICLR 2018) of
+    normalised log-mels with Beta(``mixup_alpha``, ``mixup_alpha``) weights.
+
+    Model choice on the validation actors only: the best single epoch by 6-class accuracy, or — when
+    ``swa_epochs`` > 1 — the average of the weights of the last ``swa_epochs`` epochs (BatchNorm statistics
+    re-estimated) if its validation accuracy is at least as high.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = AudioCNN()
@@ -51,35 +96,72 @@ def train_audio(
     steps = epochs * (len(tr) // batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
-    best, best_state, history = -1.0, None, []
+    best, best_epoch, best_state, history = -1.0, 0, None, []
+    swa_states: list[dict[str, torch.Tensor]] = []
     t0 = time.time()
+
+    def val_acc(net: AudioCNN) -> float:
+        return float((predict_logits(net, [feats[i] for i in va]).argmax(1) == data.emotion[va]).mean())
+
     for ep in range(epochs):
         model.train()
         perm = rng.permutation(tr)
         bar = tqdm(range(len(perm) // batch_size), desc=f"audio epoch {ep + 1}/{epochs}", mininterval=10)
         for b in bar:
             idx = perm[b * batch_size : (b + 1) * batch_size]
-            crops = []
-            for i in idx:
-                f = feats[i]
-                if len(f) > CROP_FRAMES:
-                    s = rng.integers(0, len(f) - CROP_FRAMES + 1)
-                    f = f[s : s + CROP_FRAMES]
-                crops.append(f)
-            x, m = pad_feats(crops)
+            x, m = pad_feats(_crops(feats, idx, rng))
             y = torch.from_numpy(data.emotion[idx])
-            loss = F.cross_entropy(model(x, m), y, label_smoothing=0.05)
+            xn = model.normalise(x, m)
+            if mixup_alpha > 0:
+                lam = float(rng.beta(mixup_alpha, mixup_alpha))
+                j = torch.from_numpy(rng.permutation(len(idx)))
+                xn = lam * xn + (1 - lam) * xn[j]
+                m = torch.maximum(m, m[j])
+                z = model.from_normalised(xn, m)
+                loss = lam * F.cross_entropy(z, y, label_smoothing=0.05) + (1 - lam) * F.cross_entropy(
+                    z, y[j], label_smoothing=0.05
+                )
+            else:
+                loss = F.cross_entropy(model.from_normalised(xn, m), y, label_smoothing=0.05)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-        acc = float((predict_logits(model, [feats[i] for i in va]).argmax(1) == data.emotion[va]).mean())
-        history.append(acc)
+        acc = val_acc(model)
+        history.append(round(acc, 4))
         if acc > best:
-            best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+            best, best_epoch, best_state = acc, ep + 1, {k: v.clone() for k, v in model.state_dict().items()}
+        if swa_epochs > 1 and ep >= epochs - swa_epochs:
+            swa_states.append({k: v.clone() for k, v in model.state_dict().items()})
         tqdm.write(f"audio epoch {ep + 1}: val 6-class acc {acc:.3f} ({time.time() - t0:.0f} s)")
     assert best_state is not None
-    model.load_state_dict(best_state)
+    info: dict[str, object] = {
+        "best_val_acc6": best,
+        "best_epoch": best_epoch,
+        "val_acc6_history": history,
+        "epochs": epochs,
+        "mixup_alpha": mixup_alpha,
+    }
+    chosen = "best_epoch"
+    if swa_states:
+        avg = {
+            k: (torch.stack([s[k].float() for s in swa_states]).mean(0)).to(v.dtype)
+            for k, v in swa_states[-1].items()
+        }
+        model.load_state_dict(avg)
+        _recompute_bn(model, feats, tr, seed, batch_size)
+        swa_acc = val_acc(model)
+        info["swa_epochs"] = len(swa_states)
+        info["swa_val_acc6"] = swa_acc
+        tqdm.write(
+            f"audio weight average of the last {len(swa_states)} epochs: val 6-class acc {swa_acc:.3f}"
+        )
+        if swa_acc >= best:
+            chosen = "weight_average"
+    if chosen == "best_epoch":
+        model.load_state_dict(best_state)
+    info["chosen"] = chosen
+    info["train_seconds"] = time.time() - t0
     model.spec_augment = False
     model.eval()
-    return model, {"best_val_acc6": best, "epochs": epochs, "train_seconds": time.time() - t0}
+    return model, info
