@@ -91,24 +91,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--loco-max-train",
         type=int,
-        default=0,
-        help="if > 0, each leave-one-corpus-out model trains on a random subsample of this many texts",
+        default=10000,
+        help="if > 0, each leave-one-corpus-out model trains on a random subsample of this many texts "
+        "(time budget: the default run must finish in 45 min on 2 cores)",
     )
-    p.add_argument("--face-epochs", type=int, default=4)
+    p.add_argument("--face-epochs", type=int, default=5)
     p.add_argument("--audio-epochs", type=int, default=16)
     p.add_argument("--audio-lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     p.add_argument(
         "--audio-mixup",
         type=float,
-        default=0.3,
-        help="mixup Beta(α, α) parameter for the audio branch (0 = off)",
+        default=0.0,
+        help="mixup Beta(α, α) parameter for the audio branch (0 = off; α = 0.3 over 16 epochs reached "
+        "0.548 validation accuracy vs 0.560 without (14 epochs), so it is off)",
     )
     p.add_argument(
         "--audio-swa",
         type=int,
-        default=4,
+        default=0,
         help="average the weights of the last N audio epochs; kept if validation accuracy is not worse "
-        "(0 = off)",
+        "(0 = off; the average of the last 4 of 16 epochs with mixup reached 0.531 vs 0.548 for the best "
+        "epoch)",
     )
     p.add_argument(
         "--serial",
