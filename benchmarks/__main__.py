@@ -284,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         default=min(2, os.cpu_count() or 1),
         help="LitServe inference worker processes (its preprocessing runs serially inside each worker)",
     )
+    p.add_argument(
+        "--peer-wait-ms",
+        type=float,
+        default=5.0,
+        help="LitServe batch_timeout / PyTriton max_queue_delay (ms); they get the service's max_batch_size. "
+        "Not 0: LitServe 0.2.19 busy-polls its queue when batch_timeout is 0 (loops/simple_loops.py, "
+        "`if not batches: continue`), which would burn a core per worker",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--allow-standin", action="store_true", help="allow a model folder under results/raw")
     p.add_argument("--port", type=int, default=8100, help="first port; targets use port, port+1, ...")
@@ -296,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     settings = service_settings()
-    batch, wait_ms = int(settings["max_batch_size"]), float(settings["max_wait_ms"])
+    batch, wait_ms = int(settings["max_batch_size"]), args.peer_wait_ms
     samples = build(args.data_dir, RAW / "corpus")
     errors: dict[str, str] = {}
     if "pytriton" in targets:
@@ -406,6 +414,7 @@ def meta(model_dir: Path, settings: dict[str, Any], args: argparse.Namespace) ->
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "service_settings": settings,
+        "peer_wait_ms": args.peer_wait_ms,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "oha_or_wrk": bool(shutil.which("oha") or shutil.which("wrk")),

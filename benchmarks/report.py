@@ -99,9 +99,11 @@ def write(res: dict[str, Any], out: Path) -> str:
         "request when the previous answer arrives) on loopback; the load generator shares the cores with the "
         "server (its CPU is the `client CPU` column). Same ONNX model, same `app.preprocessing` functions "
         "and "
-        "the same JSON body (`text`, `image_base64`, `audio_base64`) for every target; batch limits "
-        f"{meta['service_settings'].get('max_batch_size')} / {meta['service_settings'].get('max_wait_ms')} "
-        "ms for the service, LitServe and PyTriton.",
+        "the same JSON body (`text`, `image_base64`, `audio_base64`) for every target; max batch "
+        f"{meta['service_settings'].get('max_batch_size')} for the service, LitServe and PyTriton; batch "
+        f"wait {meta['service_settings'].get('max_wait_ms')} ms for the service, "
+        f"{meta.get('peer_wait_ms', meta['service_settings'].get('max_wait_ms'))} ms for LitServe and "
+        "PyTriton (`--peer-wait-ms`).",
         "",
         "## Bars (issue 4)",
         "",
@@ -204,7 +206,10 @@ def write(res: dict[str, Any], out: Path) -> str:
         if "meta" in mem:
             lines.append(
                 f"(Separate run: `{mem['meta']['command']}`, finished {mem['meta']['finished']}, model "
-                f"`{mem['meta']['model']}` sha256 `{mem['meta']['model_sha256']}…`.)"
+                f"`{mem['meta']['model']}` sha256 `{mem['meta']['model_sha256']}…`"
+                + (f", environment {mem['meta']['env']}" if mem["meta"].get("env") else "")
+                + (f", CPUs {mem['meta']['cpu_affinity']}" if "cpu_affinity" in mem["meta"] else "")
+                + ".)"
             )
     if res.get("errors"):
         lines += ["", "## Targets that did not run", ""]
