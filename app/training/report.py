@@ -48,8 +48,9 @@ def provenance_lines(config: dict[str, Any]) -> list[str]:
     lines = ["## Build provenance", ""]
     if _reused(config):
         lines += [
-            "This build was assembled with `--reuse`: some branch checkpoints came from earlier development "
-            "runs of this pipeline (listed below) instead of being trained by this command; every metric was "
+            "This build was assembled with `--reuse`: some branch checkpoints were loaded from "
+            "`--cache-dir/stages`, written by an earlier run of this pipeline (their training records are "
+            "listed below; `reused` = no record), instead of being trained by this command; every metric was "
             "still measured by this command on the shipped weights.",
             "",
         ]
@@ -281,7 +282,12 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         f"subset): {_f(mv['product_of_experts']['face_subset']['image_only_vs_image_label_macro_f1'])}.",
         f"Learned fusion training: {mv['learned_fusion_training']}; learned values: "
         f"{mv['learned_fusion_learned_values']}. Shipped: **{mv['shipped']}** (issue 2's rule: learned "
-        "fusion ships if it beats PoE on the held-out pairs, here higher fused macro-F1 and lower fused NLL; "
+        "fusion ships if it beats PoE on the held-out pairs, here higher fused macro-F1 and lower fused NLL: "
+        f"{mv.get('learned_beats_poe_on_heldout_pairs')}; and, since it also adapts the text and face heads "
+        "to "
+        "MVSA-Single, only if it loses no bar that the PoE branches meet; bars it would lose: "
+        f"{mv.get('bars_lost_by_learned_heads')}; ECE of its heads: {mv.get('learned_heads_calibration')}; "
+        f"FER2013 PublicTest 7-class accuracy PoE / learned head: {mv.get('fer_publictest_acc7')}; "
         "its text head keeps every held-out text bar: "
         f"{mv['learned_text_branch_keeps_vader_bars']}"
         + (
