@@ -132,6 +132,14 @@ def _decode_json(body: bytes) -> RawInput:
     )
 
 
+def _json_hint(request: Request) -> str:
+    """A hint for the usual mistake behind a broken urlencoded body: JSON sent with curl's ``-d``/
+    ``--data-binary`` default Content-Type (application/x-www-form-urlencoded)."""
+    if request.headers.get("content-type", "").lower().startswith("application/x-www-form-urlencoded"):
+        return "; to send JSON, set the header Content-Type: application/json"
+    return ""
+
+
 async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
     try:
         # Strict parsers: a text field that is not valid in its charset is refused, not mangled.
@@ -153,7 +161,7 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
             raise ApiError(
                 ErrorType.INPUT_TOO_LARGE,
                 f"a form field is longer than the text limit of {settings.max_text_chars} characters "
-                "(image and audio must be sent as file uploads)",
+                "(image and audio must be sent as file uploads)" + _json_hint(request),
             ) from None
         raise ApiError(ErrorType.MALFORMED_REQUEST, f"malformed multipart body: {message}") from None
     except UnicodeDecodeError:
@@ -168,7 +176,8 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
         if unknown:
             shown = ", ".join(repr(n[:40]) for n in unknown[:5])
             raise ApiError(
-                ErrorType.VALIDATION_ERROR, f"unknown form field(s) {shown}; allowed: text, image, audio"
+                ErrorType.VALIDATION_ERROR,
+                f"unknown form field(s) {shown}; allowed: text, image, audio" + _json_hint(request),
             )
         values: dict[str, str | bytes | None] = {}
         for name in _FIELDS:

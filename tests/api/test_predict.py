@@ -224,6 +224,22 @@ def test_invalid_json_returns_422(client: TestClient) -> None:
     _assert_error(client.post("/v1/predict", json={"txt": "hi"}), 422, "validation_error")
 
 
+def test_json_sent_as_urlencoded_form_gets_a_content_type_hint(client: TestClient, settings: Any) -> None:
+    # curl -d / --data-binary default to application/x-www-form-urlencoded
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = client.post("/v1/predict", content=b'{"text": "I love it"}', headers=form)
+    _assert_error(r, 422, "validation_error")
+    assert "Content-Type: application/json" in r.json()["error"]["message"]
+    big = b'{"text": "' + b"a" * (settings.max_text_chars * 4 + 10) + b'"}'
+    r = client.post("/v1/predict", content=big, headers=form)
+    assert r.status_code in (413, 422), r.text  # field too long, or the whole body as one unknown field
+    assert "Content-Type: application/json" in r.json()["error"]["message"]
+    # a multipart body with an unknown field gets no such hint
+    r = client.post("/v1/predict", files={"txt": (None, "hi")})
+    _assert_error(r, 422, "validation_error")
+    assert "application/json" not in r.json()["error"]["message"]
+
+
 def test_bad_base64_returns_422(client: TestClient) -> None:
     r = client.post("/v1/predict", json={"image_base64": "not*base64!"})
     _assert_error(r, 422, "validation_error")
