@@ -22,6 +22,18 @@ INPUT_NAMES: Final[tuple[str, ...]] = (
 )
 #: ONNX output names, in graph order.
 OUTPUT_NAMES: Final[tuple[str, ...]] = ("probabilities", "modality_probabilities")
+#: Dynamic axes of every input and output (axis index → symbolic name): batch everywhere, text length
+#: (≤ MAX_TEXT_TOKENS) and audio frames; all other dimensions are fixed.
+DYNAMIC_AXES: Final[dict[str, dict[int, str]]] = {
+    "input_ids": {0: "batch", 1: "text_length"},
+    "attention_mask": {0: "batch", 1: "text_length"},
+    "face": {0: "batch"},
+    "audio_features": {0: "batch", 1: "audio_frames"},
+    "audio_mask": {0: "batch", 1: "audio_frames"},
+    "modality_mask": {0: "batch"},
+    "probabilities": {0: "batch"},
+    "modality_probabilities": {0: "batch"},
+}
 
 #: Maximum number of text tokens (including [CLS]/[SEP]) the graph accepts.
 MAX_TEXT_TOKENS: Final[int] = 128

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from app.contract import DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES
+
 
 class Block(nn.Module):
     """Post-norm BERT layer written with reshape(-1) so the export keeps the batch axis dynamic."""
@@ -92,24 +94,13 @@ def export(out_dir: Path) -> Path:
     )
     path = out_dir / "1" / "model.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = ["input_ids", "attention_mask", "face", "audio_features", "audio_mask", "modality_mask"]
-    axes = {
-        "input_ids": {0: "B", 1: "L"},
-        "attention_mask": {0: "B", 1: "L"},
-        "face": {0: "B"},
-        "audio_features": {0: "B", 1: "T"},
-        "audio_mask": {0: "B", 1: "T"},
-        "modality_mask": {0: "B"},
-        "probabilities": {0: "B"},
-        "modality_probabilities": {0: "B"},
-    }
     torch.onnx.export(
         model,
         args,
         str(path),
-        input_names=names,
-        output_names=["probabilities", "modality_probabilities"],
-        dynamic_axes=axes,
+        input_names=list(INPUT_NAMES),
+        output_names=list(OUTPUT_NAMES),
+        dynamic_axes=DYNAMIC_AXES,
         opset_version=17,
         dynamo=False,
     )

@@ -10,7 +10,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from app.contract import FACE_SIZE, INPUT_NAMES, N_MELS, OUTPUT_NAMES
+from app.contract import DYNAMIC_AXES, FACE_SIZE, INPUT_NAMES, N_MELS, OUTPUT_NAMES
 from app.training.fusion import FusedSentiment
 
 OPSET = 17
@@ -49,16 +49,6 @@ def export_onnx(model: FusedSentiment, path: Path, fp16_weights: bool = True) ->
     model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     args = tuple(torch.from_numpy(v) for v in example_inputs(2, 16, 120).values())
-    dynamic_axes = {
-        "input_ids": {0: "batch", 1: "text_length"},
-        "attention_mask": {0: "batch", 1: "text_length"},
-        "face": {0: "batch"},
-        "audio_features": {0: "batch", 1: "audio_frames"},
-        "audio_mask": {0: "batch", 1: "audio_frames"},
-        "modality_mask": {0: "batch"},
-        "probabilities": {0: "batch"},
-        "modality_probabilities": {0: "batch"},
-    }
     with warnings.catch_warnings():
         # The TorchScript exporter (dynamo=False) is chosen on purpose: it handles the dynamic text length
         # and audio frame axes of this graph directly; silence its deprecation notice and tracer warnings.
@@ -71,7 +61,7 @@ def export_onnx(model: FusedSentiment, path: Path, fp16_weights: bool = True) ->
             str(path),
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
-            dynamic_axes=dynamic_axes,
+            dynamic_axes=DYNAMIC_AXES,
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
