@@ -109,6 +109,33 @@ class MiniXception(nn.Module):
         return self.head(self.features(x)).mean(dim=(2, 3))
 
 
+#: Test-time augmentation views of one face: the face and its mirror image, each also shifted by
+#: ``TTA_SHIFT`` pixels right/left/down/up (edge-replicated borders): the 10-view variant of the classic
+#: FER multi-crop evaluation (cf. Krizhevsky et al., 2012, 10-crop testing).
+TTA_SHIFT = 4
+TTA_OFFSETS = ((0, 0), (TTA_SHIFT, 0), (-TTA_SHIFT, 0), (0, TTA_SHIFT), (0, -TTA_SHIFT))
+N_TTA_VIEWS = 2 * len(TTA_OFFSETS)
+
+
+def tta_views(face: torch.Tensor) -> torch.Tensor:
+    """float32 [B, 1, 64, 64] → [N_TTA_VIEWS * B, 1, 64, 64], view-major (rows ``v*B .. v*B+B-1`` are view
+    ``v``): for the face and its horizontal mirror, the unshifted face and four copies translated by
+    ``TTA_SHIFT`` px with replicate padding. Exported to ONNX as Pad(edge) + Slice + Concat."""
+    s = TTA_SHIFT
+    size_h, size_w = face.shape[-2], face.shape[-1]
+    views = []
+    for f in (face, torch.flip(face, dims=[3])):
+        padded = F.pad(f, (s, s, s, s), mode="replicate")
+        for dx, dy in TTA_OFFSETS:
+            views.append(padded[:, :, s - dy : s - dy + size_h, s - dx : s - dx + size_w])
+    return torch.cat(views, dim=0)
+
+
+def tta_mean(z: torch.Tensor, batch: int) -> torch.Tensor:
+    """Mean over the views of :func:`tta_views` rows: [N_TTA_VIEWS * B, ...] → [B, ...]."""
+    return z.reshape(N_TTA_VIEWS, batch, *z.shape[1:]).mean(dim=0)
+
+
 def _conv(w: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
 

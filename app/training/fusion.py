@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.training.audio_model import AudioCNN
-from app.training.face_model import MiniXception
+from app.training.face_model import N_TTA_VIEWS, MiniXception, tta_mean, tta_views
 from app.training.text_model import LAYERS, VOCAB, MiniLM, masked_mean
 
 
@@ -45,34 +45,53 @@ class TextClassifier(nn.Module):
 
 
 class FaceClassifier(nn.Module):
-    """mini-Xception 7-emotion logits (averaged with the horizontally flipped face when ``flip_tta``) →
-    3-sentiment log-probabilities log(M · softmax(z)), M [3, 7] a 0/1 (or soft) emotion → sentiment map."""
+    """mini-Xception 7-emotion logits (averaged over the ``N_TTA_VIEWS`` test-time views of
+    ``face_model.tta_views`` when ``tta``) → 3-sentiment log-probabilities log(M · softmax(z)), M [3, 7] a 0/1
+    (or soft) emotion → sentiment map."""
 
-    def __init__(self, net: MiniXception, mapping: torch.Tensor, flip_tta: bool = True) -> None:
+    def __init__(self, net: MiniXception, mapping: torch.Tensor, tta: bool = True) -> None:
         super().__init__()
         self.net = net
         self.register_buffer("mapping", mapping.to(torch.float32))
-        self.flip_tta = flip_tta
+        self.tta = tta
 
     def emotion_logits(self, face: torch.Tensor) -> torch.Tensor:
-        z = self.net(face)
-        if self.flip_tta:
-            z = 0.5 * (z + self.net(torch.flip(face, dims=[3])))
-        return z
+        """face float32 [B, 1, 64, 64] in [-1, 1] → 7 emotion logits [B, 7]."""
+        if not self.tta:
+            return self.net(face)
+        return tta_mean(self.net(tta_views(face)), face.shape[0])
 
     def forward(self, face: torch.Tensor) -> torch.Tensor:
         return self.from_emotion_logits(self.emotion_logits(face))
+
+    def forward_present(self, face: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Like ``forward`` [B, 1, 64, 64] → [B, 3], but the network runs only on the rows where
+        ``present`` [B] bool is true, plus one padding row so the batch is never empty (a text-only batch
+        pays for one face instead of B × ``N_TTA_VIEWS``). Absent rows get the padding row's output; the
+        fusion ignores them. Exported as NonZero + Gather + CumSum (no data-dependent control flow)."""
+        idx = torch.cat([torch.nonzero(present).reshape(-1), torch.zeros(1, dtype=torch.int64)])  # [K + 1]
+        sub = self(face.index_select(0, idx))  # [K + 1, 3]; the last row is the padding row
+        count = present.to(torch.int64)
+        pos = torch.where(present, torch.cumsum(count, 0) - 1, count.sum())  # row of ``sub`` for each row
+        return sub.index_select(0, pos)
 
     def from_emotion_logits(self, z: torch.Tensor) -> torch.Tensor:
         p7 = torch.softmax(z, dim=-1)
         return torch.log(p7 @ self.mapping.t() + 1e-12)
 
-    def from_features(self, feat: torch.Tensor, feat_flipped: torch.Tensor) -> torch.Tensor:
-        """Same as ``forward`` from cached ``net.features`` of the face and of its mirror image."""
-        z = self.net.head(feat).mean(dim=(2, 3))
-        if self.flip_tta:
-            z = 0.5 * (z + self.net.head(feat_flipped).mean(dim=(2, 3)))
-        return self.from_emotion_logits(z)
+    def view_features(self, face: torch.Tensor) -> torch.Tensor:
+        """Cacheable frozen part: [B, 1, 64, 64] → ``net.features`` of each view, [B, V, 128, 4, 4]
+        (V = ``N_TTA_VIEWS`` with ``tta``, else 1)."""
+        if not self.tta:
+            return self.net.features(face)[:, None]
+        f = self.net.features(tta_views(face))
+        return f.reshape(N_TTA_VIEWS, face.shape[0], *f.shape[1:]).transpose(0, 1)
+
+    def from_features(self, feat: torch.Tensor) -> torch.Tensor:
+        """Same as ``forward`` from cached :meth:`view_features` [B, V, 128, 4, 4]."""
+        b, v = feat.shape[:2]
+        z = self.net.head(feat.reshape(b * v, *feat.shape[2:])).mean(dim=(2, 3))
+        return self.from_emotion_logits(z.reshape(b, v, -1).mean(dim=1))
 
 
 class AudioClassifier(nn.Module):
@@ -173,7 +192,7 @@ class FusedSentiment(nn.Module):
             torch.zeros_like(audio_mask),
         )
         zt = self.text(ids, am.to(torch.int64))
-        zi = self.face(face)
+        zi = self.face.forward_present(face, pi)
         za = self.audio(af, amask)
         return torch.stack([zt, zi, za], dim=1)
 

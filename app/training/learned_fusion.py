@@ -26,11 +26,10 @@ from app.training.fusion import FusedSentiment
 @dataclass
 class PairBatch:
     """Cached inputs of paired examples: the frozen parts of each branch are run once (text sentence vector,
-    mini-Xception features before its last convolution, of the face and of its mirror image)."""
+    mini-Xception features before its last convolution, of each test-time view of the face)."""
 
     text_pooled: torch.Tensor  # [N, 384]
-    face_feat: torch.Tensor  # [N, 128, 4, 4]
-    face_feat_flipped: torch.Tensor  # [N, 128, 4, 4]
+    face_feat: torch.Tensor  # [N, V, 128, 4, 4] (FaceClassifier.view_features)
     present: torch.Tensor  # [N, 3] bool
     y: torch.Tensor  # [N] int64
 
@@ -38,7 +37,7 @@ class PairBatch:
 def branch_logits(model: FusedSentiment, b: PairBatch, idx: torch.Tensor) -> torch.Tensor:
     """[n, 3, 3] branch logits (audio rows are zeros; audio is never present in image+text pairs)."""
     zt = model.text.head(b.text_pooled[idx])
-    zi = model.face.from_features(b.face_feat[idx], b.face_feat_flipped[idx])
+    zi = model.face.from_features(b.face_feat[idx])
     return torch.stack([zt, zi, torch.zeros_like(zt)], dim=1)
 
 

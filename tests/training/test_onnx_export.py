@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from app.contract import INPUT_NAMES, OUTPUT_NAMES
 from app.training.export import export_onnx, ort_session, round_to_fp16
@@ -47,6 +48,28 @@ def test_onnx_runtime_matches_pytorch(exported, batch: int, text_len: int, frame
     got = ort_session(path).run(list(OUTPUT_NAMES), feeds)
     for r, g in zip(ref, got, strict=True):
         assert g.dtype == np.float32 and g.shape == r.shape
+        np.testing.assert_allclose(g, r, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "faces", [[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 1], [1, 0, 1, 0]], ids=["none", "all", "last", "mixed"]
+)
+def test_face_branch_runs_on_present_rows_only_with_the_same_outputs(exported, faces: list[int]) -> None:
+    """The face network runs on the rows with a face (+1 padding row): PyTorch and ONNX Runtime agree with
+    running it on every row, also for a batch without any face (the padding row keeps the batch non-empty)."""
+    model, path = exported
+    feeds = inputs(4, 7, 30, seed=5)
+    feeds["modality_mask"][:] = 1.0
+    feeds["modality_mask"][:, 1] = faces
+    ref = run_torch(model, feeds)
+    got = ort_session(path).run(list(OUTPUT_NAMES), feeds)
+    face = torch.from_numpy(feeds["face"])
+    present = torch.tensor(faces, dtype=torch.bool)
+    with torch.no_grad():
+        every_row = model.face(face)
+        only_present = model.face.forward_present(face, present)
+    torch.testing.assert_close(only_present[present], every_row[present], rtol=1e-5, atol=1e-6)
+    for r, g in zip(ref, got, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-4)
 
 

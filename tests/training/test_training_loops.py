@@ -21,9 +21,7 @@ def _pairs(n: int, seed: int) -> PairBatch:
     present = torch.ones(n, 3, dtype=torch.bool)
     present[:, 2] = False
     present[: n // 2, 1] = False
-    return PairBatch(
-        text, torch.randn(n, 128, 4, 4, generator=g), torch.randn(n, 128, 4, 4, generator=g), present, y
-    )
+    return PairBatch(text, torch.randn(n, 10, 128, 4, 4, generator=g), present, y)
 
 
 def test_learned_fusion_trains_weights_and_heads_but_keeps_temperatures_bias_and_encoders() -> None:
