@@ -40,7 +40,7 @@ test: lint typecheck pytest
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-# Benchmarks (issue 4): `make bench` runs the side-by-side benchmark (~12 min on 2 cores) and writes
+# Benchmarks (issue 4): `make bench` runs the side-by-side benchmark (8-12 min on 2 cores) and writes
 # benchmarks/results/RESULTS.md; `make bench-memory` the 10,000-request memory/start-up run (~20-35 min).
 STAMP_BENCH := $(VENV)/.installed-bench
 BENCH_ARGS ?=
