@@ -249,31 +249,36 @@ def stage_text(run: Run) -> dict[str, Any]:
     else:
         mv_tr = mv_va = np.zeros(0, dtype=np.int64)
     compound = vader_compound(ts.texts)
-    base = TextClassifier(load_minilm())
     corpora = ["tweets", "movie", "amazon", "nyt", "meld"]
 
     tr = np.where(ts.split == "train")[0]
     va = np.where(ts.split == "val")[0]
     mvsa_tag = "_mvsa" if args.mvsa_text else ""
-    ckpt = run.stage_dir / f"text_main_s{args.seed}_L{split}_e{args.text_epochs}{mvsa_tag}.pt"
-    if args.reuse and ckpt.exists():
-        model = TextClassifier(load_minilm())
-        model.load_state_dict(torch.load(ckpt))
-        model.eval()
-        info: dict[str, Any] = {"reused": True}
-    else:
-        model, info = train_text(
+    base = TextClassifier(load_minilm())
+
+    def load_or_train(ckpt: Path, train_idx: np.ndarray, val_idx: np.ndarray, epochs: int, desc: str) -> Any:
+        """(model, info): the checkpoint with --reuse, else train_text on train_idx + MVSA train (selection
+        on val_idx + MVSA val) and save the checkpoint."""
+        if args.reuse and ckpt.exists():
+            m = TextClassifier(load_minilm())
+            m.load_state_dict(torch.load(ckpt))
+            return m.eval(), {"reused": True}
+        m, info = train_text(
             base,
             states,
             labels,
-            np.concatenate([tr, mv_tr]),
-            np.concatenate([va, mv_va]),
+            np.concatenate([train_idx, mv_tr]),
+            np.concatenate([val_idx, mv_va]),
             split,
-            args.text_epochs,
+            epochs,
             args.seed,
-            desc="text",
+            desc=desc,
         )
-        torch.save(model.state_dict(), ckpt)
+        torch.save(m.state_dict(), ckpt)
+        return m, info
+
+    ckpt = run.stage_dir / f"text_main_s{args.seed}_L{split}_e{args.text_epochs}{mvsa_tag}.pt"
+    model, info = load_or_train(ckpt, tr, va, args.text_epochs, "text")
 
     # leave-one-corpus-out: train on the train/val splits of the other corpora,
     # test on all rows of the left-out one
@@ -289,23 +294,7 @@ def stage_text(run: Run) -> dict[str, Any]:
             sub = np.random.default_rng(args.seed).choice(tr_c, args.loco_max_train, replace=False)
             tr_c = np.sort(sub)
         va_c = np.where((ts.split == "val") & (ts.corpus != corpus))[0]
-        if args.reuse and ck.exists():
-            m_c = TextClassifier(load_minilm())
-            m_c.load_state_dict(torch.load(ck))
-            m_c.eval()
-        else:
-            m_c, _ = train_text(
-                base,
-                states,
-                labels,
-                np.concatenate([tr_c, mv_tr]),
-                np.concatenate([va_c, mv_va]),
-                split,
-                args.loco_epochs,
-                args.seed,
-                desc=f"text LOCO -{corpus}",
-            )
-            torch.save(m_c.state_dict(), ck)
+        m_c, _ = load_or_train(ck, tr_c, va_c, args.loco_epochs, f"text LOCO -{corpus}")
         te = np.where(ts.corpus == corpus)[0]
         pred = text_logits(m_c, states, te, split).argmax(1)
         thr = tune_threshold(compound[tr_c], ts.labels[tr_c])
