@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         "with inference for the same cores.",
     )
     inter_op_threads: int = Field(default=1, ge=0, description="ORT inter-op threads (sequential execution).")
+    cuda_conv_algo_search: Literal["DEFAULT", "HEURISTIC", "EXHAUSTIVE"] = Field(
+        default="DEFAULT",
+        description="cuDNN convolution algorithm choice of the CUDA execution provider (ORT option "
+        "cudnn_conv_algo_search). ORT repeats the choice for every new conv input shape, and batches of "
+        "varying size and face count are new shapes: DEFAULT (implicit-precomputed GEMM, no search) avoids "
+        "that per-shape cost (benchmarks/results/gpu/conv_algo.txt). Ignored on CPU.",
+    )
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
         default="all", description="ORT graph optimisation level."
     )

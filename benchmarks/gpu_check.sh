@@ -113,6 +113,103 @@ probs = sess.run(["probabilities"], feeds)[0]
 print("GPU inference OK, probabilities", np.round(probs.astype(np.float32), 4).tolist())
 PY
 
+say "CUDA vs CPU execution provider: same probabilities on the benchmark corpus"
+# The service's own Predictor (prepare + run_batch, its padding and length buckets) on both providers, for
+# each request mix and a shuffled mixed batch, at several batch sizes. Tolerance 1e-3: cuDNN/cuBLAS may
+# pick TF32 or other reduction orders; the fp32 CPU graph matches PyTorch to 1e-6 (tests).
+mkdir -p "$OUT_DIR"
+"$PYTHON" - <<'PY' | tee "$OUT_DIR/parity.txt"
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.ceiling import AppEngine
+from benchmarks.corpus import build
+
+samples = build(Path("../shared/data"), Path("benchmarks/results/raw/corpus"))
+mixed = [s for m in samples.values() for s in m]
+random.Random(0).shuffle(mixed)
+samples["mixed"] = mixed
+model_dir = Path("models/fused-sentiment")
+gpu, cpu = AppEngine(model_dir, True), AppEngine(model_dir, False)
+print("providers: gpu engine", gpu.provider, "| cpu engine", cpu.provider)
+if gpu.provider != "CUDAExecutionProvider":
+    sys.exit("the service's predictor did not get the CUDA execution provider")
+worst = 0.0
+print(f"{'mix':8} {'batch':>5} {'max |dprob| fused':>18} {'max |dprob| per modality':>25} {'labels equal':>12}")
+for mix, ss in samples.items():
+    for bs in (1, 7, 64):
+        batch = ss[:bs]
+        og, oc = gpu.run([gpu.prep(s) for s in batch]), cpu.run([cpu.prep(s) for s in batch])
+        d_f = max(float(np.abs(a.probabilities - b.probabilities).max()) for a, b in zip(og, oc))
+        d_m = max(
+            float(np.nanmax(np.abs(np.nan_to_num(a.modality_probabilities) - np.nan_to_num(b.modality_probabilities))))
+            for a, b in zip(og, oc)
+        )
+        same = sum(int(np.argmax(a.probabilities) == np.argmax(b.probabilities)) for a, b in zip(og, oc))
+        worst = max(worst, d_f, d_m)
+        print(f"{mix:8} {bs:5d} {d_f:18.2e} {d_m:25.2e} {same:>6d}/{len(og):<5d}")
+print(f"worst |dprob| CUDA vs CPU: {worst:.2e}")
+# model-only time per batch (prepared inputs, the service's collate + session.run), median of 20
+for name, eng in (("CUDA", gpu), ("CPU", cpu)):
+    for bs in (1, 8, 64):
+        prepared = [eng.prep(s) for s in samples["all"][:bs]]
+        eng.run(prepared)
+        ts = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            eng.run(prepared)
+            ts.append(time.perf_counter() - t0)
+        print(f"model-only all-three batch {bs:2d} on {name}: median {1e3 * float(np.median(ts)):.2f} ms "
+              f"({bs / float(np.median(ts)):.0f} items/s)")
+if worst > 1e-3:
+    sys.exit(f"CUDA and CPU probabilities differ by {worst:.2e} > 1e-3")
+PY
+
+say "cuDNN conv algorithm search: cost of a new batch shape vs steady state"
+# ORT's CUDA Conv repeats cudnn_conv_algo_search for every new input shape; the service's batches vary in
+# size and in face count (the face network runs on the rows with a face only), so new shapes keep coming.
+"$PYTHON" - <<'PY' | tee "$OUT_DIR/conv_algo.txt"
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.config import Settings
+from app.inference.predictor import Predictor, RawInput
+from benchmarks.corpus import build
+
+samples = build(Path("../shared/data"), Path("benchmarks/results/raw/corpus"))
+print(f"{'cudnn_conv_algo_search':22} {'new shapes':>10} {'ms per new batch size (median / max)':>38} "
+      f"{'steady ms b8':>12} {'steady ms b64':>13}")
+for mode, n_new in (("DEFAULT", 32), ("HEURISTIC", 12), ("EXHAUSTIVE", 4)):
+    s = Settings(model_dir=Path("models"), model_name="fused-sentiment", warmup=False,
+                 providers=["CUDAExecutionProvider", "CPUExecutionProvider"], cuda_conv_algo_search=mode)
+    p = Predictor(s)
+    p.load()
+    prepared = [p.prepare(RawInput(x.text, x.image, x.audio)) for x in samples["all"]]
+    p.run_batch(prepared[:64])  # CUDA context, first kernels
+    sizes = np.random.default_rng(0).permutation(np.arange(1, 64))[:n_new]
+    new = []
+    for b in sizes:
+        t0 = time.perf_counter()
+        p.run_batch(prepared[: int(b)])
+        new.append(1e3 * (time.perf_counter() - t0))
+    steady = {}
+    for b in (8, 64):
+        ts = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            p.run_batch(prepared[:b])
+            ts.append(1e3 * (time.perf_counter() - t0))
+        steady[b] = float(np.median(ts))
+    print(f"{mode:22} {n_new:10d} {np.median(new):26.1f} / {max(new):9.1f} {steady[8]:12.2f} {steady[64]:13.2f}")
+    del p
+PY
+
 say "in-process ceiling + HTTP benchmark on the GPU"
 # BENCH_GPU=1: the ceiling and the service use CUDA first; SENTIMENT_REQUIRE_GPU makes the service refuse
 # to become ready on a CPU fallback, so a silent fallback fails the run instead of reporting CPU numbers.

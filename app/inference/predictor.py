@@ -175,6 +175,7 @@ class Predictor:
             intra_op_threads=s.intra_op_threads,
             inter_op_threads=s.inter_op_threads,
             optimization_level=s.graph_optimization_level,
+            cuda_conv_algo_search=s.cuda_conv_algo_search,
         )
         try:
             tokenizer = load_tokenizer(spec.tokenizer_file)

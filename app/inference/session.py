@@ -28,11 +28,11 @@ _OPT_LEVELS = {
 }
 
 #: CUDA provider options (ONNX Runtime docs, "CUDA Execution Provider"): grow the arena only by what is
-#: requested (bucketed shapes keep it small) and use cuDNN's heuristic conv algorithm choice, which avoids
-#: an exhaustive search per new shape.
+#: requested (bucketed shapes keep it small). ``cudnn_conv_algo_search`` comes from the settings
+#: (``Settings.cuda_conv_algo_search``): the cuDNN search runs again for every new conv input shape, and the
+#: face network sees a new shape whenever the number of faces in a batch changes.
 CUDA_OPTIONS: dict[str, Any] = {
     "arena_extend_strategy": "kSameAsRequested",
-    "cudnn_conv_algo_search": "HEURISTIC",
 }
 
 
@@ -65,6 +65,7 @@ def create_session(
     intra_op_threads: int = 0,
     inter_op_threads: int = 1,
     optimization_level: str = "all",
+    cuda_conv_algo_search: str = "DEFAULT",
 ) -> LoadedSession:
     """Create the ORT session for ``spec`` and verify its inputs/outputs and active providers.
 
@@ -80,9 +81,13 @@ def create_session(
     options.inter_op_num_threads = inter_op_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only; the CUDA fallback is reported by us below
+    # CUDA Conv kernels log through ORT's default logger, not the session's: with
+    # cudnn_conv_algo_search=DEFAULT a warning per conv per new shape ("running in Fallback mode").
+    ort.set_default_logger_severity(3)
 
     def build(path: Path, wanted: list[str]) -> Any:
-        with_options: list[Any] = [(p, CUDA_OPTIONS) if p == "CUDAExecutionProvider" else p for p in wanted]
+        cuda = {**CUDA_OPTIONS, "cudnn_conv_algo_search": cuda_conv_algo_search}
+        with_options: list[Any] = [(p, cuda) if p == "CUDAExecutionProvider" else p for p in wanted]
         try:
             return ort.InferenceSession(str(path), sess_options=options, providers=with_options)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types

@@ -88,3 +88,49 @@ def test_corrupt_onnx_file_is_a_clear_load_error(tmp_path: Path, model_dir: Path
     (root / "fused-sentiment" / "1" / "model.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(ModelLoadError, match="could not load ONNX model"):
         create_session(load_spec(root, "fused-sentiment"), ["CPUExecutionProvider"])
+
+
+def test_cuda_provider_options_come_from_the_settings(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA execution provider gets the configured cuDNN conv algorithm search and the arena strategy;
+    the CPU provider gets no options (on a machine without CUDA the session then falls back to the CPU)."""
+    import app.inference.session as session_module
+    from app.config import Settings
+
+    seen: list[list[object]] = []
+    real = session_module.ort.InferenceSession
+
+    def recording(path: str, sess_options: object = None, providers: list[object] | None = None) -> object:
+        seen.append(list(providers or []))
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(session_module.ort, "InferenceSession", recording)
+    monkeypatch.setenv("SENTIMENT_CUDA_CONV_ALGO_SEARCH", "HEURISTIC")
+    settings = Settings()
+    assert settings.cuda_conv_algo_search == "HEURISTIC"
+    spec = load_spec(_repo(tmp_path, model_dir, {}), "fused-sentiment")
+    loaded = create_session(
+        spec,
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        cuda_conv_algo_search=settings.cuda_conv_algo_search,
+    )
+    assert loaded.active_providers == ("CPUExecutionProvider",)
+    assert seen[0] == [
+        (
+            "CUDAExecutionProvider",
+            {"arena_extend_strategy": "kSameAsRequested", "cudnn_conv_algo_search": "HEURISTIC"},
+        ),
+        "CPUExecutionProvider",
+    ]
+    assert Settings.model_fields["cuda_conv_algo_search"].default == "DEFAULT"
+
+
+def test_unknown_cuda_conv_algo_search_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    monkeypatch.setenv("SENTIMENT_CUDA_CONV_ALGO_SEARCH", "FASTEST")
+    with pytest.raises(ValidationError, match="cuda_conv_algo_search"):
+        Settings()
