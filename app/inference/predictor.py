@@ -97,6 +97,20 @@ class ModelOutput:
     modality_mask: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(3, np.float32))
 
 
+def limit_blas_threads() -> None:
+    """Make numpy's BLAS (OpenBLAS in the numpy wheels) single-threaded in this process, for good.
+
+    The log-mel filterbank product (:func:`app.preprocessing.audio.log_mel`) is a small matrix product that
+    runs inside every preprocessing thread; a multi-threaded BLAS starts its own CPU-count threads for each,
+    which only oversubscribes the cores (the pool already runs in parallel). Measured side by side with
+    ``python -m benchmarks.blas_threads`` (see its docstring). ONNX Runtime's own thread pool is not
+    affected. Uses ``threadpoolctl`` (limits libraries already loaded; numpy is imported by then).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 #: ONNX tensor type names → numpy dtypes for the contract inputs.
 _ORT_DTYPES: dict[str, type[np.generic]] = {
     "tensor(float)": np.float32,
@@ -168,6 +182,7 @@ class Predictor:
             ModelLoadError: missing/corrupt model, tokenizer or config.
         """
         s = self.settings
+        limit_blas_threads()
         spec = load_spec(s.model_dir, s.model_name, s.model_version)
         loaded = create_session(
             spec,
