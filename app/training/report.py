@@ -329,6 +329,7 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
 def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) -> None:
     m = config["metrics"]
     w = config["provenance"]["weights"]
+    split = int(m["text"].get("split_layer", 4))  # models before the setting was recorded: layers 4-5
     lines = [
         "# Model card — fused-sentiment v1",
         "",
@@ -358,7 +359,8 @@ def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: i
         "",
         "| branch | network | weights | trained on |",
         "|---|---|---|---|",
-        f"| text | all-MiniLM-L6-v2 (layers 0–3 frozen, 4–5 + linear head fine-tuned), masked mean pooling | "
+        f"| text | all-MiniLM-L6-v2 (layers 0–{split - 1} frozen, {split}–5 + linear head fine-tuned), "
+        "masked mean pooling | "
         f"`{w['text_encoder']['package']}` {w['text_encoder']['version']}, "
         f"`{w['text_encoder']['file']}`, sha256 "
         f"`{w['text_encoder']['sha256']}`, {w['text_encoder']['licence']} | vader_icwsm2014 + meld_text"
