@@ -218,6 +218,13 @@ class Settings(BaseSettings):
     def _providers_not_empty(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one execution provider is required")
+        import onnxruntime as ort
+
+        unknown = [p for p in value if p not in ort.get_all_providers()]
+        if unknown:
+            raise ValueError(
+                f"unknown execution provider(s) {unknown}; ONNX Runtime knows {ort.get_all_providers()}"
+            )
         return value
 
     @field_validator("audio_bucket_seconds")

@@ -123,3 +123,9 @@ def test_cli_train_without_the_train_extra_explains(
     monkeypatch.setitem(sys.modules, "app.training.pipeline", None)  # import now raises ModuleNotFoundError
     assert main(["train"]) == 2
     assert "pip install -e '.[train]'" in capsys.readouterr().err
+
+
+def test_settings_refuse_an_unknown_execution_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTIMENT_PROVIDERS", "FooProvider,CPUExecutionProvider")
+    with pytest.raises(ValueError, match="unknown execution provider"):
+        Settings()
