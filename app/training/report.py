@@ -359,8 +359,9 @@ def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: i
         "",
         "| branch | network | weights | trained on |",
         "|---|---|---|---|",
-        f"| text | all-MiniLM-L6-v2 (layers 0–{split - 1} frozen, {split}–5 + linear head fine-tuned), "
-        "masked mean pooling | "
+        f"| text | all-MiniLM-L6-v2 (layers 0–{split - 1} frozen, {split}–5 + linear head fine-tuned"
+        + (" under bfloat16 autocast" if m["text"].get("bf16_training") else "")
+        + "), masked mean pooling | "
         f"`{w['text_encoder']['package']}` {w['text_encoder']['version']}, "
         f"`{w['text_encoder']['file']}`, sha256 "
         f"`{w['text_encoder']['sha256']}`, {w['text_encoder']['licence']} | vader_icwsm2014 + meld_text"

