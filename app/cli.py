@@ -35,7 +35,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _predict_async(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
-    from app.inference.predictor import Predictor, RawInput
+    from app.api.responses import predict_response
+    from app.inference.predictor import Predictor
+    from app.preprocessing.pipeline import RawInput
 
     raw = RawInput(
         text=args.text,
@@ -45,10 +47,11 @@ async def _predict_async(args: argparse.Namespace, settings: Settings) -> dict[s
     predictor = Predictor(settings)
     await predictor.start()
     try:
-        result = await predictor.predict(raw)
+        prediction = await predictor.predict(raw)
     finally:
         await predictor.stop()
-    return result.model_dump(mode="json")
+    assert predictor.model is not None
+    return predict_response(prediction, predictor.model, None).model_dump(mode="json")
 
 
 def _predict(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,9 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.api import health, predict
+from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, get_settings
-from app.errors import install_error_handlers
 from app.inference.predictor import Predictor
 from app.malloc import tune_malloc
 

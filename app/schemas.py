@@ -46,6 +46,9 @@ class FaceBoxModel(BaseModel):
 class TextResult(BaseModel):
     used: bool = Field(description="Whether the text branch contributed to the fused probabilities.")
     probabilities: Probabilities | None = Field(description="The text branch's own calibrated probabilities.")
+    reason: str | None = Field(
+        default=None, description="Why this modality did not count (e.g. `no_face`); null when used."
+    )
     tokens: int = Field(description="Tokens given to the model, incl. [CLS]/[SEP].")
     truncated: bool = Field(description="True if the text had more tokens than the model maximum (128).")
     characters: int = Field(description="Characters after Unicode normalisation.")
@@ -54,6 +57,9 @@ class TextResult(BaseModel):
 class ImageResult(BaseModel):
     used: bool = Field(description="False when no face was found: the image then does not count.")
     probabilities: Probabilities | None = Field(description="Face branch probabilities (largest face).")
+    reason: str | None = Field(
+        default=None, description="Why this modality did not count (e.g. `no_face`); null when used."
+    )
     faces: int = Field(description="Number of faces detected; only the largest one is classified.")
     face_box: FaceBoxModel | None = Field(description="Box of the face that was classified.")
     format: str = Field(description="Image format detected from the bytes.")
@@ -64,6 +70,9 @@ class ImageResult(BaseModel):
 class AudioResult(BaseModel):
     used: bool
     probabilities: Probabilities | None = Field(description="Audio branch probabilities.")
+    reason: str | None = Field(
+        default=None, description="Why this modality did not count (e.g. `no_face`); null when used."
+    )
     duration_s: float = Field(description="Duration in seconds.")
     sample_rate: int = Field(description="Sample rate of the upload in Hz (resampled to 16000).")
     channels: int = Field(description="Channels of the upload (downmixed to mono).")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.api.deps import PredictorDep, require_api_key
-from app.errors import ApiError, ErrorType, error_responses
+from app.api.errors import error_responses
+from app.api.responses import model_info
+from app.errors import ApiError, ErrorType
 from app.schemas import HealthResponse, ModelsResponse, ReadyResponse
 
 router = APIRouter()
@@ -24,13 +26,14 @@ async def healthz() -> HealthResponse:
     summary="Model loaded, warmed up, probe inference passed (503 with the reason otherwise)",
 )
 async def readyz(predictor: PredictorDep) -> ReadyResponse:
-    if not predictor.ready or predictor.spec is None or predictor.loaded is None:
+    model = predictor.model
+    if not predictor.ready or model is None:
         raise ApiError(ErrorType.NOT_READY, predictor.not_ready_reason or "model not ready")
     return ReadyResponse(
         status="ready",
-        model=predictor.spec.name,
-        version=predictor.spec.version,
-        execution_provider=predictor.loaded.execution_provider,
+        model=model.spec.name,
+        version=model.spec.version,
+        execution_provider=model.loaded.execution_provider,
     )
 
 
@@ -43,6 +46,6 @@ async def readyz(predictor: PredictorDep) -> ReadyResponse:
     dependencies=[Depends(require_api_key)],
 )
 async def models(predictor: PredictorDep) -> ModelsResponse:
-    if predictor.loaded is None:
+    if predictor.model is None or predictor.pipeline is None:
         raise ApiError(ErrorType.NOT_READY, predictor.not_ready_reason or "model not loaded")
-    return ModelsResponse(models=[predictor.info()])
+    return ModelsResponse(models=[model_info(predictor.model, predictor.settings, predictor.audio_buckets)])

@@ -17,7 +17,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ApiError, ErrorType, error_response
+from app.api.errors import error_response
+from app.errors import ApiError, ErrorType
 
 logger = logging.getLogger("app.access")
 

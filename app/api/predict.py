@@ -16,12 +16,12 @@ from starlette.formparsers import MultiPartException
 
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
+from app.api.errors import error_responses, validation_message
 from app.api.forms import FieldDecodeError, parse_form
+from app.api.responses import predict_response, timing_headers
 from app.config import Settings
-from app.errors import ApiError, ErrorType, error_responses, from_preprocessing, validation_message
-from app.inference.batcher import BatcherClosedError, QueueFullError
-from app.inference.predictor import DeadlineExceededError, NotReadyError, RawInput
-from app.preprocessing.errors import PreprocessingError
+from app.errors import ApiError, ErrorType
+from app.preprocessing.pipeline import RawInput
 from app.schemas import PredictRequest, PredictResponse
 
 router = APIRouter()
@@ -237,24 +237,10 @@ async def predict(
         )
     if raw.empty:
         raise ApiError(ErrorType.MISSING_MODALITY, "send at least one of: text, image, audio")
-    request_id = getattr(request.state, "request_id", None)
-    try:
-        # The body is read: if the client goes away now, its work is cancelled (app/api/disconnect.py).
-        result = await unless_disconnected(request, predictor.predict(raw, request_id=request_id))
-    except PreprocessingError as exc:
-        raise from_preprocessing(exc) from None
-    except QueueFullError as exc:
-        raise ApiError(
-            ErrorType.OVERLOADED,
-            "the request queue is full; retry later",
-            headers={"Retry-After": str(exc.retry_after_s)},
-        ) from None
-    except (NotReadyError, BatcherClosedError) as exc:
-        raise ApiError(ErrorType.NOT_READY, str(exc)) from None
-    except DeadlineExceededError as exc:
-        raise ApiError(ErrorType.TIMEOUT, str(exc)) from None
-    response.headers["X-Preprocess-Time-Ms"] = f"{result.timings.preprocess_ms:.3f}"
-    response.headers["X-Queue-Time-Ms"] = f"{result.timings.queue_ms:.3f}"
-    response.headers["X-Inference-Time-Ms"] = f"{result.timings.inference_ms:.3f}"
-    response.headers["X-Batch-Size"] = str(result.timings.batch_size)
+    # The body is read: if the client goes away now, its work is cancelled (app/api/disconnect.py). Errors
+    # are ServiceErrors carrying their type; the one handler in app/api/errors.py renders them.
+    prediction = await unless_disconnected(request, predictor.predict(raw))
+    assert predictor.model is not None
+    result = predict_response(prediction, predictor.model, getattr(request.state, "request_id", None))
+    response.headers.update(timing_headers(result))
     return result

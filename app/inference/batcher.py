@@ -27,22 +27,30 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from app.errors import ErrorType, ServiceError
+
 logger = logging.getLogger("app.inference.batcher")
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-class QueueFullError(RuntimeError):
-    """The bounded queue is full; ``retry_after_s`` is a hint for the client's Retry-After header."""
+class QueueFullError(ServiceError):
+    """The bounded queue is full (HTTP 429); ``retry_after_s`` is also sent as the Retry-After header."""
+
+    error_type = ErrorType.OVERLOADED
 
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__("request queue is full")
+        super().__init__(
+            "the request queue is full; retry later", headers={"Retry-After": str(retry_after_s)}
+        )
         self.retry_after_s = retry_after_s
 
 
-class BatcherClosedError(RuntimeError):
-    """The batcher is stopped or stopping and takes no new requests."""
+class BatcherClosedError(ServiceError):
+    """The batcher is stopped or stopping and takes no new requests (HTTP 503)."""
+
+    error_type = ErrorType.NOT_READY
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,11 @@ class DynamicBatcher(Generic[T, R]):
     def running(self) -> bool:
         """True while started and every consumer task is alive."""
         return not self._closed and bool(self._tasks) and all(not t.done() for t in self._tasks)
+
+    @property
+    def in_flight(self) -> int:
+        """Items taken off the queue and not yet resolved (being collected into a batch or running)."""
+        return self._held
 
     @property
     def queued(self) -> int:

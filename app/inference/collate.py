@@ -1,96 +1,120 @@
-"""Batch collation: pad prepared requests into the six inputs of the fused model contract.
+"""Batch collation driven by the model contract: pad prepared items into the ONNX inputs.
 
-Kept free of the service's settings and web dependencies so that the benchmark's peer servers and
-in-process ceiling (``benchmarks/pipeline.py``, some in their own venvs) pad batches with the very same
-code as the service.
+No modality is named here: every expert's tensors come from :class:`app.contract.ModelContract`, and each
+item says which experts it has (:class:`app.preprocessing.pipeline.PreparedItem`). Kept free of the
+service's settings and web dependencies, so the benchmark's peer servers and in-process ceiling pad batches
+with the very same code as the service.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from app.contract import FACE_SIZE, MAX_TEXT_TOKENS, MODALITIES, N_MELS
-from app.preprocessing.text import EncodedText
+from app.contract import MAX_TEXT_TOKENS, V1_CONTRACT, ModelContract, TensorSpec
+from app.preprocessing.pipeline import PreparedItem
 
-
-class Prepared(Protocol):
-    """What :func:`collate` reads from one request (``app.inference.predictor.PreparedInput``)."""
-
-    @property
-    def text(self) -> EncodedText | None: ...
-
-    @property
-    def face(self) -> npt.NDArray[np.float32] | None: ...
-
-    @property
-    def audio_features(self) -> npt.NDArray[np.float32] | None: ...
+#: Upper bound of a dynamic axis, where the graph has one (text: 128 tokens incl. [CLS]/[SEP]).
+AXIS_LIMITS: Mapping[str, int] = {"text_length": MAX_TEXT_TOKENS}
 
 
 def _bucket(value: int, buckets: Sequence[int]) -> int:
-    for b in buckets:
+    for b in sorted(buckets):
         if value <= b:
             return b
     return value
 
 
-def collate(
-    items: Sequence[Prepared], *, text_multiple: int = 1, audio_buckets: Sequence[int] = ()
-) -> dict[str, npt.NDArray[Any]]:
-    """Pad a batch of prepared inputs into the six contract inputs (DESIGN.md, "Fused model contract").
+def axis_padding(
+    *, text_multiple: int = 1, audio_buckets: Sequence[int] = ()
+) -> dict[str, Callable[[int], int]]:
+    """Padding rules per dynamic axis: text length rounded up to ``text_multiple`` (≤ 128); audio frames to
+    the smallest of ``audio_buckets`` that holds the longest clip (unchanged if none does)."""
 
-    Text is right-padded to the batch's longest sequence rounded up to ``text_multiple`` (≤ 128) with
-    ``attention_mask`` 0; audio frames are padded to the smallest of ``audio_buckets`` (frames) holding the
-    batch's longest clip, with ``audio_mask`` 0. An absent modality gets a dummy (one [PAD] token / one
-    silent frame with mask 1 so that no branch sees an all-zero mask) and ``modality_mask`` 0; the graph's
-    fused output does not depend on the dummy.
+    def text(n: int) -> int:
+        return max(n, min(MAX_TEXT_TOKENS, math.ceil(n / text_multiple) * text_multiple))
+
+    return {"text_length": text, "audio_frames": lambda n: _bucket(n, audio_buckets) if audio_buckets else n}
+
+
+def validate_item(item: PreparedItem, contract: ModelContract = V1_CONTRACT) -> None:
+    """Check one item's tensors against the contract before it joins a batch: every input of a used expert
+    present, dtype, rank, fixed sizes, dynamic sizes in 1 … limit, finite floats.
+
+    Raises:
+        ValueError: on any violation (the item fails alone; its batch-mates run).
+    """
+    for expert in contract.experts:
+        tensors = item.tensors(expert.name)
+        if tensors is None:
+            continue
+        for spec in expert.inputs:
+            _check(spec, tensors.get(spec.name))
+
+
+def _check(spec: TensorSpec, arr: npt.NDArray[Any] | None) -> None:
+    if arr is None:
+        raise ValueError(f"missing input {spec.name}")
+    bad = arr.dtype != np.dtype(spec.dtype) or arr.ndim != len(spec.shape)
+    for size, dim in zip(arr.shape, spec.shape, strict=False):
+        limit = AXIS_LIMITS.get(dim, size) if isinstance(dim, str) else dim
+        bad = bad or (size != dim if isinstance(dim, int) else not 1 <= size <= limit)
+    if bad or (arr.dtype.kind == "f" and not np.isfinite(arr).all()):
+        raise ValueError(f"bad {spec.name} {arr.dtype} {arr.shape}")
+
+
+def collate(
+    items: Sequence[PreparedItem],
+    *,
+    contract: ModelContract = V1_CONTRACT,
+    text_multiple: int = 1,
+    audio_buckets: Sequence[int] = (),
+) -> dict[str, npt.NDArray[Any]]:
+    """Pad a batch of prepared items into the contract's inputs (DESIGN.md, "Fused model contract").
+
+    Every dynamic axis is padded to the batch's longest (by :func:`axis_padding`), with 0 in the padding
+    (so mask tensors are 0 there). An absent expert gets a dummy (one element along each dynamic axis,
+    filled with its spec's ``absent_fill``: one [PAD] token / one silent frame with mask 1) and 0 in the
+    mask input; the graph's fused output does not depend on the dummy.
 
     Returns:
-        ``input_ids`` int64 [B, L], ``attention_mask`` int64 [B, L], ``face`` float32 [B, 1, 64, 64],
-        ``audio_features`` float32 [B, T, 64], ``audio_mask`` float32 [B, T],
-        ``modality_mask`` float32 [B, 3].
+        input name → array with the batch axis first (v1: ``input_ids`` int64 [B, L], ``attention_mask``
+        int64 [B, L], ``face`` float32 [B, 1, 64, 64], ``audio_features`` float32 [B, T, 64],
+        ``audio_mask`` float32 [B, T]) and the mask float32 [B, E] in contract expert order.
     """
-    batch = len(items)
-    longest_text = max((it.text.num_tokens for it in items if it.text is not None), default=1)
-    length = min(MAX_TEXT_TOKENS, math.ceil(longest_text / text_multiple) * text_multiple)
-    length = max(length, longest_text)
-    longest_audio = max(
-        (it.audio_features.shape[0] for it in items if it.audio_features is not None), default=1
-    )
-    frames = _bucket(longest_audio, sorted(audio_buckets)) if audio_buckets else longest_audio
+    pad = axis_padding(text_multiple=text_multiple, audio_buckets=audio_buckets)
+    sizes = _axis_sizes(items, contract, pad)
+    feeds: dict[str, npt.NDArray[Any]] = {}
+    mask = np.zeros((len(items), len(contract.experts)), dtype=np.float32)
+    for e, expert in enumerate(contract.experts):
+        for spec in expert.inputs:
+            shape = tuple(d if isinstance(d, int) else sizes[d] for d in spec.shape)
+            feeds[spec.name] = np.zeros((len(items), *shape), dtype=spec.dtype)
+        for row, item in enumerate(items):
+            tensors = item.tensors(expert.name)
+            mask[row, e] = tensors is not None
+            for spec in expert.inputs:
+                value = tensors[spec.name] if tensors is not None else spec.dummy()
+                region: tuple[int | slice, ...] = (row, *(slice(0, n) for n in value.shape))
+                feeds[spec.name][region] = value
+    feeds[contract.mask_input] = mask
+    return feeds
 
-    input_ids = np.zeros((batch, length), dtype=np.int64)
-    attention_mask = np.zeros((batch, length), dtype=np.int64)
-    face = np.zeros((batch, 1, FACE_SIZE, FACE_SIZE), dtype=np.float32)
-    audio = np.zeros((batch, frames, N_MELS), dtype=np.float32)
-    audio_mask = np.zeros((batch, frames), dtype=np.float32)
-    modality_mask = np.zeros((batch, len(MODALITIES)), dtype=np.float32)
-    for row, it in enumerate(items):
-        if it.text is not None:
-            input_ids[row, : it.text.num_tokens] = it.text.input_ids
-            attention_mask[row, : it.text.num_tokens] = 1
-            modality_mask[row, 0] = 1.0
-        else:
-            attention_mask[row, 0] = 1
-        if it.face is not None:
-            face[row] = it.face
-            modality_mask[row, 1] = 1.0
-        if it.audio_features is not None:
-            n = it.audio_features.shape[0]
-            audio[row, :n] = it.audio_features
-            audio_mask[row, :n] = 1.0
-            modality_mask[row, 2] = 1.0
-        else:
-            audio_mask[row, 0] = 1.0
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "face": face,
-        "audio_features": audio,
-        "audio_mask": audio_mask,
-        "modality_mask": modality_mask,
-    }
+
+def _axis_sizes(
+    items: Sequence[PreparedItem], contract: ModelContract, pad: Mapping[str, Callable[[int], int]]
+) -> dict[str, int]:
+    longest: dict[str, int] = {}
+    for expert in contract.experts:
+        for spec in expert.inputs:
+            for i, dim in enumerate(spec.shape):
+                if isinstance(dim, str):
+                    lengths = [
+                        t[spec.name].shape[i] for it in items if (t := it.tensors(expert.name)) is not None
+                    ]
+                    longest[dim] = max(longest.get(dim, 1), *lengths, 1)
+    return {dim: pad[dim](n) if dim in pad else n for dim, n in longest.items()}

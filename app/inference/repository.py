@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.contract import INPUT_NAMES, LABELS, OUTPUT_NAMES
+from app.contract import LABELS, ContractError, ModelContract
 
 logger = logging.getLogger("app.inference.repository")
 
@@ -35,6 +35,7 @@ class ModelSpec:
         labels: class labels in output order (must be a permutation of ``app.contract.LABELS``).
         variants: execution provider → ONNX file, for provider-specific graphs.
         config: the raw config dict (for /v1/models).
+        contract: the experts and tensors the config declares (v1 defaults where it is silent).
     """
 
     name: str
@@ -44,6 +45,7 @@ class ModelSpec:
     labels: tuple[str, ...] = LABELS
     variants: dict[str, Path] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    contract: ModelContract = field(default_factory=lambda: ModelContract.from_config({}))
 
     def file_for(self, provider: str) -> Path:
         """The graph to use when ``provider`` is the preferred execution provider."""
@@ -114,9 +116,15 @@ def load_spec(model_dir: Path, name: str, version: str | None = None) -> ModelSp
     chosen = _pick_version(model_root, version)
     config = _read_config(model_root / "config.json")
     labels = _labels(config)
+    try:
+        contract = ModelContract.from_config(config)
+    except (ContractError, KeyError, TypeError, IndexError) as exc:
+        raise ModelLoadError(
+            f"config.json at {model_root} describes its experts inconsistently: {exc}"
+        ) from exc
     for keys, expected in (
-        (("inputs", "input_names"), INPUT_NAMES),
-        (("outputs", "output_names"), OUTPUT_NAMES),
+        (("inputs", "input_names"), contract.input_names),
+        (("outputs", "output_names"), contract.outputs),
     ):
         names = _names(config, keys)
         if names is not None and set(names) != set(expected):
@@ -152,4 +160,5 @@ def load_spec(model_dir: Path, name: str, version: str | None = None) -> ModelSp
         labels=labels,
         variants=variants,
         config=config,
+        contract=contract,
     )

@@ -15,7 +15,6 @@ from typing import Any
 
 import onnxruntime as ort
 
-from app.contract import INPUT_NAMES, OUTPUT_NAMES
 from app.inference.repository import ModelLoadError, ModelSpec
 
 logger = logging.getLogger("app.inference.session")
@@ -108,10 +107,11 @@ def create_session(
 
     inputs = {i.name for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
-    if inputs != set(INPUT_NAMES) or not set(OUTPUT_NAMES) <= outputs:
+    contract = spec.contract
+    if inputs != set(contract.input_names) or not set(contract.outputs) <= outputs:
         raise ModelLoadError(
             f"model {model_file} has inputs {sorted(inputs)} / outputs {sorted(outputs)}; contract needs "
-            f"{list(INPUT_NAMES)} / {list(OUTPUT_NAMES)}"
+            f"{list(contract.input_names)} / {list(contract.outputs)}"
         )
     logger.info("ONNX Runtime session for %s: active providers %s", model_file, list(active))
     return LoadedSession(

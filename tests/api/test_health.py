@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -15,6 +14,7 @@ from pydantic import SecretStr
 from app.config import Settings
 from app.inference.predictor import Predictor
 from app.main import create_app
+from tests.gated import GatedModel
 
 
 def test_healthz(client: TestClient) -> None:
@@ -112,19 +112,14 @@ def test_full_queue_returns_429_with_retry_after(settings: Settings) -> None:
     small = settings.model_copy(
         update={"queue_size": 1, "max_batch_size": 1, "max_wait_ms": 0, "warmup": False, "batch_workers": 1}
     )
-    predictor = Predictor(small)
+    model = GatedModel(small)
+    predictor = Predictor(small, model=model)
     app = create_app(settings=small, predictor=predictor)
     gate = threading.Event()
 
     async def main() -> list[httpx.Response]:
         await predictor.start()
-        real = predictor.batcher._batch_fn
-
-        def gated(items: Sequence[Any]) -> Any:
-            gate.wait(10)
-            return real(items)
-
-        predictor.batcher._batch_fn = gated
+        model.hold(gate)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             first = asyncio.create_task(http.post("/v1/predict", json={"text": "one"}))  # running, blocked
@@ -144,19 +139,19 @@ def test_full_queue_returns_429_with_retry_after(settings: Settings) -> None:
     assert int(third.headers["Retry-After"]) >= 1
 
 
-def _gated_app(settings: Settings, **overrides: Any) -> tuple[Any, Predictor, threading.Event]:
+def _gated_app(settings: Settings, **overrides: Any) -> tuple[Any, Predictor, GatedModel, threading.Event]:
     s = settings.model_copy(update={"warmup": False, **overrides})
-    predictor = Predictor(s)
-    return create_app(settings=s, predictor=predictor), predictor, threading.Event()
+    model = GatedModel(s)
+    predictor = Predictor(s, model=model)
+    return create_app(settings=s, predictor=predictor), predictor, model, threading.Event()
 
 
 def test_deadline_exceeded_returns_504(settings: Settings) -> None:
-    app, predictor, gate = _gated_app(settings, request_timeout_s=0.2)
+    app, predictor, model, gate = _gated_app(settings, request_timeout_s=0.2)
 
     async def main() -> httpx.Response:
         await predictor.start()
-        real = predictor.batcher._batch_fn
-        predictor.batcher._batch_fn = lambda items: (gate.wait(10), real(items))[1]
+        model.hold(gate)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
             r = await http.post("/v1/predict", json={"text": "slow"})
         gate.set()

@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 
 from app.config import REPO_ROOT, Settings
 from app.inference.collate import collate
-from app.inference.predictor import ModelOutput, Predictor, RawInput
+from app.inference.predictor import ModelOutput, Predictor
 from app.main import create_app
+from app.preprocessing.pipeline import RawInput
 from tests.media import face_jpeg, no_face_png, wav
 
 # SENTIMENT_E2E_MODEL_DIR points these tests at another model repository (e.g. a candidate model).
@@ -121,8 +122,9 @@ def test_real_model_padding_and_masks_do_not_change_outputs(real_settings: Setti
     length, frames = batch_feeds["input_ids"].shape[1], batch_feeds["audio_features"].shape[1]
     together = predictor.run_batch(items)
     for item, row in zip(items, together, strict=True):
-        tight = predictor._run_feeds(collate([item]))  # batch of 1, no padding at all
-        padded = predictor._run_feeds(collate([item], text_multiple=length, audio_buckets=[frames]))
+        assert predictor.model is not None
+        tight = predictor.model.run(collate([item]))  # batch of 1, no padding at all
+        padded = predictor.model.run(collate([item], text_multiple=length, audio_buckets=[frames]))
         np.testing.assert_allclose(padded[0], tight[0], atol=1e-5, rtol=0)
         np.testing.assert_allclose(padded[1], tight[1], atol=1e-5, rtol=0)
         assert isinstance(row, ModelOutput)

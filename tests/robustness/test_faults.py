@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from app.config import REPO_ROOT, Settings
 from app.inference.predictor import Predictor
 from app.inference.repository import ModelLoadError
 from app.main import create_app
+from tests.gated import GatedModel
 from tests.robustness.helpers import assert_prediction, probs
 from tests.robustness.server import running_server, serve_env
 
@@ -136,7 +136,8 @@ def test_client_disconnect_frees_its_slot_and_does_not_disturb_its_batch(setting
     s = settings.model_copy(
         update={"warmup": False, "max_batch_size": 8, "max_wait_ms": 50, "batch_workers": 1}
     )
-    predictor = Predictor(s)
+    model = GatedModel(s)
+    predictor = Predictor(s, model=model)
     app = create_app(settings=s, predictor=predictor)
     texts = [f"request {i} is {'good' if i % 2 else 'bad'} today" for i in range(6)]
     gate = threading.Event()
@@ -144,14 +145,7 @@ def test_client_disconnect_frees_its_slot_and_does_not_disturb_its_batch(setting
 
     async def main() -> tuple[list[Any], list[httpx.Response], int, int]:
         await predictor.start()
-        real = predictor.batcher._batch_fn
-
-        def gated(items: Sequence[Any]) -> Any:
-            running.set()
-            gate.wait(10)
-            return real(items)
-
-        predictor.batcher._batch_fn = gated
+        model.hold(gate, running)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as http:
             # Batch 1 (running, blocked at the gate): requests 0-2; request 1's client goes away.
@@ -167,7 +161,7 @@ def test_client_disconnect_frees_its_slot_and_does_not_disturb_its_batch(setting
             gate.set()
             results = await asyncio.gather(*first, *second, return_exceptions=True)
             await asyncio.sleep(0.1)
-            queued, in_flight = predictor.batcher.queued, predictor.batcher._held
+            queued, in_flight = predictor.batcher.queued, predictor.batcher.in_flight
             alone = [await http.post("/v1/predict", json={"text": t}) for t in texts]
         await predictor.stop()
         return list(results), alone, queued, in_flight

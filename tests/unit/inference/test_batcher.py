@@ -13,7 +13,8 @@ import pytest
 
 from app.config import Settings
 from app.inference.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
-from app.inference.predictor import ModelOutput, Predictor, PreparedInput, RawInput
+from app.inference.predictor import ModelOutput, Predictor
+from app.preprocessing.pipeline import PreparedItem, RawInput
 from tests.media import face_jpeg, no_face_png, tone, wav
 
 
@@ -169,7 +170,7 @@ def predictor(settings: Settings) -> Predictor:
     return p
 
 
-def _inputs(predictor: Predictor) -> list[PreparedInput]:
+def _inputs(predictor: Predictor) -> list[PreparedItem]:
     raws = [
         RawInput(text="I love it"),
         RawInput(text="this is the worst thing that ever happened to me, truly terrible " * 3),
@@ -196,18 +197,24 @@ def test_batched_equals_unbatched_within_1e_5(predictor: Predictor) -> None:
 
 
 def test_absent_modality_dummy_does_not_change_the_output(predictor: Predictor) -> None:
-    (a,) = predictor.run_batch([PreparedInput(text=predictor.prepare(RawInput(text="great")).text)])
-    feeds = predictor._collate([PreparedInput(text=predictor.prepare(RawInput(text="great")).text)])
+    (a,) = predictor.run_batch([predictor.prepare(RawInput(text="great"))])
+    feeds = predictor.collate([predictor.prepare(RawInput(text="great"))])
     feeds["face"][:] = 0.7
     feeds["audio_features"][:] = -3.0
-    probs, _ = predictor._run_feeds(feeds)
+    assert predictor.model is not None
+    probs, _ = predictor.model.run(feeds)
     assert isinstance(a, ModelOutput)
     np.testing.assert_allclose(probs[0], a.probabilities, atol=1e-6)
 
 
 def test_invalid_item_fails_alone_in_run_batch(predictor: Predictor) -> None:
     good = predictor.prepare(RawInput(text="nice"))
-    broken = PreparedInput(audio_features=np.full((10, 64), np.nan, dtype=np.float32))
+    broken = PreparedItem.of(
+        audio={
+            "audio_features": np.full((10, 64), np.nan, dtype=np.float32),
+            "audio_mask": np.ones(10, np.float32),
+        }
+    )
     out = predictor.run_batch([good, broken, good])
     assert isinstance(out[0], ModelOutput) and isinstance(out[2], ModelOutput)
     assert isinstance(out[1], ValueError)
@@ -215,7 +222,12 @@ def test_invalid_item_fails_alone_in_run_batch(predictor: Predictor) -> None:
 
 def test_audio_is_padded_to_length_buckets(predictor: Predictor) -> None:
     feats = [np.zeros((n, 64), np.float32) for n in (37, 150)]
-    feeds = predictor._collate([PreparedInput(audio_features=f) for f in feats])
+    feeds = predictor.collate(
+        [
+            PreparedItem.of(audio={"audio_features": f, "audio_mask": np.ones(len(f), np.float32)})
+            for f in feats
+        ]
+    )
     assert feeds["audio_features"].shape[1] in predictor.audio_buckets
     assert feeds["audio_features"].shape[1] >= 150
     assert feeds["audio_mask"].sum(axis=1).tolist() == [37, 150]

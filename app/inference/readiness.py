@@ -1,0 +1,58 @@
+"""Start-up helpers of the predictor: BLAS threads, the readiness probe upload and its verdict."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import numpy.typing as npt
+
+from app.config import Settings
+from app.inference.model import InferenceModel
+from app.preprocessing.pipeline import RawInput
+
+
+def limit_blas_threads() -> None:
+    """Make numpy's BLAS (OpenBLAS in the numpy wheels) single-threaded in this process, for good.
+
+    The log-mel filterbank product (:func:`app.preprocessing.audio.log_mel`) is a small matrix product that
+    runs inside every preprocessing thread; a multi-threaded BLAS starts its own CPU-count threads for each,
+    which only oversubscribes the cores (the pool already runs in parallel). Measured side by side with
+    ``python -m benchmarks.blas_threads`` (see its docstring). ONNX Runtime's own thread pool is not
+    affected. Uses ``threadpoolctl`` (limits libraries already loaded; numpy is imported by then).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def probe_upload() -> RawInput:
+    """A small real upload for the readiness probe and pool warm-up: a text, a 96×96 grayscale PNG and
+    0.5 s of a 220 Hz tone as a 16 kHz WAV (bytes made here)."""
+    import soundfile as sf
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:96, 0:96]
+    png = io.BytesIO()
+    Image.fromarray(((xx * 2 + yy) % 256).astype(np.uint8)).save(png, format="PNG")
+    t = np.arange(8_000, dtype=np.float32) / 16_000
+    wav = io.BytesIO()
+    sf.write(wav, (0.1 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), 16_000, format="WAV")
+    return RawInput(text="this is a good day", image=png.getvalue(), audio=wav.getvalue())
+
+
+def readiness_problem(
+    probabilities: npt.NDArray[np.float32], model: InferenceModel, settings: Settings
+) -> str | None:
+    """Why the service must not report ready after the probe (None: ready): the probe's fused
+    probabilities are not a finite probability vector, or ``SENTIMENT_REQUIRE_GPU`` is set and the CUDA
+    execution provider is not active."""
+    if not (np.isfinite(probabilities).all() and abs(float(probabilities.sum()) - 1.0) < 1e-3):
+        return f"readiness probe gave invalid probabilities {probabilities.tolist()}"
+    active = model.loaded.active_providers
+    if settings.require_gpu and "CUDAExecutionProvider" not in active:
+        return (
+            "SENTIMENT_REQUIRE_GPU is set but the CUDA execution provider is not active "
+            f"(active: {list(active)}); check CUDA 13 / cuDNN 9 libraries"
+        )
+    return None
