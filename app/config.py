@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.contract import SAMPLE_RATE
+from app.contract import SAMPLE_RATE, num_frames
 
 #: Repository root when running from a checkout (``<repo>/app/config.py`` → ``<repo>``).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -244,8 +244,6 @@ class Settings(BaseSettings):
 
     def audio_buckets_frames(self) -> list[int]:
         """Audio length buckets in log-mel frames, the last one covering ``max_audio_seconds``."""
-        from app.preprocessing.audio import num_frames
-
         limit = num_frames(math.ceil(self.max_audio_seconds * SAMPLE_RATE))
         buckets = sorted({num_frames(round(s * SAMPLE_RATE)) for s in self.audio_bucket_seconds})
         buckets = [b for b in buckets if b < limit] + [limit]

@@ -54,6 +54,18 @@ FACE_SIZE: Final[int] = 64
 SAMPLE_RATE: Final[int] = 16_000
 #: Number of mel bands M of ``audio_features`` [B, T, M].
 N_MELS: Final[int] = 64
+#: FFT size of the log-mel front end, equal to its 400-sample (25 ms) window (no zero padding).
+N_FFT: Final[int] = 400
+#: Hop between log-mel frames: 160 samples = 10 ms at 16 kHz, i.e. 100 frames per second.
+HOP_LENGTH: Final[int] = 160
+
+
+def num_frames(num_samples: int) -> int:
+    """Number of log-mel frames T that :func:`app.preprocessing.audio.log_mel` returns for ``num_samples``
+    samples at 16 kHz (at least 1; no centre padding)."""
+    if num_samples <= N_FFT:
+        return 1
+    return 1 + (num_samples - N_FFT) // HOP_LENGTH
 
 
 # --------------------------------------------------------------------------- the expert registry

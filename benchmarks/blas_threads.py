@@ -4,7 +4,7 @@
 on a 3-s clip in a pool of ``--workers`` threads twice, side by side in one process: first with the BLAS
 library's default thread count, then limited to one thread (``threadpoolctl``), and prints clips/s and CPU
 ms per clip for both. Why the service limits BLAS to one thread:
-:func:`app.inference.predictor.limit_blas_threads`.
+:func:`app.inference.readiness.limit_blas_threads`.
 
 Measured on the 2-core development VM (2026-11-29, another job on the other core, 4 workers, 400 clips):
 default (OpenBLAS, 2 threads) 211 clips/s, 6.34 ms CPU per clip; one BLAS thread 579 clips/s, 2.11 ms.

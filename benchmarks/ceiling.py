@@ -28,7 +28,8 @@ class AppEngine:
 
     def __init__(self, model_dir: Any, gpu: bool) -> None:
         from app.config import Settings
-        from app.inference.predictor import Predictor, RawInput
+        from app.inference.predictor import Predictor
+        from app.preprocessing.pipeline import RawInput
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         self.settings = Settings(model_dir=model_dir.parent, model_name=model_dir.name, providers=providers)
@@ -36,8 +37,8 @@ class AppEngine:
         self.predictor.load()
         self.predictor.warmup()
         self._raw = RawInput
-        assert self.predictor.loaded is not None
-        self.provider = str(self.predictor.loaded.session.get_providers()[0])
+        assert self.predictor.model is not None
+        self.provider = self.predictor.model.loaded.execution_provider
 
     def prep(self, s: Sample) -> Any:
         return self.predictor.prepare(self._raw(s.text, s.image, s.audio))
@@ -139,7 +140,8 @@ def cost_profile(
     preprocess) and ``run_batch`` at batch sizes 1, 4 and 16. CPU time, not wall time, so it shows the work
     itself and what batching saves per item on this CPU, independent of other load on the machine."""
     from app.config import Settings
-    from app.inference.predictor import Predictor, RawInput
+    from app.inference.predictor import Predictor
+    from app.preprocessing.pipeline import RawInput
 
     settings = Settings(
         model_dir=model_dir.parent,

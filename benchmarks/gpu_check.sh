@@ -179,7 +179,8 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
-from app.inference.predictor import Predictor, RawInput
+from app.inference.predictor import Predictor
+from app.preprocessing.pipeline import RawInput
 from benchmarks.corpus import build
 
 samples = build(Path("../shared/data"), Path("benchmarks/results/raw/corpus"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +19,16 @@ from app.inference.collate import collate
 from app.preprocessing.audio import decode_audio, log_mel
 from app.preprocessing.face import largest_face_input
 from app.preprocessing.image import decode_image
-from app.preprocessing.text import EncodedText, encode_text, load_tokenizer
+from app.preprocessing.pipeline import PreparedItem
+from app.preprocessing.text import encode_text, load_tokenizer
 
 #: Same limits as the service's defaults (app/config.py).
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_AUDIO_SECONDS = 30.0
 
 
-@dataclass
-class Features:
-    """One request after preprocessing (absent modality = None); what ``collate`` reads."""
-
-    text: EncodedText | None
-    face: np.ndarray | None  # float32 [1, 64, 64]
-    audio_features: np.ndarray | None  # float32 [T, 64] log-mel
+#: One request after preprocessing: the service's typed item (absent expert = not in it).
+Features = PreparedItem
 
 
 def find_model(model_dir: Path, provider: str = "CPUExecutionProvider") -> tuple[Path, Path]:
@@ -84,7 +79,14 @@ class Pipeline:
             if audio is not None
             else None
         )
-        return Features(enc, face, mel)
+        parts: dict[str, dict[str, np.ndarray]] = {}
+        if enc is not None:
+            parts["text"] = {"input_ids": enc.input_ids, "attention_mask": np.ones(enc.num_tokens, np.int64)}
+        if face is not None:
+            parts["image"] = {"face": face}
+        if mel is not None:
+            parts["audio"] = {"audio_features": mel, "audio_mask": np.ones(mel.shape[0], np.float32)}
+        return PreparedItem.of(**parts)
 
     def preprocess_json(self, payload: dict[str, str]) -> Features:
         """Same as :meth:`preprocess` for the service's JSON body (``text``, ``image_base64``,

@@ -18,7 +18,8 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from app.contract import N_MELS, SAMPLE_RATE
+from app.contract import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE
+from app.contract import num_frames as num_frames  # re-exported: part of the log-mel front end
 from app.preprocessing.errors import (
     InputTooLargeError,
     PreprocessingError,
@@ -28,10 +29,6 @@ from app.preprocessing.errors import (
 
 #: STFT window length: 400 samples = 25 ms at 16 kHz (the usual speech front end, e.g. Kaldi fbank).
 WIN_LENGTH: Final[int] = 400
-#: FFT size, equal to the window length (no zero padding).
-N_FFT: Final[int] = 400
-#: Hop between frames: 160 samples = 10 ms at 16 kHz, i.e. 100 frames per second.
-HOP_LENGTH: Final[int] = 160
 #: Lowest mel filter edge in Hz (below ~50 Hz speech carries mains hum, not voice).
 F_MIN: Final[float] = 50.0
 #: Highest mel filter edge in Hz (the Nyquist frequency at 16 kHz).
@@ -106,13 +103,6 @@ def _hann_window() -> npt.NDArray[np.float32]:
     window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / WIN_LENGTH)).astype(np.float32)
     window.setflags(write=False)
     return window
-
-
-def num_frames(num_samples: int) -> int:
-    """Number of log-mel frames T that :func:`log_mel` returns for ``num_samples`` samples (at least 1)."""
-    if num_samples <= N_FFT:
-        return 1
-    return 1 + (num_samples - N_FFT) // HOP_LENGTH
 
 
 def log_mel(waveform: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
