@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.contract import SAMPLE_RATE, num_frames
@@ -36,10 +36,8 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
-    """All tunables of the service. Env prefix ``SENTIMENT_``; e.g. ``SENTIMENT_MAX_BATCH_SIZE=16``."""
-
-    model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore", protected_namespaces=())
+class _ModelSettings(BaseModel):
+    """Which model to serve and how ONNX Runtime runs it."""
 
     # --- model ---------------------------------------------------------------------------------
     model_dir: Path = Field(
@@ -94,6 +92,29 @@ class Settings(BaseSettings):
         description="Run the model at startup on every batch-size/length bucket shape before becoming ready.",
     )
 
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _csv_providers(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("providers")
+    @classmethod
+    def _providers_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one execution provider is required")
+        import onnxruntime as ort
+
+        unknown = [p for p in value if p not in ort.get_all_providers()]
+        if unknown:
+            raise ValueError(
+                f"unknown execution provider(s) {unknown}; ONNX Runtime knows {ort.get_all_providers()}"
+            )
+        return value
+
+
+class _BatchingSettings(BaseModel):
+    """Dynamic batching, thread pools and the shape buckets of the batches."""
+
     # --- batching ------------------------------------------------------------------------------
     max_batch_size: int = Field(
         default=4,
@@ -142,6 +163,22 @@ class Settings(BaseSettings):
         "Steps of ≤ 25 % keep the padded compute small (powers of two padded 2.3-s speech to 4 s).",
     )
 
+    @field_validator("audio_bucket_seconds", mode="before")
+    @classmethod
+    def _csv_buckets(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("audio_bucket_seconds")
+    @classmethod
+    def _positive_buckets(cls, value: list[float]) -> list[float]:
+        if any(not math.isfinite(v) or v <= 0 for v in value):
+            raise ValueError("audio buckets must be positive seconds")
+        return sorted(set(value))
+
+
+class _LimitSettings(BaseModel):
+    """Per-request limits (sizes, time) and the in-flight upload budget."""
+
     # --- limits --------------------------------------------------------------------------------
     max_body_bytes: int = Field(
         default=25 * 1024 * 1024,
@@ -180,6 +217,12 @@ class Settings(BaseSettings):
         "over slow links.",
     )
 
+
+class Settings(_ModelSettings, _BatchingSettings, _LimitSettings, BaseSettings):
+    """All tunables of the service. Env prefix ``SENTIMENT_``; e.g. ``SENTIMENT_MAX_BATCH_SIZE=16``."""
+
+    model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore", protected_namespaces=())
+
     # --- server --------------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Bind address for `msa serve` (0.0.0.0 in Docker).")
     port: int = Field(default=8000, ge=1, le=65535, description="Bind port for `msa serve`.")
@@ -208,31 +251,10 @@ class Settings(BaseSettings):
         default=[], description="Allowed CORS origins (comma-separated); empty = CORS off."
     )
 
-    @field_validator("providers", "cors_origins", "audio_bucket_seconds", mode="before")
+    @field_validator("cors_origins", mode="before")
     @classmethod
-    def _csv(cls, value: Any) -> Any:
+    def _csv_origins(cls, value: Any) -> Any:
         return _split_csv(value)
-
-    @field_validator("providers")
-    @classmethod
-    def _providers_not_empty(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one execution provider is required")
-        import onnxruntime as ort
-
-        unknown = [p for p in value if p not in ort.get_all_providers()]
-        if unknown:
-            raise ValueError(
-                f"unknown execution provider(s) {unknown}; ONNX Runtime knows {ort.get_all_providers()}"
-            )
-        return value
-
-    @field_validator("audio_bucket_seconds")
-    @classmethod
-    def _positive_buckets(cls, value: list[float]) -> list[float]:
-        if any(not math.isfinite(v) or v <= 0 for v in value):
-            raise ValueError("audio buckets must be positive seconds")
-        return sorted(set(value))
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response
@@ -47,6 +48,32 @@ class RequestContextMiddleware:
         self.body_timeout_s = body_timeout_s
         self.max_inflight_bytes = max_inflight_bytes
         self.inflight_bytes = 0
+
+    def _admit(self, length: str | None, body_done: bool) -> tuple[JSONResponse | None, int]:
+        """Refuse a body before reading it (413 over the limit, 400 invalid Content-Length, 429 when the
+        in-flight upload budget is spent), else reserve its declared size (the limit when undeclared)
+        against ``max_inflight_bytes``. Returns (refusal or None, bytes reserved)."""
+        limit = self.max_body_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            too_big = length.isdigit()
+            refusal = error_response(
+                ErrorType.PAYLOAD_TOO_LARGE if too_big else ErrorType.MALFORMED_REQUEST,
+                f"request body is larger than {limit} bytes" if too_big else "invalid Content-Length",
+                headers={"Connection": "close"},
+            )
+            return refusal, 0
+        if body_done or self.max_inflight_bytes is None:
+            return None, 0
+        cost = int(length) if length is not None else limit
+        if self.inflight_bytes and self.inflight_bytes + cost > self.max_inflight_bytes:
+            refusal = error_response(
+                ErrorType.OVERLOADED,
+                "too many uploads in progress; retry later",
+                headers={"Retry-After": "1", "Connection": "close"},
+            )
+            return refusal, 0
+        self.inflight_bytes += cost
+        return None, cost
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,28 +128,10 @@ class RequestContextMiddleware:
 
         reserved = 0
         try:
-            length = headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > limit):
-                too_big = length.isdigit()
-                response = error_response(
-                    ErrorType.PAYLOAD_TOO_LARGE if too_big else ErrorType.MALFORMED_REQUEST,
-                    f"request body is larger than {limit} bytes" if too_big else "invalid Content-Length",
-                    headers={"Connection": "close"},
-                )
-                await response(scope, receive, send_with_id)
+            refusal, reserved = self._admit(headers.get("content-length"), body_done)
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
                 return
-            if not body_done and self.max_inflight_bytes is not None:
-                cost = int(length) if length is not None else limit
-                if self.inflight_bytes and self.inflight_bytes + cost > self.max_inflight_bytes:
-                    response = error_response(
-                        ErrorType.OVERLOADED,
-                        "too many uploads in progress; retry later",
-                        headers={"Retry-After": "1", "Connection": "close"},
-                    )
-                    await response(scope, receive, send_with_id)
-                    return
-                reserved = cost
-                self.inflight_bytes += cost
             await self.app(scope, limited_receive, send_with_id)
         finally:
             self.inflight_bytes -= reserved

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from app.errors import ErrorType, ServiceError
 logger = logging.getLogger("app.inference.batcher")
 
 T = TypeVar("T")
+P = TypeVar("P")
 R = TypeVar("R")
 
 
@@ -80,14 +82,10 @@ class _Pending(Generic[T, R]):
 class DynamicBatcher(Generic[T, R]):
     """Bounded-queue dynamic batcher around a synchronous ``batch_fn``.
 
-    Args:
-        batch_fn: called in ``executor`` with 1..``max_batch_size`` items; returns a sequence of the same
-            length holding a result or an exception instance per item.
-        executor: thread pool for ``batch_fn`` (its size bounds concurrent model runs).
-        max_batch_size: most items per call.
-        max_wait_ms: how long to wait for more items after the first of a batch, in ms.
-        queue_size: most queued (not yet running) items; more → :class:`QueueFullError`.
-        workers: concurrent consumer tasks.
+    ``batch_fn`` is called in ``executor`` (whose size bounds concurrent model runs) with 1 …
+    ``max_batch_size`` items and returns one result or exception instance per item; after the first item
+    of a batch it waits ``max_wait_ms`` ms for more; at most ``queue_size`` items wait (more →
+    :class:`QueueFullError`); ``workers`` consumer tasks run concurrently.
     """
 
     def __init__(
@@ -111,7 +109,7 @@ class DynamicBatcher(Generic[T, R]):
         self._queue: asyncio.Queue[_Pending[T, R]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = True
-        self._held = 0  # items taken off the queue and not yet resolved (collecting or running)
+        self._batches: list[list[_Pending[T, R]]] = []  # taken off the queue, not yet resolved
         self._ema_batch_s = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -123,7 +121,7 @@ class DynamicBatcher(Generic[T, R]):
     @property
     def in_flight(self) -> int:
         """Items taken off the queue and not yet resolved (being collected into a batch or running)."""
-        return self._held
+        return sum(len(b) for b in self._batches)
 
     @property
     def queued(self) -> int:
@@ -148,7 +146,7 @@ class DynamicBatcher(Generic[T, R]):
         queue = self._queue
         if drain and queue is not None:
             deadline = time.monotonic() + timeout_s
-            while (queue.qsize() or self._held) and time.monotonic() < deadline:
+            while (queue.qsize() or self.in_flight) and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
         for task in self._tasks:
             task.cancel()
@@ -186,31 +184,6 @@ class DynamicBatcher(Generic[T, R]):
         return await pending.future
 
     # ------------------------------------------------------------------ consumer side
-    async def _collect(self, queue: asyncio.Queue[_Pending[T, R]], batch: list[_Pending[T, R]]) -> None:
-        """Fill ``batch`` (owned by the caller, so a cancelled consumer can still fail what it holds)."""
-        batch.append(await queue.get())
-        self._held += 1
-        deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch_size:
-            while len(batch) < self.max_batch_size and not queue.empty():
-                batch.append(queue.get_nowait())
-                self._held += 1
-            remaining = deadline - time.monotonic()
-            if len(batch) >= self.max_batch_size or remaining <= 0:
-                break
-            getter = asyncio.ensure_future(queue.get())
-            try:
-                await asyncio.wait({getter}, timeout=remaining)
-            finally:
-                if not getter.done():
-                    # Cancelling Queue.get never loses an item (it stays queued).
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
-                if getter.done() and not getter.cancelled():
-                    batch.append(getter.result())  # completed just before the cancel: keep it
-                    self._held += 1
-
     async def _consume(self) -> None:
         queue = self._queue
         assert queue is not None
@@ -218,7 +191,8 @@ class DynamicBatcher(Generic[T, R]):
         while True:
             batch: list[_Pending[T, R]] = []
             try:
-                await self._collect(queue, batch)
+                self._batches.append(batch)
+                await collect_batch(queue, batch, self.max_batch_size, self.max_wait_s)
                 # Requests whose client went away (future cancelled) are dropped before running.
                 live = [p for p in batch if not p.future.done()]
                 if live:
@@ -232,11 +206,14 @@ class DynamicBatcher(Generic[T, R]):
                 for pending in batch:
                     self._resolve_error(pending, exc)
             finally:
-                self._held -= len(batch)
+                self._batches.remove(batch)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, live: list[_Pending[T, R]]) -> None:
         started = time.perf_counter()
-        results = await loop.run_in_executor(self._executor, self._run_isolated, [p.item for p in live])
+        items = [p.item for p in live]
+        results: list[R | BaseException] = await loop.run_in_executor(
+            self._executor, functools.partial(run_isolated, self._batch_fn, items)
+        )
         elapsed = time.perf_counter() - started
         self._ema_batch_s = elapsed if self._ema_batch_s == 0 else 0.8 * self._ema_batch_s + 0.2 * elapsed
         for pending, result in zip(live, results, strict=True):
@@ -246,25 +223,52 @@ class DynamicBatcher(Generic[T, R]):
                 queue_ms = (started - pending.enqueued) * 1000.0
                 pending.future.set_result(BatchOutcome(result, queue_ms, elapsed * 1000.0, len(live)))
 
-    def _run_isolated(self, items: list[T]) -> list[R | BaseException]:
-        """Run ``batch_fn``; on a whole-batch failure retry each item alone so only the culprit fails."""
-        try:
-            results = list(self._batch_fn(items))
-            if len(results) != len(items):
-                raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
-            return results
-        except Exception as exc:  # noqa: BLE001
-            if len(items) == 1:
-                return [exc]
-            logger.warning(
-                "batch of %d failed (%s); retrying items one by one", len(items), type(exc).__name__
-            )
-            out: list[R | BaseException] = []
-            for item in items:
-                out.extend(self._run_isolated([item]))
-            return out
-
     @staticmethod
     def _resolve_error(pending: _Pending[T, R], exc: BaseException) -> None:
         if not pending.future.done():
             pending.future.set_exception(exc)
+
+
+async def collect_batch(
+    queue: asyncio.Queue[P], batch: list[P], max_batch_size: int, max_wait_s: float
+) -> None:
+    """Fill ``batch`` from ``queue``: wait for a first item, then take more until ``max_batch_size`` items or
+    ``max_wait_s`` seconds after the first. ``batch`` is owned by the caller, so a cancelled consumer can
+    still fail what it holds; cancelling ``Queue.get`` never loses an item (it stays queued)."""
+    batch.append(await queue.get())
+    deadline = time.monotonic() + max_wait_s
+    while len(batch) < max_batch_size:
+        while len(batch) < max_batch_size and not queue.empty():
+            batch.append(queue.get_nowait())
+        remaining = deadline - time.monotonic()
+        if len(batch) >= max_batch_size or remaining <= 0:
+            break
+        getter = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait({getter}, timeout=remaining)
+        finally:
+            if not getter.done():
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+            if getter.done() and not getter.cancelled():
+                batch.append(getter.result())  # completed just before the cancel: keep it
+
+
+def run_isolated(
+    batch_fn: Callable[[Sequence[T]], Sequence[R | BaseException]], items: list[T]
+) -> list[R | BaseException]:
+    """Run ``batch_fn``; on a whole-batch failure retry each item alone so only the culprit fails."""
+    try:
+        results = list(batch_fn(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
+        return results
+    except Exception as exc:  # noqa: BLE001
+        if len(items) == 1:
+            return [exc]
+        logger.warning("batch of %d failed (%s); retrying items one by one", len(items), type(exc).__name__)
+        out: list[R | BaseException] = []
+        for item in items:
+            out.extend(run_isolated(batch_fn, [item]))
+        return out

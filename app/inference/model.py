@@ -6,7 +6,7 @@ Knows nothing of HTTP or of request fields: it sees padded feeds (:func:`app.inf
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from app.config import Settings
 from app.contract import LABELS, MAX_TEXT_TOKENS, ModelContract
+from app.inference.collate import validate_item
 from app.inference.repository import ModelSpec, load_spec
 from app.inference.session import LoadedSession, create_session
 from app.preprocessing.pipeline import PreparedItem
@@ -36,6 +37,16 @@ class TensorInfo:
     name: str
     dtype: str
     shape: tuple[int | str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutput:
+    """One row of the model output, in ``LABELS`` order: fused probabilities float32 [3], per-expert
+    probabilities float32 [E, 3] and the presence mask float32 [E] (contract expert order)."""
+
+    probabilities: npt.NDArray[np.float32]
+    modality_probabilities: npt.NDArray[np.float32]
+    modality_mask: npt.NDArray[np.float32]
 
 
 class InferenceModel(Protocol):
@@ -122,22 +133,53 @@ class OnnxModel:
 
 
 def warmup_batches(
-    contract: ModelContract, *, max_batch_size: int, text_multiple: int, audio_buckets: Sequence[int]
+    contract: ModelContract, settings: Settings, audio_buckets: Sequence[int]
 ) -> list[list[PreparedItem]]:
     """The representative batches to run once before serving (ORT allocates and, on CUDA, picks kernels per
     shape): every expert present at batch sizes 1 and ``max_batch_size``; then one item per text length
-    multiple (≤ 128 tokens) and per audio bucket, for each expert with that dynamic axis."""
+    multiple (≤ 128 tokens) and per audio bucket (frames), for each expert with that dynamic axis."""
     every = PreparedItem.of(**{e.name: {t.name: t.dummy() for t in e.inputs} for e in contract.experts})
-    batches = [[every] * size for size in sorted({1, max_batch_size})]
+    batches = [[every] * size for size in sorted({1, settings.max_batch_size})]
+    step = settings.text_length_multiple
     lengths = {
-        "text_length": range(text_multiple, MAX_TEXT_TOKENS + text_multiple, text_multiple),
-        "audio_frames": audio_buckets,
+        "text_length": [min(n, MAX_TEXT_TOKENS) for n in range(step, MAX_TEXT_TOKENS + step, step)],
+        "audio_frames": list(audio_buckets),
     }
     for axis, values in lengths.items():
         for expert in (e for e in contract.experts if any(axis in t.shape for t in e.inputs)):
             for n in values:
-                sizes = {axis: min(n, MAX_TEXT_TOKENS) if axis == "text_length" else n}
-                batches.append(
-                    [PreparedItem.of(**{expert.name: {t.name: t.dummy(sizes) for t in expert.inputs}})]
-                )
+                tensors = {t.name: t.dummy({axis: n}) for t in expert.inputs}
+                batches.append([PreparedItem.of(**{expert.name: tensors})])
     return batches
+
+
+def run_items(
+    model: InferenceModel,
+    items: Sequence[PreparedItem],
+    collate: Callable[[Sequence[PreparedItem]], dict[str, npt.NDArray[Any]]],
+) -> list[ModelOutput | BaseException]:
+    """Validate, collate and run one batch; one result per item, in order.
+
+    Items that fail validation (:func:`app.inference.collate.validate_item`) get their ``ValueError`` and
+    their batch-mates still run; a row that is not a finite probability vector gets a ``RuntimeError``.
+    """
+    results: list[ModelOutput | BaseException] = [RuntimeError("no result")] * len(items)
+    valid: list[int] = []
+    for i, item in enumerate(items):
+        try:
+            validate_item(item, model.contract)
+            valid.append(i)
+        except ValueError as exc:
+            results[i] = exc
+    if not valid:
+        return results
+    feeds = collate([items[i] for i in valid])
+    probs, expert_probs = model.run(feeds)
+    mask = feeds[model.contract.mask_input]
+    for row, i in enumerate(valid):
+        p = probs[row]
+        if np.isfinite(p).all() and abs(float(p.sum()) - 1.0) <= 1e-3:
+            results[i] = ModelOutput(p, expert_probs[row], mask[row])
+        else:
+            results[i] = RuntimeError("model output is not a probability vector")
+    return results

@@ -16,19 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from app.config import Settings
 from app.errors import ErrorType, ServiceError
 from app.inference.batcher import DynamicBatcher
-from app.inference.collate import collate, validate_item
-from app.inference.model import InferenceModel, OnnxModel, warmup_batches
-from app.inference.readiness import limit_blas_threads, probe_upload, readiness_problem
-from app.inference.repository import ModelLoadError
-from app.preprocessing.experts import DEFAULT_EXPERTS, Expert, Limits, Resources
+from app.inference.collate import collate
+from app.inference.model import InferenceModel, ModelOutput, OnnxModel, run_items, warmup_batches
+from app.inference.startup import build_pipeline, limit_blas_threads, probe_upload, readiness_problem
+from app.preprocessing.experts import DEFAULT_EXPERTS, Expert
 from app.preprocessing.pipeline import PreparedItem, PreprocessingPipeline, RawInput
-from app.preprocessing.text import load_tokenizer
 
 logger = logging.getLogger("app.inference.predictor")
 
@@ -46,16 +43,6 @@ class DeadlineExceededError(ServiceError):
 
 
 @dataclass(frozen=True, slots=True)
-class ModelOutput:
-    """One row of the model output, in ``LABELS`` order: fused probabilities float32 [3], per-expert
-    probabilities float32 [E, 3] and the presence mask float32 [E] (contract expert order)."""
-
-    probabilities: npt.NDArray[np.float32]
-    modality_probabilities: npt.NDArray[np.float32]
-    modality_mask: npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
 class Prediction:
     """One request's answer before it becomes JSON: the prepared item, its model output row, and the
     milliseconds spent per stage (preprocess, queue, inference, total) with the batch size it ran in."""
@@ -70,16 +57,10 @@ class Prediction:
 
 
 class Predictor:
-    """Owns the model, the preprocessing pipeline, the thread pools and the dynamic batcher.
-
-    Args:
-        settings: service settings.
-        model: inject a loaded model (tests, benchmarks); default: :meth:`OnnxModel.load` in :meth:`load`.
-        experts: preprocessing registry (default :data:`~app.preprocessing.experts.DEFAULT_EXPERTS`).
-
-    Use :meth:`start` (load, warm up, probe) and :meth:`stop` from the app lifespan; :meth:`predict` per
-    request. ``not_ready_reason`` tells /readyz why it is not ready.
-    """
+    """Owns the model, the preprocessing pipeline, the thread pools and the dynamic batcher. ``model``:
+    inject a loaded model (tests, benchmarks; default :meth:`OnnxModel.load`); ``experts``: preprocessing
+    registry (default :data:`~app.preprocessing.experts.DEFAULT_EXPERTS`). :meth:`start` / :meth:`stop`
+    from the app lifespan, :meth:`predict` per request; ``not_ready_reason`` says why it is not ready."""
 
     def __init__(
         self,
@@ -117,24 +98,13 @@ class Predictor:
         """
         limit_blas_threads()
         model = self.model or OnnxModel.load(self.settings)
-        try:
-            tokenizer = load_tokenizer(model.spec.tokenizer_file)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"could not load tokenizer {model.spec.tokenizer_file}: {exc}") from exc
-        s = self.settings
-        limits = Limits(s.max_text_chars, s.max_image_pixels, s.max_audio_seconds)
-        self.pipeline = PreprocessingPipeline(model.contract, Resources(tokenizer), limits, self._experts)
+        self.pipeline = build_pipeline(model, self.settings, self._experts)
         self.model = model
 
     def warmup(self) -> int:
         """Run every representative shape once (:func:`warmup_batches`). Returns the number of runs."""
         assert self.model is not None
-        batches = warmup_batches(
-            self.model.contract,
-            max_batch_size=self.settings.max_batch_size,
-            text_multiple=self.settings.text_length_multiple,
-            audio_buckets=self.audio_buckets,
-        )
+        batches = warmup_batches(self.model.contract, self.settings, self.audio_buckets)
         for batch in batches:
             self.model.run(self.collate(batch))
         return len(batches)
@@ -162,10 +132,7 @@ class Predictor:
             logger.error(self.not_ready_reason)
             return
         self._ready = True
-        spec = self.model.spec
-        logger.info(
-            "model %s version %s ready on %s", spec.name, spec.version, self.model.loaded.execution_provider
-        )
+        logger.info("model %s ready on %s", self.model.spec.name, self.model.loaded.execution_provider)
 
     async def stop(self) -> None:
         """Drain the batcher and shut the thread pools down."""
@@ -200,30 +167,9 @@ class Predictor:
         )
 
     def run_batch(self, items: Sequence[PreparedItem]) -> list[ModelOutput | BaseException]:
-        """Run one batch (blocking; the batcher calls it in the inference pool). Items that fail validation,
-        or whose output row is not a probability vector, get an exception; the others their output."""
+        """Run one batch (blocking; the batcher calls it in the inference pool): :func:`run_items`."""
         assert self.model is not None
-        results: list[ModelOutput | BaseException] = [RuntimeError("no result")] * len(items)
-        valid: list[int] = []
-        for i, item in enumerate(items):
-            try:
-                validate_item(item, self.model.contract)
-                valid.append(i)
-            except ValueError as exc:
-                results[i] = exc
-        if valid:
-            feeds = self.collate([items[i] for i in valid])
-            probs, expert_probs = self.model.run(feeds)
-            mask = feeds[self.model.contract.mask_input]
-            for row, i in enumerate(valid):
-                p = probs[row]
-                ok = np.isfinite(p).all() and abs(float(p.sum()) - 1.0) <= 1e-3
-                results[i] = (
-                    ModelOutput(p, expert_probs[row], mask[row])
-                    if ok
-                    else RuntimeError("model output is not a probability vector")
-                )
-        return results
+        return run_items(self.model, items, self.collate)
 
     # ------------------------------------------------------------------ request path
     async def _in_pool(self, fn: Any, *args: Any) -> Any:

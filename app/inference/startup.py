@@ -1,15 +1,20 @@
-"""Start-up helpers of the predictor: BLAS threads, the readiness probe upload and its verdict."""
+"""Start-up helpers of the predictor: BLAS threads, the preprocessing pipeline for a model, the readiness
+probe upload and its verdict."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
 
 from app.config import Settings
 from app.inference.model import InferenceModel
-from app.preprocessing.pipeline import RawInput
+from app.inference.repository import ModelLoadError
+from app.preprocessing.experts import Expert, Limits, Resources
+from app.preprocessing.pipeline import PreprocessingPipeline, RawInput
+from app.preprocessing.text import load_tokenizer
 
 
 def limit_blas_threads() -> None:
@@ -24,6 +29,25 @@ def limit_blas_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+
+
+def build_pipeline(
+    model: InferenceModel, settings: Settings, experts: Mapping[str, Expert]
+) -> PreprocessingPipeline:
+    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the request limits.
+
+    Raises:
+        ModelLoadError: the tokenizer cannot be loaded, or an expert of the model has no registry entry.
+    """
+    try:
+        tokenizer = load_tokenizer(model.spec.tokenizer_file)
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception types
+        raise ModelLoadError(f"could not load tokenizer {model.spec.tokenizer_file}: {exc}") from exc
+    limits = Limits(settings.max_text_chars, settings.max_image_pixels, settings.max_audio_seconds)
+    try:
+        return PreprocessingPipeline(model.contract, Resources(tokenizer), limits, experts)
+    except KeyError as exc:
+        raise ModelLoadError(f"model {model.spec.name}: {exc.args[0]}") from exc
 
 
 def probe_upload() -> RawInput:
