@@ -11,12 +11,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
 
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
-from app.api.forms import FieldDecodeError, parse_form
+from app.api.forms import FieldDecodeError, FormError, TextPart, parse_form
 from app.config import Settings
 from app.errors import ApiError, ErrorType, error_responses, from_preprocessing, validation_message
 from app.inference.batcher import BatcherClosedError, QueueFullError
@@ -151,9 +149,8 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
         )
     except FieldDecodeError as exc:
         raise ApiError(ErrorType.INVALID_INPUT, exc.message) from None
-    except (MultiPartException, StarletteHTTPException) as exc:
-        # Starlette turns MultiPartException into HTTPException(400) when called from inside an app.
-        message = str(exc.message if isinstance(exc, MultiPartException) else exc.detail)
+    except FormError as exc:
+        message = exc.message
         if message.startswith("Too many"):
             raise ApiError(ErrorType.PAYLOAD_TOO_LARGE, message) from None
         if "exceeded maximum size" in message:
@@ -164,8 +161,6 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
                 "(image and audio must be sent as file uploads)" + _json_hint(request),
             ) from None
         raise ApiError(ErrorType.MALFORMED_REQUEST, f"malformed multipart body: {message}") from None
-    except UnicodeDecodeError:
-        raise ApiError(ErrorType.INVALID_INPUT, "a form field is not valid UTF-8") from None
     except ApiError:
         raise
     except Exception:  # noqa: BLE001 - python-multipart parser errors on broken bodies
@@ -179,7 +174,7 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
                 ErrorType.VALIDATION_ERROR,
                 f"unknown form field(s) {shown}; allowed: text, image, audio" + _json_hint(request),
             )
-        values: dict[str, str | bytes | None] = {}
+        values: dict[str, TextPart | bytes | None] = {}
         for name in _FIELDS:
             items = form.getlist(name)
             if len(items) > 1:
@@ -193,18 +188,23 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
                 # A browser form with no file selected sends an empty part with an empty file name.
                 values[name] = None if (not data and not item.filename) else data
             else:
-                values[name] = item if item != "" else None
-        text = values["text"]
-        if isinstance(text, bytes):
+                values[name] = item if item.raw else None
+        text: str | TextPart | bytes | None = values["text"]
+        if isinstance(text, TextPart):
+            try:
+                text = text.decode()
+            except FieldDecodeError as exc:
+                raise ApiError(ErrorType.INVALID_INPUT, exc.message) from None
+        elif isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
             except UnicodeDecodeError:
                 raise ApiError(ErrorType.INVALID_INPUT, "text is not valid UTF-8") from None
         image, audio = values["image"], values["audio"]
         for name, value in (("image", image), ("audio", audio)):
-            if isinstance(value, str):
+            if isinstance(value, TextPart):
                 raise ApiError(ErrorType.VALIDATION_ERROR, f"{name} must be a file upload, not a text field")
-        assert not isinstance(image, str) and not isinstance(audio, str)
+        assert not isinstance(image, TextPart) and not isinstance(audio, TextPart)
         return RawInput(text=text, image=image, audio=audio)
     finally:
         await form.close()
