@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.api.forms import FieldDecodeError, FormError, TextPart, parse_form
+from app.api.json_body import json_syntax_error, strip_bom
 from app.config import Settings
 from app.errors import ApiError, ErrorType, error_responses, from_preprocessing, validation_message
 from app.inference.batcher import BatcherClosedError, QueueFullError
@@ -114,10 +115,13 @@ def _duplicate_keys(body: bytes) -> list[str]:
 
 
 def _decode_json(body: bytes) -> RawInput:
+    body = strip_bom(body)
     try:
         req = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise ApiError(ErrorType.VALIDATION_ERROR, validation_message(list(exc.errors()))) from None
+        errors = list(exc.errors())
+        cause = json_syntax_error(body) if errors[0]["type"] == "json_invalid" else None
+        raise ApiError(ErrorType.VALIDATION_ERROR, cause or validation_message(errors)) from None
     duplicates = _duplicate_keys(body)
     if duplicates:
         raise ApiError(
