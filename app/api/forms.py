@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 SPOOL_MAX_SIZE = 1024 * 1024
 """Bytes of a file part kept in memory before it is spooled to a temporary file (Starlette's value)."""
 
-_IDENTITY_ENCODINGS = (b"7bit", b"8bit", b"binary")  # RFC 2045 section 6.2: no decoding needed
+_IDENTITY_ENCODINGS = ("7bit", "8bit", "binary")  # RFC 2045 section 6.2: no decoding needed
 _BASE64_WHITESPACE = b" \t\r\n"  # RFC 2045 section 6.8: base64 lines end with CRLF; decoders ignore it
 
 
@@ -144,7 +144,6 @@ class _Part:
     name: str
     upload: UploadFile | None
     charset: str
-    base64: bool
     max_size: int
     pending: list[tuple[UploadFile, bytes]]
     decoder: Base64Decoder | QuotedPrintableDecoder | None = None  # None: identity transfer encoding
@@ -160,6 +159,27 @@ class _Part:
                 raise FormError(f"Part exceeded maximum size of {int(self.max_size / 1024)}KB.")
             self.data.extend(data)
         return len(data)
+
+
+def _transfer_decoder(encoding: str, part: _Part) -> Base64Decoder | QuotedPrintableDecoder | None:
+    """The streaming decoder for a part's ``Content-Transfer-Encoding`` (RFC 2045 section 6, matched
+    case-insensitively), writing into ``part``; ``None`` for the identity encodings.
+
+    Raises:
+        FormError: any other transfer encoding.
+    """
+    token = encoding.strip().lower()
+    if token == "base64":
+        return Base64Decoder(part)
+    if token == "quoted-printable":
+        return QuotedPrintableDecoder(part)
+    if token in _IDENTITY_ENCODINGS:
+        return None
+    # The value is not repeated: it is client input, and error messages never echo the request.
+    raise FormError(
+        "a part's Content-Transfer-Encoding is not supported (supported: base64, quoted-printable, 7bit, "
+        "8bit, binary)"
+    )
 
 
 class _MultipartReceiver:
@@ -222,25 +242,15 @@ class _MultipartReceiver:
                 raise FormError(f"Too many fields. Maximum number of fields is {self.max_fields}.")
         # The part is listed now, so that its file is closed with the form if parsing fails later.
         self.form.items.append((name, upload if upload is not None else TextPart(b"")))
-        encoding = headers.get("content-transfer-encoding", "7bit").strip().lower().encode("latin-1")
-        charset = _charset_of(content_type, self.charset)
-        part = _Part(name, upload, charset, encoding == b"base64", self.max_part_size, self.pending)
-        if encoding == b"base64":
-            part.decoder = Base64Decoder(part)
-        elif encoding == b"quoted-printable":
-            part.decoder = QuotedPrintableDecoder(part)
-        elif encoding not in _IDENTITY_ENCODINGS:
-            raise FormError(
-                "a part's Content-Transfer-Encoding is not supported "
-                "(supported: base64, quoted-printable, 7bit, 8bit, binary)"
-            )
+        part = _Part(name, upload, _charset_of(content_type, self.charset), self.max_part_size, self.pending)
+        part.decoder = _transfer_decoder(headers.get("content-transfer-encoding", "7bit"), part)
         self.part = part
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self.part
         assert part is not None  # set by on_headers_finished
         chunk = data[start:end]
-        if part.base64:
+        if isinstance(part.decoder, Base64Decoder):
             chunk = chunk.translate(None, _BASE64_WHITESPACE)
         (part.decoder or part).write(chunk)
 
