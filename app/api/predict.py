@@ -11,13 +11,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.api.errors import error_responses, validation_message
-from app.api.forms import FieldDecodeError, parse_form
+from app.api.forms import FieldTooLargeError, FormError, TextPart, parse_form
+from app.api.json_body import json_syntax_error, strip_bom
 from app.api.responses import predict_response, timing_headers
 from app.config import Settings
 from app.errors import ApiError, ErrorType
@@ -116,10 +116,13 @@ def _duplicate_keys(body: bytes) -> list[str]:
 
 
 def _decode_json(body: bytes) -> RawInput:
+    body = strip_bom(body)
     try:
         req = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise ApiError(ErrorType.VALIDATION_ERROR, validation_message(list(exc.errors()))) from None
+        errors = list(exc.errors())
+        cause = json_syntax_error(body) if errors[0]["type"] == "json_invalid" else None
+        raise ApiError(ErrorType.VALIDATION_ERROR, cause or validation_message(errors)) from None
     duplicates = _duplicate_keys(body)
     if duplicates:
         raise ApiError(
@@ -149,25 +152,15 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
             max_fields=settings.max_parts,
             max_part_size=settings.max_text_chars * 4 + 1024,
         )
-    except FieldDecodeError as exc:
-        raise ApiError(ErrorType.INVALID_INPUT, exc.message) from None
-    except (MultiPartException, StarletteHTTPException) as exc:
-        # Starlette turns MultiPartException into HTTPException(400) when called from inside an app.
-        message = str(exc.message if isinstance(exc, MultiPartException) else exc.detail)
-        if message.startswith("Too many"):
-            raise ApiError(ErrorType.PAYLOAD_TOO_LARGE, message) from None
-        if "exceeded maximum size" in message:
-            # Only non-file parts have a size cap: the text field (4 bytes per character at most).
-            raise ApiError(
-                ErrorType.INPUT_TOO_LARGE,
-                f"a form field is longer than the text limit of {settings.max_text_chars} characters "
-                "(image and audio must be sent as file uploads)" + _json_hint(request),
-            ) from None
-        raise ApiError(ErrorType.MALFORMED_REQUEST, f"malformed multipart body: {message}") from None
-    except UnicodeDecodeError:
-        raise ApiError(ErrorType.INVALID_INPUT, "a form field is not valid UTF-8") from None
-    except ApiError:
-        raise
+    except FieldTooLargeError:
+        # Only text parts have a size cap (4 bytes per character at most): say which limit, and why.
+        raise ApiError(
+            ErrorType.INPUT_TOO_LARGE,
+            f"a form field is longer than the text limit of {settings.max_text_chars} characters "
+            "(image and audio must be sent as file uploads)" + _json_hint(request),
+        ) from None
+    except (FormError, ClientDisconnect):
+        raise  # typed: rendered by the one error handler
     except Exception:  # noqa: BLE001 - python-multipart parser errors on broken bodies
         raise ApiError(ErrorType.MALFORMED_REQUEST, "malformed multipart body") from None
     try:
@@ -179,7 +172,7 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
                 ErrorType.VALIDATION_ERROR,
                 f"unknown form field(s) {shown}; allowed: text, image, audio" + _json_hint(request),
             )
-        values: dict[str, str | bytes | None] = {}
+        values: dict[str, TextPart | bytes | None] = {}
         for name in _FIELDS:
             items = form.getlist(name)
             if len(items) > 1:
@@ -193,18 +186,20 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
                 # A browser form with no file selected sends an empty part with an empty file name.
                 values[name] = None if (not data and not item.filename) else data
             else:
-                values[name] = item if item != "" else None
-        text = values["text"]
-        if isinstance(text, bytes):
+                values[name] = item if item.raw else None
+        text: str | TextPart | bytes | None = values["text"]
+        if isinstance(text, TextPart):
+            text = text.decode()  # FieldDecodeError: 422 invalid_input
+        elif isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
             except UnicodeDecodeError:
                 raise ApiError(ErrorType.INVALID_INPUT, "text is not valid UTF-8") from None
         image, audio = values["image"], values["audio"]
         for name, value in (("image", image), ("audio", audio)):
-            if isinstance(value, str):
+            if isinstance(value, TextPart):
                 raise ApiError(ErrorType.VALIDATION_ERROR, f"{name} must be a file upload, not a text field")
-        assert not isinstance(image, str) and not isinstance(audio, str)
+        assert not isinstance(image, TextPart) and not isinstance(audio, TextPart)
         return RawInput(text=text, image=image, audio=audio)
     finally:
         await form.close()

@@ -1,0 +1,45 @@
+"""JSON request bodies: the UTF-8 byte-order mark, and error messages that name the real cause."""
+
+from __future__ import annotations
+
+import codecs
+import json
+
+
+def strip_bom(body: bytes) -> bytes:
+    """``body`` without a leading UTF-8 byte-order mark.
+
+    RFC 8259 section 8.1 lets a parser ignore a BOM; Python's ``json`` reads such bytes as ``utf-8-sig``
+    and some editors and REST tools send one. Pydantic's JSON parser refuses it ("expected value").
+    """
+    return body.removeprefix(codecs.BOM_UTF8)
+
+
+def json_syntax_error(body: bytes) -> str | None:
+    """Why ``body`` is not valid JSON (RFC 8259), in words that name the cause and never quote the body.
+
+    Used when pydantic reports ``json_invalid``, whose messages can mislead (a lone surrogate escape is
+    "unexpected end of hex escape"). Causes, in order: bytes that are not UTF-8 (RFC 8259 section 8.1),
+    the standard library's ``json.JSONDecodeError`` message and position (e.g. ``Invalid \\uXXXX
+    escape``), a ``\\u`` escape that encodes a lone UTF-16 surrogate (RFC 8259 section 8.2; Python's
+    ``json`` accepts it, but it is not a Unicode string). ``None`` when none applies (e.g. nesting too
+    deep for the standard library parser, ``NaN``): the caller keeps pydantic's message.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"body: Invalid JSON: not valid UTF-8 (byte 0x{body[exc.start]:02X} at offset {exc.start})"
+    try:
+        value = json.loads(text)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except json.JSONDecodeError as exc:
+        return f"body: Invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        return (
+            f"body: Invalid JSON: a \\u escape encodes a lone UTF-16 surrogate (U+{code:04X}), "
+            "which is not a Unicode character"
+        )
+    except RecursionError:
+        return None
+    return None
