@@ -92,11 +92,6 @@ class _ModelSettings(BaseModel):
         description="Run the model at startup on every batch-size/length bucket shape before becoming ready.",
     )
 
-    @field_validator("providers", mode="before")
-    @classmethod
-    def _csv_providers(cls, value: Any) -> Any:
-        return _split_csv(value)
-
     @field_validator("providers")
     @classmethod
     def _providers_not_empty(cls, value: list[str]) -> list[str]:
@@ -162,11 +157,6 @@ class _BatchingSettings(BaseModel):
         "to the smallest bucket that holds its longest clip. A bucket covering max_audio_seconds is added. "
         "Steps of ≤ 25 % keep the padded compute small (powers of two padded 2.3-s speech to 4 s).",
     )
-
-    @field_validator("audio_bucket_seconds", mode="before")
-    @classmethod
-    def _csv_buckets(cls, value: Any) -> Any:
-        return _split_csv(value)
 
     @field_validator("audio_bucket_seconds")
     @classmethod
@@ -251,9 +241,9 @@ class Settings(_ModelSettings, _BatchingSettings, _LimitSettings, BaseSettings):
         default=[], description="Allowed CORS origins (comma-separated); empty = CORS off."
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("providers", "cors_origins", "audio_bucket_seconds", mode="before")
     @classmethod
-    def _csv_origins(cls, value: Any) -> Any:
+    def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
     @model_validator(mode="after")

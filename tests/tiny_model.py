@@ -20,28 +20,24 @@ EMBED = 8
 PRIOR = np.array([0.3, 0.4, 0.3], dtype=np.float32)
 
 
-def build_tiny_model(path: Path, vocab_size: int = 30522, seed: int = 0) -> Path:
-    """Write the tiny model to ``path`` (opset 17, dynamic batch/length axes) and return ``path``."""
-    rng = np.random.default_rng(seed)
-    inits = {
+def branch_weights(rng: np.random.Generator, vocab_size: int = 30522) -> dict[str, np.ndarray]:
+    """Random weights and constants of the three v1 branches (:func:`branch_nodes`)."""
+    return {
         "emb": rng.normal(0, 1.0, (vocab_size, EMBED)).astype(np.float32),
         "w_text": rng.normal(0, 1.0, (EMBED, 3)).astype(np.float32),
         "w_face": rng.normal(0, 0.05, (64 * 64, 3)).astype(np.float32),
         "w_audio": rng.normal(0, 0.1, (64, 3)).astype(np.float32),
         "b": np.array([0.1, 0.0, -0.1], dtype=np.float32),
-        "prior": PRIOR[None, :],
-        "log_prior2": (2.0 * np.log(PRIOR))[None, :],
         "ax1": np.array([1], dtype=np.int64),
         "ax2": np.array([2], dtype=np.int64),
         "one": np.array(1.0, dtype=np.float32),
-        "half": np.array(0.5, dtype=np.float32),
-        "m0": np.array([0], dtype=np.int64),
-        "m1": np.array([1], dtype=np.int64),
-        "m2": np.array([2], dtype=np.int64),
-        "m3": np.array([3], dtype=np.int64),
     }
+
+
+def branch_nodes() -> list[onnx.NodeProto]:
+    """Nodes of the v1 branches up to their probabilities ``p_text``, ``p_face``, ``p_audio`` [B, 3]."""
     n = helper.make_node
-    nodes = [
+    return [
         # text: masked mean of embeddings
         n("Gather", ["emb", "input_ids"], ["tok"]),
         n("Cast", ["attention_mask"], ["amask"], to=TensorProto.FLOAT),
@@ -67,6 +63,24 @@ def build_tiny_model(path: Path, vocab_size: int = 30522, seed: int = 0) -> Path
         n("Div", ["aud_sum", "aud_cnt1"], ["aud_vec"]),
         n("MatMul", ["aud_vec", "w_audio"], ["audio_logits"]),
         n("Softmax", ["audio_logits"], ["p_audio"], axis=-1),
+    ]
+
+
+def build_tiny_model(path: Path, vocab_size: int = 30522, seed: int = 0) -> Path:
+    """Write the tiny model to ``path`` (opset 17, dynamic batch/length axes) and return ``path``."""
+    inits = {
+        **branch_weights(np.random.default_rng(seed), vocab_size),
+        "prior": PRIOR[None, :],
+        "log_prior2": (2.0 * np.log(PRIOR))[None, :],
+        "half": np.array(0.5, dtype=np.float32),
+        "m0": np.array([0], dtype=np.int64),
+        "m1": np.array([1], dtype=np.int64),
+        "m2": np.array([2], dtype=np.int64),
+        "m3": np.array([3], dtype=np.int64),
+    }
+    n = helper.make_node
+    nodes = [
+        *branch_nodes(),
         # absent → prior
         n("Slice", ["modality_mask", "m0", "m1", "m1"], ["mm_t"]),
         n("Slice", ["modality_mask", "m1", "m2", "m1"], ["mm_i"]),

@@ -28,6 +28,7 @@ from app.preprocessing.experts import DEFAULT_EXPERTS, Expert, ExpertInput, Reso
 from app.preprocessing.pipeline import RawInput
 from app.preprocessing.text import normalize_text
 from tests.media import face_jpeg
+from tests.tiny_model import branch_nodes, branch_weights
 
 PRIOR = np.array([0.3, 0.4, 0.3], np.float32)
 SCENE = 8
@@ -38,15 +39,13 @@ EXPERTS = [
     {"name": "scene", "modality": "image", "inputs": ["scene"]},
     {"name": "length", "modality": "text", "inputs": ["text_chars"]},
 ]
-RNG = np.random.default_rng(5)
 W = {
-    "emb": RNG.normal(0, 1, (30522, 4)).astype(np.float32),
-    "w_text": RNG.normal(0, 1, (4, 3)).astype(np.float32),
-    "w_face": RNG.normal(0, 0.05, (64 * 64, 3)).astype(np.float32),
-    "w_audio": RNG.normal(0, 0.1, (64, 3)).astype(np.float32),
-    "w_scene": RNG.normal(0, 2, (3, 3)).astype(np.float32),
+    **branch_weights(np.random.default_rng(5)),
+    "w_scene": np.random.default_rng(6).normal(0, 2, (3, 3)).astype(np.float32),
     "w_len": np.array([[0.05, 0.0, -0.05]], np.float32),
 }
+#: The tiny model's branch outputs, by expert name.
+P_NODE = {"text": "p_text", "image": "p_face", "audio": "p_audio", "scene": "p_scene", "length": "p_length"}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -59,46 +58,27 @@ def _graph() -> onnx.ModelProto:
     consts = {
         **W,
         "prior": PRIOR[None, :],
-        "ax1": np.array([1], np.int64),
-        "ax2": np.array([2], np.int64),
         "ax12": np.array([1, 2], np.int64),
-        "one": np.array(1.0, np.float32),
         "half": np.array(0.5, np.float32),
         "inv255": np.array(1 / 255, np.float32),
         "log_prior4": (4.0 * np.log(PRIOR))[None, :],
         **{f"m{i}": np.array([i], np.int64) for i in range(6)},
     }
     nodes = [
-        n("Gather", ["emb", "input_ids"], ["tok"]),
-        n("Cast", ["attention_mask"], ["am"], to=TensorProto.FLOAT),
-        n("Unsqueeze", ["am", "ax2"], ["am3"]),
-        n("Mul", ["tok", "am3"], ["tokm"]),
-        n("ReduceSum", ["tokm", "ax1"], ["ts"], keepdims=0),
-        n("ReduceSum", ["am", "ax1"], ["tc"], keepdims=1),
-        n("Max", ["tc", "one"], ["tc1"]),
-        n("Div", ["ts", "tc1"], ["tv"]),
-        n("MatMul", ["tv", "w_text"], ["l_text"]),
-        n("Flatten", ["face"], ["ff"], axis=1),
-        n("MatMul", ["ff", "w_face"], ["l_image"]),
-        n("Unsqueeze", ["audio_mask", "ax2"], ["fm3"]),
-        n("Mul", ["audio_features", "fm3"], ["afm"]),
-        n("ReduceSum", ["afm", "ax1"], ["as"], keepdims=0),
-        n("ReduceSum", ["audio_mask", "ax1"], ["ac"], keepdims=1),
-        n("Max", ["ac", "one"], ["ac1"]),
-        n("Div", ["as", "ac1"], ["av"]),
-        n("MatMul", ["av", "w_audio"], ["l_audio"]),
+        *branch_nodes(),
         n("Cast", ["scene"], ["sf"], to=TensorProto.FLOAT),  # normalisation in the graph (contract v2)
         n("Mul", ["sf", "inv255"], ["sn"]),
         n("ReduceMean", ["sn", "ax12"], ["rgb"], keepdims=0),
         n("MatMul", ["rgb", "w_scene"], ["l_scene"]),
+        n("Softmax", ["l_scene"], ["p_scene"], axis=-1),
         n("MatMul", ["text_chars", "w_len"], ["l_length"]),
+        n("Softmax", ["l_length"], ["p_length"], axis=-1),
     ]
     for i, e in enumerate(x["name"] for x in EXPERTS):
         nodes += [
-            n("Softmax", [f"l_{e}"], [f"p_{e}"], axis=-1),
             n("Slice", ["expert_mask", f"m{i}", f"m{i + 1}", "m1"], [f"mk_{e}"]),
             n("Greater", [f"mk_{e}", "half"], [f"has_{e}"]),
-            n("Where", [f"has_{e}", f"p_{e}", "prior"], [f"q_{e}"]),
+            n("Where", [f"has_{e}", P_NODE[e], "prior"], [f"q_{e}"]),
             n("Log", [f"q_{e}"], [f"lq_{e}"]),
             n("Unsqueeze", [f"q_{e}", "ax1"], [f"u_{e}"]),
         ]
