@@ -87,28 +87,31 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _read_input(option: str, name: str | None) -> bytes | None:
-    """The bytes of ``--image``/``--audio`` (``None`` if not given); :class:`CliError` if unreadable."""
+def _check_readable(option: str, name: str | None) -> None:
+    """:class:`CliError` unless ``--image`` / ``--audio`` names a readable file; no model is loaded yet."""
     if name is None:
-        return None
-    path = Path(name)
+        return
     try:
-        if path.is_dir():
-            raise CliError(f"{option} {name}: is a directory, not a file")
-        return path.read_bytes()
+        with open(name, "rb"):
+            pass
+    except IsADirectoryError as exc:
+        raise CliError(f"{option} {name}: is a directory, not a file") from exc
     except OSError as exc:
         raise CliError(f"{option} {name}: {exc.strerror or exc}") from exc
 
 
-async def _predict_async(
-    text: str | None, image: bytes | None, audio: bytes | None, settings: Settings
-) -> dict[str, object]:
+async def _predict_async(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
     from app.inference.predictor import Predictor, RawInput
 
+    raw = RawInput(
+        text=args.text,
+        image=Path(args.image).read_bytes() if args.image else None,
+        audio=Path(args.audio).read_bytes() if args.audio else None,
+    )
     predictor = Predictor(settings)
     await predictor.start()
     try:
-        result = await predictor.predict(RawInput(text=text, image=image, audio=audio))
+        result = await predictor.predict(raw)
     finally:
         await predictor.stop()
     return result.model_dump(mode="json")
@@ -119,13 +122,11 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
     from app.preprocessing.errors import PreprocessingError
 
     # Files first: a typo in a path is reported before the model loads.
-    image = _read_input("--image", args.image)
-    audio = _read_input("--audio", args.audio)
+    _check_readable("--image", args.image)
+    _check_readable("--audio", args.audio)
     logging.basicConfig(level=logging.WARNING)
     try:
-        result = asyncio.run(
-            _predict_async(args.text, image, audio, settings.model_copy(update={"warmup": False}))
-        )
+        result = asyncio.run(_predict_async(args, settings.model_copy(update={"warmup": False})))
     except PreprocessingError as exc:
         raise CliError(f"{type(exc).__name__}: {exc.message}") from exc
     except ModelLoadError as exc:
