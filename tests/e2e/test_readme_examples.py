@@ -199,8 +199,10 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     real_curl = shutil.which("curl")
     assert real_curl, "curl is needed to run the README's examples"
     bin_dir = tmp_path_factory.mktemp("readme-bin")
+    # --show-error: curl's own message (e.g. a missing upload file) in the failure report, even with -s.
     write_out = f"'%{{stderr}}{STATUS_MARK} %{{http_code}}\\n'"
-    (bin_dir / "curl").write_text(f'#!/bin/sh\nexec {shlex.quote(real_curl)} "$@" --write-out {write_out}\n')
+    curl = f'{shlex.quote(real_curl)} --show-error "$@" --write-out {write_out}'
+    (bin_dir / "curl").write_text(f"#!/bin/sh\nexec {curl}\n")
     (bin_dir / "msa").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m app.cli "$@"\n')
     for script in bin_dir.iterdir():
         script.chmod(0o755)
