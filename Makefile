@@ -23,8 +23,10 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 
 install: $(STAMP_RUN)
 
+# exec: msa replaces the recipe's shell; it exits 0 after a graceful shutdown on Ctrl-C or SIGTERM, so
+# make prints no "*** [serve] Interrupt/Terminated" line.
 serve: $(STAMP_RUN)
-	$(BIN)/msa serve
+	exec $(BIN)/msa serve
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check app tests

@@ -24,7 +24,7 @@ from app.inference.repository import ModelLoadError
 from app.main import create_app
 from tests.gated import GatedModel
 from tests.robustness.helpers import assert_prediction, probs
-from tests.robustness.server import running_server, serve_env
+from tests.robustness.server import free_port, running_server, serve_env
 
 
 def _copy_repo(model_dir: Path, tmp_path: Path) -> Path:
@@ -40,7 +40,8 @@ def _onnx_file(repo: Path) -> Path:
 # ----------------------------------------------------------------------------------- broken model
 def _serve_once(model_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--port", "1"],  # never bound: startup fails first
+        # A free port: `msa serve` checks it before loading the model, which then fails at startup.
+        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(free_port())],
         env=serve_env(model_dir),
         cwd=REPO_ROOT,
         capture_output=True,
