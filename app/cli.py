@@ -18,6 +18,8 @@ from app.config import Settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app.head_guard import HeadLimitedHttpToolsProtocol
+
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -30,6 +32,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
         access_log=False,  # app.access logs one line per request with its request id
+        http=HeadLimitedHttpToolsProtocol,  # request-head size limit and deadline (app/head_guard.py)
     )
     return 0
 
