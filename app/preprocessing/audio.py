@@ -188,16 +188,17 @@ def _too_long(seconds: float, max_seconds: float) -> InputTooLargeError:
 PREFERRED_DECODERS: Final[dict[str, str]] = {"amrnb": "libopencore_amrnb", "amrwb": "libopencore_amrwb"}
 
 #: FFmpeg demuxers whose duration is stored in the file (MP4/3GP ``mdhd``/``stts``, Matroska ``Duration``,
-#: CAF ``pakt``, WAV/AIFF/FLAC sample counts), so a decoded stream shorter than it was cut or damaged. Other
-#: demuxers (raw AMR, ADTS AAC, MP3 without a Xing header) estimate a duration from the bit rate, which says
-#: nothing about completeness.
+#: CAF ``pakt``, WAV/AIFF/FLAC sample counts; MP3 only with a Xing/Info/VBRI header, see
+#: :func:`_mp3_declares_frames`), so a decoded stream shorter than it was cut or damaged. Other demuxers
+#: (raw AMR, ADTS AAC, MP3 without a Xing header) estimate a duration from the bit rate, which says nothing
+#: about completeness; Ogg states none (FFmpeg reads the last page's granule position).
 DECLARED_DURATION_FORMATS: Final[frozenset[str]] = frozenset(
     {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "caf", "wav", "aiff", "flac", "w64"}
 )
 #: Decoded audio may fall short of the declared duration by this much (s) plus ``DURATION_SHORTFALL_RATIO``
 #: of it: encoder priming/padding and Matroska's block-duration rounding (measured ≤ 15 ms on PyAV-made
-#: M4A/WebM/CAF/3GP files).
-DURATION_SHORTFALL_S: Final[float] = 0.1
+#: M4A/WebM/CAF/3GP files: Opus pre-skip is 6.5 ms).
+DURATION_SHORTFALL_S: Final[float] = 0.04
 #: See ``DURATION_SHORTFALL_S``.
 DURATION_SHORTFALL_RATIO: Final[float] = 0.02
 #: Largest share of a clip's duration whose packets may fail to decode and be replaced by silence of the
@@ -288,10 +289,11 @@ class _PacketDecode:
 
 
 def _packet_samples(packet: av.Packet[av.AudioStream], rate: int, fallback: int) -> int:
-    """Samples a packet declares (its duration in the stream time base), or ``fallback`` if it states none."""
+    """Samples a packet declares (its duration in the stream time base), or ``fallback`` if it states none;
+    at most one second (``rate``): audio packets last 20-100 ms, a larger value is itself damage."""
     if packet.duration and packet.time_base:
-        return max(0, round(float(packet.duration * packet.time_base) * rate))
-    return fallback
+        return min(rate, max(0, round(float(packet.duration * packet.time_base) * rate)))
+    return min(rate, fallback)
 
 
 def _conceal(
@@ -342,7 +344,37 @@ def _decode_packets(
     return out
 
 
-def _check_complete(decoded: _PacketDecode, container: av.container.InputContainer, rate: int) -> None:
+def _mp3_declares_frames(data: bytes) -> bool:
+    """True if an MP3's first frame carries a Xing/Info (LAME) or VBRI header, which states the frame count.
+
+    FFmpeg's mp3 demuxer takes the duration from it (``mp3dec.c``); without it the duration is estimated
+    from the bit rate. The first frame follows an ID3v2 tag when there is one (ID3v2.4 §3.1: 10-byte header,
+    syncsafe size, +10 with a footer).
+    """
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+        start += 10 if data[5] & 0x10 else 0
+    first_frame = data[start : start + 2048]
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _declared_seconds(container: av.container.InputContainer, data: bytes) -> float | None:
+    """Duration the file states (s), or None when FFmpeg only estimates it (see DECLARED_DURATION_FORMATS)."""
+    fmt = str(container.format.name)
+    if fmt not in DECLARED_DURATION_FORMATS and not (fmt == "mp3" and _mp3_declares_frames(data)):
+        return None
+    stream = container.streams.audio[0]
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _check_complete(
+    decoded: _PacketDecode, container: av.container.InputContainer, rate: int, data: bytes
+) -> None:
     """Refuse (422) a stream with too many undecodable packets or shorter than its container declares."""
     seconds = decoded.samples / rate
     if decoded.bad_packets and decoded.concealed_samples > MAX_CONCEALED_FRACTION * decoded.samples:
@@ -351,14 +383,8 @@ def _check_complete(decoded: _PacketDecode, container: av.container.InputContain
             f"({decoded.concealed_samples / rate:.2f} of {seconds:.2f} s; the first at "
             f"{decoded.first_error_s:.2f} s: {decoded.first_error})"
         )
-    if str(container.format.name) not in DECLARED_DURATION_FORMATS:
-        return
-    stream = container.streams.audio[0]
-    if stream.duration is not None and stream.time_base is not None:
-        declared = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        declared = container.duration / 1_000_000
-    else:
+    declared = _declared_seconds(container, data)
+    if declared is None:
         return
     if seconds < declared - DURATION_SHORTFALL_S - DURATION_SHORTFALL_RATIO * declared:
         raise UndecodableInputError(
@@ -399,7 +425,7 @@ def _decode_pyav(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float3
                 if not decoded.bad_packets
                 else f"audio data could not be decoded ({decoded.first_error})"
             )
-        _check_complete(decoded, container, rate)
+        _check_complete(decoded, container, rate, data)
         fmt = str(container.format.name)
     return np.concatenate(decoded.chunks, axis=1), rate, fmt
 
