@@ -192,8 +192,9 @@ PREFERRED_DECODERS: Final[dict[str, str]] = {"amrnb": "libopencore_amrnb", "amrw
 #: :func:`_mp3_declares_frames`), so a decoded stream shorter than it was cut or damaged. Other demuxers
 #: (raw AMR, ADTS AAC, MP3 without a Xing header) estimate a duration from the bit rate, which says nothing
 #: about completeness; Ogg states none (FFmpeg reads the last page's granule position).
+_MP4_FAMILY: Final[str] = "mov,mp4,m4a,3gp,3g2,mj2"
 DECLARED_DURATION_FORMATS: Final[frozenset[str]] = frozenset(
-    {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "caf", "wav", "aiff", "flac", "w64"}
+    {_MP4_FAMILY, "matroska,webm", "caf", "wav", "aiff", "flac", "w64"}
 )
 #: Decoded audio may fall short of the declared duration by this much (s) plus ``DURATION_SHORTFALL_RATIO``
 #: of it: encoder priming/padding and Matroska's block-duration rounding (measured ≤ 15 ms on PyAV-made
@@ -383,6 +384,15 @@ def _check_complete(
             f"({decoded.concealed_samples / rate:.2f} of {seconds:.2f} s; the first at "
             f"{decoded.first_error_s:.2f} s: {decoded.first_error})"
         )
+    stream = container.streams.audio[0]
+    listed = int(stream.frames or 0)
+    if str(container.format.name) == _MP4_FAMILY and not stream.codec_context.name.startswith("pcm_"):
+        # MP4/3GP list every packet (``stsz``); a damaged table or a cut ``mdat`` leaves some unread.
+        # (PCM in MP4 lists single samples, which FFmpeg reads in chunks.)
+        if decoded.packets < listed:
+            raise UndecodableInputError(
+                f"audio is truncated or corrupt: the file lists {listed} packets, {decoded.packets} were read"
+            )
     declared = _declared_seconds(container, data)
     if declared is None:
         return
