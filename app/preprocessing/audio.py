@@ -226,13 +226,19 @@ def _truncation_error(data: bytes) -> UndecodableInputError | None:
     )
 
 
+def _wav_payload_follows(data: bytes) -> bool:
+    """True if a WAV's data chunk states size 0 ("unknown") but bytes follow its header."""
+    payload = find_payload(data)
+    return payload is not None and payload.declared is None and payload.available > 0
+
+
 def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int, str] | None:
     """libsndfile (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, AIFF, CAF, ...); None if FFmpeg should decode instead."""
     try:
         f = sf.SoundFile(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - libsndfile raises several types for "not mine"; PyAV tries next
         return None
-    if str(f.format) == "MP3" or (f.frames == 0 and len(data) > 1024):
+    if str(f.format) == "MP3" or (str(f.format) == "WAV" and f.frames == 0 and _wav_payload_follows(data)):
         # libsndfile (mpg123) stops at its frame-count estimate: for a VBR MP3 without a Xing/Info header it
         # returns only the first seconds (a 60 s file read as 8.6 s), so the length limit and the prediction
         # would silently see part of the clip. A WAV whose data size is 0 (a streaming writer) reads as 0

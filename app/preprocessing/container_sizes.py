@@ -17,6 +17,10 @@ from typing import Final, Literal
 #: both read to the end for these in WAV, FFmpeg ``wavdec.c`` also for 0). CAF uses -1 (all bits set).
 _UNKNOWN_SIZES: Final[frozenset[int]] = frozenset({0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF})
 
+#: Payload bytes that may be missing without calling the upload cut: a writer that counted the 44-byte
+#: WAV header (or 36 bytes of it) into the data size. 64 bytes are 2 ms of 16 kHz 16-bit mono.
+HEADER_SLACK_BYTES: Final[int] = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Payload:
@@ -85,8 +89,8 @@ def payload_shortfall(payload: Payload) -> int:
     """Payload bytes the chunk header announces beyond those uploaded (0 when complete or unknown).
 
     A writer that counted its own header into the payload size (declared = file length - 8, as for the
-    RIFF size) is a header fault, not a cut upload: a shortfall of at most ``payload.offset`` bytes (the
-    header length, 44 bytes for a plain WAV: under 1.5 ms at 16 kHz 16-bit) is not counted.
+    RIFF size) is a header fault, not a cut upload: a shortfall of at most :data:`HEADER_SLACK_BYTES`
+    is not counted.
 
     Args:
         payload: from :func:`find_payload`.
@@ -97,4 +101,4 @@ def payload_shortfall(payload: Payload) -> int:
     if payload.declared is None:
         return 0
     missing = payload.declared - payload.available
-    return missing if missing > payload.offset else 0
+    return missing if missing > HEADER_SLACK_BYTES else 0

@@ -25,6 +25,8 @@ from PIL import Image
 
 from app.preprocessing.audio import DecodedAudio, decode_audio, log_mel
 from app.preprocessing.errors import PreprocessingError
+from app.preprocessing.face import largest_face_input
+from app.preprocessing.image import decode_image
 from tests.media import astronaut, image_bytes, pyav_bytes, sf_bytes, speech_with_pause, tone
 
 #: Mutation kinds, in the order :func:`mutate` draws them.
@@ -144,7 +146,8 @@ def decode_audio_mutant(data: bytes) -> DecodedAudio | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Extended run: decode ``--mutations`` mutants per audio format and print outcome counts."""
+    """Extended run: decode ``--mutations`` mutants per audio and image format and print outcome counts;
+    any exception other than a typed preprocessing error (a 500 in the service) ends the run."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mutations", type=int, default=500)
     parser.add_argument("--salt", default="extended")
@@ -161,8 +164,17 @@ def main(argv: list[str] | None = None) -> int:
                 partial.append(f"{fmt}#{i} ({kind})")
         total.update(counts)
         sys.stdout.write(f"{fmt:12s} {dict(sorted(counts.items()))}\n")
-    sys.stdout.write(f"{'all':12s} {dict(sorted(total.items()))} = {sum(total.values())} mutants\n")
+    sys.stdout.write(f"{'all audio':12s} {dict(sorted(total.items()))} = {sum(total.values())} mutants\n")
     sys.stdout.write(f"partial decodes: {partial or 'none'}\n")
+    images: Counter[str] = Counter()
+    for fmt in IMAGE_SEEDS:
+        for _, mutant in mutants(IMAGE_SEEDS[fmt], f"{args.salt}-{fmt}", args.mutations):
+            try:
+                largest_face_input(decode_image(mutant, max_pixels=40_000_000).image)
+                images["decoded"] += 1
+            except PreprocessingError:
+                images["refused"] += 1
+    sys.stdout.write(f"{'all images':12s} {dict(sorted(images.items()))} = {sum(images.values())} mutants\n")
     return 1 if partial else 0
 
 
