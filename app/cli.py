@@ -62,6 +62,8 @@ def _exit_quietly(_signum: int, _frame: FrameType | None) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app.head_guard import HeadLimitedHttpToolsProtocol
+
     host: str = args.host or settings.host
     port: int = args.port or settings.port
     _port_is_free(host, port)
@@ -83,6 +85,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
         access_log=False,  # app.access logs one line per request with its request id
+        http=HeadLimitedHttpToolsProtocol,  # request-head size limit and deadline (app/head_guard.py)
     )
     return 0
 

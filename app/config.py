@@ -207,6 +207,23 @@ class _LimitSettings(BaseModel):
         "over slow links.",
     )
 
+    max_request_head_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line + all headers) in bytes; a larger one gets 431 and "
+        "the connection is closed, before the server buffers more than this plus one socket read (256 KiB). "
+        "Browsers send 1-8 KiB; nginx's default limit is 4 × 8 KiB. Raise it only for very large cookies "
+        "or tokens.",
+    )
+    request_head_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Deadline for receiving a request head (s), from the connection's start or, on a "
+        "kept-alive connection, the first byte of the next request; a slower head gets 408 (or, if no byte "
+        "came, a plain close), so clients that trickle header bytes cannot hold connections open. A head is "
+        "under 1 KiB for this API; raise it only for very slow links.",
+    )
+
 
 class Settings(_ModelSettings, _BatchingSettings, _LimitSettings, BaseSettings):
     """All tunables of the service. Env prefix ``SENTIMENT_``; e.g. ``SENTIMENT_MAX_BATCH_SIZE=16``."""

@@ -21,6 +21,7 @@ class ErrorType(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     REQUEST_TIMEOUT = "request_timeout"
+    REQUEST_HEADER_FIELDS_TOO_LARGE = "request_header_fields_too_large"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INPUT_TOO_LARGE = "input_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -34,13 +35,14 @@ class ErrorType(StrEnum):
     TIMEOUT = "timeout"
 
 
-#: HTTP status of every error type (RFC 9110 status semantics; 429 from RFC 6585).
+#: HTTP status of every error type (RFC 9110 status semantics; 429 and 431 from RFC 6585).
 STATUS: Mapping[ErrorType, int] = {
     ErrorType.MALFORMED_REQUEST: 400,
     ErrorType.UNAUTHORIZED: 401,
     ErrorType.NOT_FOUND: 404,
     ErrorType.METHOD_NOT_ALLOWED: 405,
     ErrorType.REQUEST_TIMEOUT: 408,
+    ErrorType.REQUEST_HEADER_FIELDS_TOO_LARGE: 431,
     ErrorType.PAYLOAD_TOO_LARGE: 413,
     ErrorType.INPUT_TOO_LARGE: 413,
     ErrorType.UNSUPPORTED_MEDIA_TYPE: 415,

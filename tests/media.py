@@ -52,13 +52,21 @@ def wav(seconds: float = 1.0, rate: int = 16_000, channels: int = 1, subtype: st
     return sf_bytes(tone(seconds, rate, channels), rate, "WAV", subtype)
 
 
-def pyav_bytes(samples: np.ndarray, rate: int, container: str, codec: str) -> bytes:
-    """Encode mono float samples with FFmpeg via PyAV (``("mp4", "aac")``, ``("webm", "libopus")``)."""
+#: Samples per frame each encoder takes (AAC 1024, Opus 20 ms at 48 kHz, AMR-NB 20 ms at 8 kHz, ALAC 4096).
+FRAME_SIZES = {"libopus": 960, "libopencore_amrnb": 160, "alac": 4096}
+
+
+def pyav_bytes(
+    samples: np.ndarray, rate: int, container: str, codec: str, options: dict[str, str] | None = None
+) -> bytes:
+    """Encode mono float samples with FFmpeg via PyAV (``("mp4", "aac")``, ``("webm", "libopus")``,
+    ``("amr", "libopencore_amrnb")``, ``("caf", "alac")``...); ``options`` go to the encoder (e.g.
+    ``{"dtx": "1"}`` for AMR-NB discontinuous transmission)."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate)
+        stream = out.add_stream(codec, rate=rate, options=options or {})
         stream.layout = "mono"
-        frame_size = 960 if codec == "libopus" else 1024
+        frame_size = FRAME_SIZES.get(codec, 1024)
         fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
         for start in range(0, len(samples), frame_size):
             chunk = samples[start : start + frame_size].astype(np.float32)
@@ -73,3 +81,12 @@ def pyav_bytes(samples: np.ndarray, rate: int, container: str, codec: str) -> by
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def speech_with_pause(rate: int = 8_000) -> np.ndarray:
+    """3 s: 1 s of a voiced-like harmonic tone, 1.5 s of near-silence (a pause), 0.5 s of tone; float32 [N].
+
+    Encoded with AMR-NB DTX, the pause becomes comfort-noise (SID) and NO_DATA frames."""
+    x = tone(3.0, rate, freq=220.0) + tone(3.0, rate, freq=660.0) * 0.5
+    x[rate : int(2.5 * rate)] = np.random.default_rng(0).standard_normal(int(1.5 * rate)) * 1e-3
+    return x.astype(np.float32)

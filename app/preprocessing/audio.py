@@ -8,6 +8,7 @@ serve never drift.
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -20,6 +21,7 @@ import soxr
 
 from app.contract import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE
 from app.contract import num_frames as num_frames  # re-exported: part of the log-mel front end
+from app.preprocessing.container_sizes import find_payload, payload_shortfall
 from app.preprocessing.errors import (
     InputTooLargeError,
     PreprocessingError,
@@ -168,33 +170,69 @@ def _too_long(seconds: float, max_seconds: float) -> InputTooLargeError:
     return InputTooLargeError(f"audio is {seconds:.2f} s long, more than the limit of {max_seconds:g} s")
 
 
-def _riff_truncated(data: bytes) -> bool:
-    """True if a RIFF/WAVE header announces more bytes than were uploaded (an interrupted upload).
+#: FFmpeg decoders preferred over FFmpeg's default one for a codec, because they decode frame types the
+#: default lacks. FFmpeg's own AMR decoders refuse DTX comfort-noise (SID) frames ("dtx mode" / "SID mode"
+#: not implemented, libavcodec/amrnbdec.c, amrwbdec.c), so a voice note with a pause decoded only up to the
+#: pause; the OpenCORE decoders (3GPP TS 26.073 / 26.173 reference code, in PyAV's FFmpeg build) generate
+#: the comfort noise. Used only when the FFmpeg build has them.
+PREFERRED_DECODERS: Final[dict[str, str]] = {"amrnb": "libopencore_amrnb", "amrwb": "libopencore_amrwb"}
 
-    libsndfile silently decodes what is there; a prediction on part of the clip would be wrong without
-    notice. The RIFF chunk size (bytes 4-8, little-endian, = file length - 8) is compared with the
-    length; writers that stream without knowing the length put 0 or 0xFFFFFFFF there and are not judged,
-    and one byte of slack allows for a missing pad byte.
+#: FFmpeg demuxers whose duration is stored in the file (MP4/3GP ``mdhd``/``stts``, Matroska ``Duration``,
+#: CAF ``pakt``, WAV/AIFF/FLAC sample counts; MP3 only with a Xing/Info/VBRI header, see
+#: :func:`_mp3_declares_frames`), so a decoded stream shorter than it was cut or damaged. Other demuxers
+#: (raw AMR, ADTS AAC, MP3 without a Xing header) estimate a duration from the bit rate, which says nothing
+#: about completeness; Ogg states none (FFmpeg reads the last page's granule position).
+_MP4_FAMILY: Final[str] = "mov,mp4,m4a,3gp,3g2,mj2"
+DECLARED_DURATION_FORMATS: Final[frozenset[str]] = frozenset(
+    {_MP4_FAMILY, "matroska,webm", "caf", "wav", "aiff", "flac", "w64"}
+)
+#: Decoded audio may fall short of the declared duration by this much (s) plus ``DURATION_SHORTFALL_RATIO``
+#: of it: encoder priming/padding and Matroska's block-duration rounding (measured ≤ 15 ms on PyAV-made
+#: M4A/WebM/CAF/3GP files: Opus pre-skip is 6.5 ms).
+DURATION_SHORTFALL_S: Final[float] = 0.04
+#: See ``DURATION_SHORTFALL_S``.
+DURATION_SHORTFALL_RATIO: Final[float] = 0.02
+#: Largest share of a clip's duration whose packets may fail to decode and be replaced by silence of the
+#: length they declare (as media players conceal a damaged packet). More than that and the prediction would
+#: rest on what is left of a damaged recording: 422 instead.
+MAX_CONCEALED_FRACTION: Final[float] = 0.1
+
+
+def _truncation_error(data: bytes) -> UndecodableInputError | None:
+    """A 422 if the sample chunk of a WAV/AIFF/CAF upload announces more bytes than were sent, else None.
+
+    Only the sample chunk's size counts (see :mod:`app.preprocessing.container_sizes`): the outer RIFF/FORM
+    size is a hint that writers often get wrong, and libsndfile and FFmpeg ignore it too.
     """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return False
-    size = int.from_bytes(data[4:8], "little")
-    return size not in (0, 0xFFFFFFFF) and size + 8 > len(data) + 1
+    payload = find_payload(data)
+    if payload is None:
+        return None
+    missing = payload_shortfall(payload)
+    if missing == 0:
+        return None
+    return UndecodableInputError(
+        f"{payload.container} data is truncated: its data chunk announces {payload.declared} bytes, "
+        f"{payload.available} were sent"
+    )
+
+
+def _wav_payload_follows(data: bytes) -> bool:
+    """True if a WAV's data chunk states size 0 ("unknown") but bytes follow its header."""
+    payload = find_payload(data)
+    return payload is not None and payload.declared is None and payload.available > 0
 
 
 def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int, str] | None:
-    """libsndfile (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, AIFF, ...); None if it does not know the bytes."""
+    """libsndfile (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, AIFF, CAF, ...); None if FFmpeg should decode instead."""
     try:
         f = sf.SoundFile(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - libsndfile raises several types for "not mine"; PyAV tries next
         return None
-    if _riff_truncated(data):
-        f.close()
-        raise UndecodableInputError("WAV data is truncated: the header announces more bytes than were sent")
-    if str(f.format) == "MP3":
+    if str(f.format) == "MP3" or (str(f.format) == "WAV" and f.frames == 0 and _wav_payload_follows(data)):
         # libsndfile (mpg123) stops at its frame-count estimate: for a VBR MP3 without a Xing/Info header it
         # returns only the first seconds (a 60 s file read as 8.6 s), so the length limit and the prediction
-        # would silently see part of the clip. FFmpeg decodes the whole stream, with the sample cap.
+        # would silently see part of the clip. A WAV whose data size is 0 (a streaming writer) reads as 0
+        # frames in libsndfile, to the end of the file in FFmpeg (wavdec.c). FFmpeg decodes the whole stream.
         f.close()
         return None
     with f:
@@ -211,13 +249,163 @@ def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.f
         return np.ascontiguousarray(samples.T), rate, str(f.format)
 
 
+def _open_decoder(stream: av.AudioStream) -> av.AudioCodecContext:
+    """The stream's decoder: a :data:`PREFERRED_DECODERS` one when FFmpeg has it, else FFmpeg's default."""
+    default = stream.codec_context
+    name = PREFERRED_DECODERS.get(default.name)
+    if name is None or name not in av.codecs_available:
+        return default
+    decoder = av.CodecContext.create(name, "r")
+    assert isinstance(decoder, av.AudioCodecContext)
+    decoder.sample_rate = default.sample_rate
+    decoder.layout = default.layout
+    if default.extradata:
+        decoder.extradata = default.extradata
+    return decoder
+
+
+@dataclass(slots=True)
+class _PacketDecode:
+    """What :func:`_decode_packets` produced: sample chunks [C, n] and the packets replaced by silence."""
+
+    chunks: list[npt.NDArray[np.float32]]
+    channels: int
+    samples: int = 0
+    concealed_samples: int = 0
+    bad_packets: int = 0
+    packets: int = 0
+    first_error: str = ""
+    first_error_s: float = 0.0
+
+    def add(self, arr: npt.NDArray[np.float32]) -> None:
+        """Append a chunk [C, n]; a chunk with another channel count is averaged to the first one's."""
+        if self.chunks and arr.shape[0] != self.chunks[0].shape[0]:
+            arr = np.broadcast_to(arr.mean(axis=0, keepdims=True), (self.chunks[0].shape[0], arr.shape[1]))
+        self.chunks.append(arr)
+        self.samples += arr.shape[1]
+
+
+def _packet_samples(packet: av.Packet[av.AudioStream], rate: int, fallback: int) -> int:
+    """Samples a packet declares (its duration in the stream time base), or ``fallback`` if it states none;
+    at most one second (``rate``): audio packets last 20-100 ms, a larger value is itself damage."""
+    if packet.duration and packet.time_base:
+        return min(rate, max(0, round(float(packet.duration * packet.time_base) * rate)))
+    return min(rate, fallback)
+
+
+def _conceal(
+    out: _PacketDecode, packet: av.Packet[av.AudioStream], exc: Exception, rate: int, fallback: int
+) -> None:
+    """Replace a packet the decoder refused by silence of the duration it declares (``fallback`` samples if
+    it declares none), and remember the first error for the message."""
+    silence = _packet_samples(packet, rate, fallback)
+    if out.bad_packets == 0:
+        out.first_error, out.first_error_s = str(exc).split(":")[0], out.samples / rate
+    out.bad_packets += 1
+    out.concealed_samples += silence
+    out.add(np.zeros((out.channels, silence), np.float32))
+
+
+def _decode_packets(
+    container: av.container.InputContainer, stream: av.AudioStream, rate: int, max_seconds: float
+) -> _PacketDecode:
+    """Decode packet by packet; a packet the decoder refuses becomes silence (:func:`_conceal`).
+
+    Raises:
+        InputTooLargeError: as soon as more than ``max_seconds`` (+ 0.5 s) are decoded.
+        av.FFmpegError: the demuxer failed (not a packet the decoder refused).
+    """
+    decoder = _open_decoder(stream)
+    resampler = av.AudioResampler(format="fltp", layout=None, rate=rate)
+    out = _PacketDecode(chunks=[], channels=max(1, stream.codec_context.layout.nb_channels))
+    max_samples = int(max_seconds * rate) + rate // 2
+    last_samples = 0
+    packets = (p for p in container.demux(stream) if p.size > 0)
+    for packet in itertools.chain(packets, [None]):  # None: flush the decoder
+        if packet is not None:
+            out.packets += 1
+        try:
+            frames = decoder.decode(packet)
+        except Exception as exc:  # noqa: BLE001 - a corrupt or unsupported packet: conceal, judged later
+            if packet is not None:
+                _conceal(out, packet, exc, rate, last_samples)
+            continue
+        for frame in frames:
+            for resampled in resampler.resample(frame):
+                arr = np.asarray(resampled.to_ndarray(), dtype=np.float32)
+                last_samples = arr.shape[1]
+                out.add(arr)
+        if out.samples > max_samples:
+            # No (or a false) duration in the container: stop decoding as soon as the limit is passed.
+            raise _too_long(out.samples / rate, max_seconds)
+    return out
+
+
+def _mp3_declares_frames(data: bytes) -> bool:
+    """True if an MP3's first frame carries a Xing/Info (LAME) or VBRI header, which states the frame count.
+
+    FFmpeg's mp3 demuxer takes the duration from it (``mp3dec.c``); without it the duration is estimated
+    from the bit rate. The first frame follows an ID3v2 tag when there is one (ID3v2.4 §3.1: 10-byte header,
+    syncsafe size, +10 with a footer).
+    """
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+        start += 10 if data[5] & 0x10 else 0
+    first_frame = data[start : start + 2048]
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _declared_seconds(container: av.container.InputContainer, data: bytes) -> float | None:
+    """Duration the file states (s), or None when FFmpeg only estimates it (see DECLARED_DURATION_FORMATS)."""
+    fmt = str(container.format.name)
+    if fmt not in DECLARED_DURATION_FORMATS and not (fmt == "mp3" and _mp3_declares_frames(data)):
+        return None
+    stream = container.streams.audio[0]
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _check_complete(
+    decoded: _PacketDecode, container: av.container.InputContainer, rate: int, data: bytes
+) -> None:
+    """Refuse (422) a stream with too many undecodable packets or shorter than its container declares."""
+    seconds = decoded.samples / rate
+    if decoded.bad_packets and decoded.concealed_samples > MAX_CONCEALED_FRACTION * decoded.samples:
+        raise UndecodableInputError(
+            f"audio is damaged: {decoded.bad_packets} of {decoded.packets} packets could not be decoded "
+            f"({decoded.concealed_samples / rate:.2f} of {seconds:.2f} s; the first at "
+            f"{decoded.first_error_s:.2f} s: {decoded.first_error})"
+        )
+    stream = container.streams.audio[0]
+    listed = int(stream.frames or 0)
+    if str(container.format.name) == _MP4_FAMILY and not stream.codec_context.name.startswith("pcm_"):
+        # MP4/3GP list every packet (``stsz``); a damaged table or a cut ``mdat`` leaves some unread.
+        # (PCM in MP4 lists single samples, which FFmpeg reads in chunks.)
+        if decoded.packets < listed:
+            raise UndecodableInputError(
+                f"audio is truncated or corrupt: the file lists {listed} packets, {decoded.packets} were read"
+            )
+    declared = _declared_seconds(container, data)
+    if declared is None:
+        return
+    if seconds < declared - DURATION_SHORTFALL_S - DURATION_SHORTFALL_RATIO * declared:
+        raise UndecodableInputError(
+            f"audio is truncated or corrupt: the stream ends at {seconds:.2f} s, "
+            f"the file declares {declared:.2f} s"
+        )
+
+
 def _decode_pyav(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int, str]:
-    """FFmpeg through PyAV for what libsndfile lacks (M4A/AAC, WebM/Opus, ...)."""
+    """FFmpeg through PyAV for what libsndfile lacks (M4A/AAC, WebM/Opus, AMR, 3GP, CAF/AAC, ...)."""
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except Exception as exc:  # noqa: BLE001 - FFmpeg's "invalid data" and friends
         raise UnsupportedMediaError(
-            "audio is not in a supported format (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, M4A/AAC, WebM)"
+            "audio is not in a supported format (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, M4A/AAC, WebM, AMR)"
         ) from exc
     with container:
         if not container.streams.audio:
@@ -231,32 +419,21 @@ def _decode_pyav(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float3
         rate = int(stream.codec_context.sample_rate or stream.rate or 0)
         if rate <= 0:
             raise UndecodableInputError("audio stream has no sample rate")
-        resampler = av.AudioResampler(format="fltp", layout=None, rate=rate)
-        chunks: list[npt.NDArray[np.float32]] = []
-        total = 0
-        max_samples = int(max_seconds * rate) + rate // 2
         try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    arr = np.asarray(out.to_ndarray(), dtype=np.float32)
-                    if chunks and arr.shape[0] != chunks[0].shape[0]:
-                        arr = np.broadcast_to(
-                            arr.mean(axis=0, keepdims=True), (chunks[0].shape[0], arr.shape[1])
-                        )
-                    chunks.append(arr)
-                    total += arr.shape[1]
-                    if total > max_samples:
-                        # No duration in the container: stop decoding as soon as the limit is passed.
-                        raise _too_long(total / rate, max_seconds)
+            decoded = _decode_packets(container, stream, rate, max_seconds)
         except PreprocessingError:
             raise
-        except Exception as exc:  # noqa: BLE001
-            if not chunks:
-                raise UndecodableInputError("audio data could not be decoded") from exc
+        except Exception as exc:  # noqa: BLE001 - a demuxer error mid-stream: the rest is unreadable
+            raise UndecodableInputError(f"audio data is corrupt ({str(exc).split(':')[0]})") from exc
+        if decoded.samples == decoded.concealed_samples:
+            raise UndecodableInputError(
+                "audio has no samples"
+                if not decoded.bad_packets
+                else f"audio data could not be decoded ({decoded.first_error})"
+            )
+        _check_complete(decoded, container, rate, data)
         fmt = str(container.format.name)
-    if not chunks:
-        raise UndecodableInputError("audio has no samples")
-    return np.concatenate(chunks, axis=1), rate, fmt
+    return np.concatenate(decoded.chunks, axis=1), rate, fmt
 
 
 def decode_audio(data: bytes, *, max_seconds: float) -> DecodedAudio:
@@ -282,6 +459,9 @@ def decode_audio(data: bytes, *, max_seconds: float) -> DecodedAudio:
     """
     if not data:
         raise UndecodableInputError("audio is empty (0 bytes)")
+    truncated = _truncation_error(data)
+    if truncated is not None:
+        raise truncated
     try:
         decoded = _decode_soundfile(data, max_seconds)
         if decoded is None:

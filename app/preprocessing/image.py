@@ -22,6 +22,7 @@ from app.preprocessing.errors import (
     UndecodableInputError,
     UnsupportedMediaError,
 )
+from app.preprocessing.png_chunks import PNG_SIGNATURE, drop_damaged_ancillary_chunks
 
 
 def normalize_face(face: Image.Image | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -157,7 +158,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     """Decode uploaded image bytes to an RGB Pillow image.
 
-    Steps: detect the format from the bytes (Pillow, restricted to :data:`SUPPORTED_IMAGE_FORMATS`); check
+    Steps: drop PNG ancillary chunks with a wrong CRC, as libpng and browsers do
+    (:func:`~app.preprocessing.png_chunks.drop_damaged_ancillary_chunks`); detect the format from the bytes
+    (Pillow, restricted to :data:`SUPPORTED_IMAGE_FORMATS`); check
     width × height from the header against ``max_pixels`` before decoding any pixel data (decompression
     bombs); take the first frame of animations; decode; apply the EXIF orientation tag
     (``ImageOps.exif_transpose``); convert any mode to RGB (16-bit scaled, not clipped; alpha and palette
@@ -171,7 +174,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
         :class:`DecodedImage`.
 
     Raises:
-        UndecodableInputError: empty or truncated/corrupt data in a supported format (422).
+        UndecodableInputError: empty or truncated/corrupt data in a supported format, including a PNG
+            whose critical chunks (IHDR, PLTE, IDAT) are damaged (422).
         UnsupportedMediaError: not a supported image format (415).
         InputTooLargeError: more than ``max_pixels`` pixels (413).
     """
@@ -179,11 +183,15 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
         raise UndecodableInputError("image is empty (0 bytes)")
     Image.init()  # register every plugin so ``formats`` can name them (idempotent)
     formats = [f for f in SUPPORTED_IMAGE_FORMATS if f in Image.OPEN]
+    data, _ = drop_damaged_ancillary_chunks(data)
     try:
         img = Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
         raise InputTooLargeError(f"image has too many pixels (limit {max_pixels})") from exc
     except UnidentifiedImageError as exc:
+        if data.startswith(PNG_SIGNATURE):
+            # Pillow reports a PNG with a damaged critical chunk (e.g. a wrong IHDR CRC) as "cannot identify".
+            raise UndecodableInputError("PNG file is corrupt: its header chunks could not be read") from exc
         name = _sniff_name(data)
         detail = f" (looks like {name})" if name else ""
         raise UnsupportedMediaError(

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "app.training": 3,  # offline; may use preprocessing and inference, never the API
     "app.schemas": 4,
     "app.api": 4,
+    "app.head_guard": 4,  # the HTTP protocol guard of `msa serve` (request-head limits)
     "app.main": 5,
     "app.cli": 6,
 }
