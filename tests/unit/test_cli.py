@@ -82,15 +82,6 @@ def test_predict_with_an_unusable_file_is_one_line(args: list[str], reason: str)
     assert args[-1] in line and reason in line
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
-def test_predict_with_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "secret.jpg"
-    path.write_bytes(FACE.read_bytes())
-    path.chmod(0)
-    line = _one_line_error(_msa("predict", "--image", str(path)), "msa predict: --image")
-    assert "Permission denied" in line
-
-
 @pytest.mark.parametrize(
     "args",
     [
