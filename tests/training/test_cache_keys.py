@@ -52,7 +52,9 @@ def _produce(mod: ModuleType) -> Callable[..., object]:
     return fn
 
 
-def test_same_producer_source_gives_the_same_fingerprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_producer_source_gives_the_same_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = _module(tmp_path, monkeypatch, "fp_a")
     b = _module(tmp_path, monkeypatch, "fp_b")
     assert code_fingerprint(_produce(a)) == code_fingerprint(_produce(a))
