@@ -76,7 +76,8 @@ class AudioCNN(nn.Module):
         mt = m[:, :, :, 0]  # [B, 1, T']
         mean = (h * mt).sum(2) / mt.sum(2).clamp(min=1.0)
         mx = torch.where(mt > 0, h, torch.zeros_like(h)).amax(2)  # h ≥ 0 after ReLU, so 0 is neutral
-        return self.head(self.dropout(torch.cat([mean, mx], dim=1)))
+        logits: torch.Tensor = self.head(self.dropout(torch.cat([mean, mx], dim=1)))
+        return logits
 
 
 def spec_augment(

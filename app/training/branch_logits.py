@@ -51,7 +51,8 @@ class BranchLogits:
         network runs once per net on all of PublicTest (every face evaluation uses PublicTest or a half)."""
         assert (self.public_pos[rows] >= 0).all()
         z = self._get("face7", net, self.public_all, lambda: face_logits(net, self.x[self.public_all], True))
-        return z[self.public_pos[rows]]
+        rows_z: np.ndarray = z[self.public_pos[rows]]
+        return rows_z
 
     def face(self, rows: np.ndarray, clf: FaceClassifier | None = None) -> np.ndarray:
         """3-sentiment log-probabilities [len(rows), 3] of the face classifier ``clf`` (default
@@ -73,4 +74,5 @@ class BranchLogits:
 
     def audio(self, idx: np.ndarray) -> np.ndarray:
         """3-sentiment log-probabilities [len(idx), 3] of the audio branch on CREMA-D clips ``idx``."""
-        return np.log(softmax(self.audio6(idx)) @ self.audio_map.numpy().T + 1e-12)  # type: ignore[no-any-return]
+        p3: np.ndarray = softmax(self.audio6(idx)) @ self.audio_map.numpy().T
+        return np.log(p3 + 1e-12)

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def channels_last(module: ModuleT) -> ModuleT:
+    """``module`` converted in place to the channels-last memory format (same arithmetic; ~1.7x faster
+    depthwise convolutions on CPU). torch's type stubs lack the ``memory_format`` overload of
+    ``Module.to``, hence the one ignore."""
+    out: ModuleT = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -55,7 +66,8 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
+    p: np.ndarray = e / e.sum(-1, keepdims=True)
+    return p
 
 
 def plot_confusion(y: np.ndarray, pred: np.ndarray, labels: list[str], title: str, path: Path) -> None:

@@ -60,7 +60,8 @@ def _calibrated_branch_argmax(final: FusedSentiment, logits: np.ndarray, branch:
     parts = [torch.zeros(n, 3), torch.zeros(n, 3), torch.zeros(n, 3)]
     parts[branch] = torch.from_numpy(logits)
     q: np.ndarray = final.fusion.calibrated(torch.stack(parts, 1))[:, branch].numpy()
-    return q.argmax(1)  # type: ignore[no-any-return]
+    decision: np.ndarray = q.argmax(1)
+    return decision
 
 
 def face_metrics(

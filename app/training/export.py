@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
+from torch.jit._trace import TracerWarning  # public as torch.jit.TracerWarning, which is not in its __all__
 
 from app.contract import DYNAMIC_AXES, FACE_SIZE, INPUT_NAMES, N_MELS, OUTPUT_NAMES
 from app.training.fusion import FusedSentiment
@@ -53,7 +55,7 @@ def export_onnx(model: FusedSentiment, path: Path, fp16_weights: bool = True) ->
         # The TorchScript exporter (dynamo=False) is chosen on purpose: it handles the dynamic text length
         # and audio frame axes of this graph directly; silence its deprecation notice and tracer warnings.
         warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
             model,
@@ -104,8 +106,8 @@ def fp16_storage(m: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def ort_session(path: Path):  # noqa: ANN201
-    import onnxruntime as ort  # noqa: PLC0415
+def ort_session(path: Path) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session of the model at ``path`` (warnings and info silenced)."""
 
     so = ort.SessionOptions()
     so.log_severity_level = 3

@@ -16,7 +16,7 @@ from app.training import data as D
 from app.training.branch_logits import BranchLogits
 from app.training.branch_stages import FaceStage
 from app.training.calibration import Branches, Calibration, calibrate
-from app.training.common import accuracy, macro_f1, plot_confusion
+from app.training.common import accuracy, channels_last, macro_f1, plot_confusion
 from app.training.export import round_to_fp16
 from app.training.fusion import FusedSentiment
 from app.training.learned_fusion import PairBatch, branch_logits, fused_forward, train_learned_fusion
@@ -67,7 +67,7 @@ def mvsa_pairs(t: TextStage, model: FusedSentiment, faces: np.ndarray, found: np
             h, m = _batch(states, mv_idx[sel])
             pooled[sel] = model.text.pooled_from_states(h, m, split).numpy()
         ft = torch.from_numpy(faces).contiguous(memory_format=torch.channels_last)
-        face_cl = copy.deepcopy(model.face).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        face_cl = channels_last(copy.deepcopy(model.face))  # faster, same arithmetic
         feat = torch.cat([face_cl.view_features(ft[s : s + 64]) for s in range(0, len(ft), 64)])
     return MvsaPairs(mv, found, pooled, feat.contiguous())
 

@@ -65,7 +65,8 @@ class BertLayer(nn.Module):
         ctx = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(b, length, HIDDEN)
         h = self.attn_ln(h + self.dropout(self.attn_out(ctx)))
         ff = self.ffn_out(nn.functional.gelu(self.ffn_in(h)))
-        return self.ffn_ln(h + self.dropout(ff))
+        out: torch.Tensor = self.ffn_ln(h + self.dropout(ff))
+        return out
 
 
 class MiniLM(nn.Module):
@@ -89,7 +90,8 @@ class MiniLM(nn.Module):
         length = input_ids.shape[1]
         pos = torch.arange(length, device=input_ids.device).unsqueeze(0)
         x = self.word(input_ids) + self.position(pos) + self.token_type.weight[0]
-        return self.dropout(self.emb_ln(x))
+        out: torch.Tensor = self.dropout(self.emb_ln(x))
+        return out
 
     def run_layers(
         self, h: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int

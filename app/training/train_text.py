@@ -111,7 +111,7 @@ def train_text(
                 logits = model.from_states(h, m, start)
             loss = F.cross_entropy(logits.float(), torch.from_numpy(labels[idx]))
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             sched.step()
         f1 = macro_f1(labels[val_idx], text_logits(model, states, val_idx, start).argmax(1))
