@@ -31,6 +31,8 @@ def round_to_fp16(model: torch.nn.Module) -> None:
 
 
 def example_inputs(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random model inputs (``app.contract`` names, dtypes and shapes) for export and tests: ``batch`` rows,
+    ``text_len`` tokens, ``frames`` log-mel frames."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(1000, 30000, size=(batch, text_len)).astype(np.int64)
     ids[:, 0] = 101

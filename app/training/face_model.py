@@ -70,6 +70,9 @@ class SepConvBN(nn.Module):
 
 
 class XceptionBlock(nn.Module):
+    """mini-Xception residual block: two separable convolutions + 3×3/2 max pooling, plus a 1×1/2 convolution
+    shortcut."""
+
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.sep1 = SepConvBN(cin, cout)

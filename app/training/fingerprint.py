@@ -56,6 +56,8 @@ class _Walker:
         self.parts: dict[str, str] = {}
 
     def visit(self, obj: object) -> None:
+        """Add ``obj`` (an ``app.*`` function, class or instance) and what it reaches; other objects are
+        ignored."""
         obj = inspect.unwrap(obj) if callable(obj) else obj  # through functools.lru_cache / wraps
         if isinstance(obj, types.MethodType):
             obj = obj.__func__

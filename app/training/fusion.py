@@ -81,6 +81,7 @@ class FaceClassifier(nn.Module):
         return out
 
     def from_emotion_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """7 emotion logits [B, 7] → 3-sentiment log-probabilities [B, 3] through the emotion map."""
         p7 = torch.softmax(z, dim=-1)
         return torch.log(p7 @ self.mapping.t() + 1e-12)
 
@@ -176,6 +177,7 @@ class FusedSentiment(nn.Module):
 
     @staticmethod
     def present_mask(modality_mask: torch.Tensor) -> torch.Tensor:
+        """bool [B, M]: modality present where the mask is finite and > 0.5."""
         return torch.isfinite(modality_mask) & (modality_mask > 0.5)
 
     def branch_logits(
@@ -187,6 +189,8 @@ class FusedSentiment(nn.Module):
         audio_mask: torch.Tensor,
         present: torch.Tensor,
     ) -> torch.Tensor:
+        """Raw branch outputs [B, 3, 3] (text logits, face and audio log-probabilities); absent inputs are
+        replaced by safe zeros first."""
         pt, pi, pa = present[:, 0], present[:, 1], present[:, 2]
         ids = torch.where(pt[:, None], input_ids, torch.zeros_like(input_ids)).clamp(0, VOCAB - 1)
         am = torch.where(pt[:, None], attention_mask, torch.ones_like(attention_mask)) > 0

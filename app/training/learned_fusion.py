@@ -48,6 +48,7 @@ def fused_forward(model: FusedSentiment, b: PairBatch, idx: torch.Tensor, start:
 
 
 def trainable_parameters(model: FusedSentiment) -> list[torch.nn.Parameter]:
+    """What learned fusion trains: the fusion weights w, the text head, the face head (last convolution)."""
     return [
         model.fusion.weight,
         *model.text.head.parameters(),
@@ -68,6 +69,8 @@ def train_learned_fusion(
     batch_size: int = 64,
     seed: int = 0,
 ) -> tuple[FusedSentiment, dict[str, object]]:
+    """Train :func:`trainable_parameters` of a copy of ``model`` on paired data (fused NLL + ``l2`` pull
+    towards the start values), early stopping on the validation NLL; returns (model, training record)."""
     torch.manual_seed(seed)
     model = copy.deepcopy(model)
     model.eval()  # dropout off; BatchNorm uses running statistics

@@ -44,6 +44,7 @@ def _reused(config: dict[str, Any]) -> bool:
 
 
 def provenance_lines(config: dict[str, Any]) -> list[str]:
+    """Markdown lines: how the branches were built (trained or reused), stage timings, caches."""
     m = config["metrics"]
     lines = ["## Build provenance", ""]
     if _reused(config):
@@ -77,6 +78,7 @@ def _ok(cond: bool) -> str:
 
 
 def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
+    """Markdown table of the bars of issue 2 with the measured values and met / NOT met."""
     m = config["metrics"]
     rows = ["| bar | measured | status |", "|---|---|---|"]
     held = m["text"]["heldout"]

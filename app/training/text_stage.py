@@ -126,7 +126,9 @@ class TextData:
 class LocoRunner(Protocol):
     """What :func:`run_loco_jobs` needs of :class:`TextData` (tests pass a stub)."""
 
-    def loco(self, corpus: str, stage_dir: Path) -> dict[str, Any]: ...
+    def loco(self, corpus: str, stage_dir: Path) -> dict[str, Any]:
+        """Train and test the model that leaves ``corpus`` out; its result record."""
+        ...
 
 
 def _claim(path: Path) -> bool:

@@ -17,6 +17,7 @@ CROP_FRAMES = 150
 
 
 def pad_feats(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-mels float32 [T_i, 64] → zero-padded batch [B, max T, 64] and frame mask float32 [B, max T]."""
     t = max(len(f) for f in feats)
     x = np.zeros((len(feats), t, feats[0].shape[1]), dtype=np.float32)
     m = np.zeros((len(feats), t), dtype=np.float32)
@@ -28,6 +29,7 @@ def pad_feats(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.inference_mode()
 def predict_logits(model: AudioCNN, feats: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Emotion logits float32 [N, 6] of whole clips, batched by length (eval mode, no gradients)."""
     model.eval()
     order = np.argsort([len(f) for f in feats])
     out = np.zeros((len(feats), model.head.out_features), dtype=np.float32)

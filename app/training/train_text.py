@@ -47,6 +47,8 @@ def _length_batches(
 def text_logits(
     model: TextClassifier, states: list[np.ndarray], idx: np.ndarray, start: int, batch_size: int = 128
 ) -> np.ndarray:
+    """Logits float32 [len(idx), 3] of text rows ``idx`` from cached states after layer ``start``
+    (length-sorted batches, eval mode)."""
     model.eval()
     idx = np.asarray(idx)
     lengths = np.asarray([len(states[i]) for i in idx])
