@@ -8,10 +8,12 @@ A cache entry is valid only while everything that produced it is unchanged: the 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
 import inspect
 import json
+import textwrap
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -48,6 +50,29 @@ def _value_text(value: object) -> str | None:
     return None
 
 
+def _code_text(obj: types.FunctionType | type) -> str:
+    """The code of ``obj`` as its syntax tree (``ast.dump``) without docstrings: comments, docstrings and
+    formatting do not count, every other edit does. Falls back to the source text when it does not parse
+    alone (e.g. a lambda inside an expression). Raises ``OSError``/``TypeError`` without source."""
+    source = textwrap.dedent(inspect.getsource(obj))
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module)
+            and isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 class _Walker:
     """Collects the source text of ``app.*`` functions/classes reachable from the roots, and the values of
     the module constants they name; each object is visited once."""
@@ -69,7 +94,7 @@ class _Walker:
         if name in self.parts:
             return
         try:
-            self.parts[name] = inspect.getsource(obj)
+            self.parts[name] = _code_text(obj)
         except (OSError, TypeError):  # generated code (dataclass __init__/__eq__): covered by its class
             if not isinstance(obj, types.FunctionType) or obj.__code__.co_filename != "<string>":
                 raise
@@ -101,10 +126,10 @@ class _Walker:
 
 
 def code_fingerprint(*roots: Callable[..., object] | type) -> str:
-    """sha256 (hex, 64 characters) over the source of ``roots`` and of every ``app.*`` function and class
-    they reach through global names (``inspect.getsource``), plus the values of the module constants they
-    name and their default arguments. Raises ``OSError``/``TypeError`` (from ``inspect.getsource``) when a
-    root's source is unavailable."""
+    """sha256 (hex, 64 characters) over the code of ``roots`` and of every ``app.*`` function and class
+    they reach through global names (``inspect.getsource``, parsed, docstrings and comments dropped), plus
+    the values of the module constants they name and their default arguments. Raises ``OSError`` /
+    ``TypeError`` (from ``inspect.getsource``) when a root's source is unavailable."""
     walker = _Walker()
     for root in roots:
         walker.visit(root)

@@ -24,6 +24,7 @@ HOP = {hop}
 
 
 def helper(x):
+    {doc}
     return x * HOP{extra}
 
 
@@ -33,12 +34,17 @@ def produce(x):
 
 
 def _module(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, hop: int = 160, extra: str = ""
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    hop: int = 160,
+    extra: str = "",
+    doc: str = "pass",
 ) -> ModuleType:
     """A throw-away ``app.*`` module (the fingerprint walks only this package's code) with a producer."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(PRODUCER.format(hop=hop, extra=extra)), encoding="utf-8")
+    path.write_text(textwrap.dedent(PRODUCER.format(hop=hop, extra=extra, doc=doc)), encoding="utf-8")
     spec = importlib.util.spec_from_file_location(f"app._{name}", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -121,3 +127,11 @@ def test_text_states_key_follows_tokenizer_bytes_encode_text_and_split_layer(
     fake = _module(tmp_path, monkeypatch, "fake_encode_text")
     monkeypatch.setattr(cache, "encode_text", fake.produce)
     assert cache.text_states_key(texts, tok, 2) != key
+
+
+def test_comment_or_docstring_edit_keeps_the_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = code_fingerprint(_produce(_module(tmp_path / "0", monkeypatch, "fp", doc='"""Scale by HOP."""')))
+    reworded = _module(tmp_path / "1", monkeypatch, "fp", doc='"""Multiply by HOP."""', extra="  # note")
+    assert code_fingerprint(_produce(reworded)) == base
