@@ -20,6 +20,8 @@ from app.contract import N_MELS
 
 
 class ConvBlock(nn.Module):
+    """Conv 3×3 + BatchNorm + ReLU (``n_conv`` times, padded frames zeroed), then 2×2 max pooling."""
+
     def __init__(self, cin: int, cout: int, n_conv: int) -> None:
         super().__init__()
         self.convs = nn.ModuleList(
@@ -37,6 +39,8 @@ class ConvBlock(nn.Module):
 
 
 class AudioCNN(nn.Module):
+    """Log-mel CNN: features float32 [B, T, 64] + mask [B, T] → ``n_classes`` emotion logits [B, 6]."""
+
     def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128), n_classes: int = 6) -> None:
         super().__init__()
         blocks = []
@@ -76,7 +80,8 @@ class AudioCNN(nn.Module):
         mt = m[:, :, :, 0]  # [B, 1, T']
         mean = (h * mt).sum(2) / mt.sum(2).clamp(min=1.0)
         mx = torch.where(mt > 0, h, torch.zeros_like(h)).amax(2)  # h ≥ 0 after ReLU, so 0 is neutral
-        return self.head(self.dropout(torch.cat([mean, mx], dim=1)))
+        logits: torch.Tensor = self.head(self.dropout(torch.cat([mean, mx], dim=1)))
+        return logits
 
 
 def spec_augment(

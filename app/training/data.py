@@ -38,6 +38,7 @@ class DataMissingError(FileNotFoundError):
 
 
 def require(data_dir: Path, sub: str) -> Path:
+    """``data_dir / sub``; raises :class:`DataMissingError` when it does not exist."""
     path = Path(data_dir) / sub
     if not path.exists():
         raise DataMissingError(
@@ -48,6 +49,8 @@ def require(data_dir: Path, sub: str) -> Path:
 
 @dataclass
 class TextSet:
+    """Labelled texts of all text corpora with their corpus and split names."""
+
     texts: list[str]
     labels: np.ndarray  # int64 [N] in LABELS order
     corpus: np.ndarray  # str [N]
@@ -55,6 +58,8 @@ class TextSet:
 
 
 def vader_label(mean_rating: float) -> int:
+    """Class of a VADER mean human rating (−4..+4): ≤ −0.5 negative (0), ≥ +0.5 positive (2), else neutral
+    (1)."""
     if mean_rating <= -VADER_NEUTRAL_BAND:
         return 0
     if mean_rating >= VADER_NEUTRAL_BAND:
@@ -110,6 +115,8 @@ def load_text(data_dir: Path, seed: int = 0) -> TextSet:
 
 @dataclass
 class CremaSet:
+    """CREMA-D clips: file paths, actor ids, emotion and sentiment class, actor-disjoint split."""
+
     files: list[str]
     actors: np.ndarray  # int [N]
     emotion: np.ndarray  # int [N] index into CREMA_EMOTIONS
@@ -130,6 +137,8 @@ def crema_actor_split(actors: np.ndarray, seed: int = 0) -> dict[int, str]:
 
 
 def load_crema(data_dir: Path, seed: int = 0) -> CremaSet:
+    """CREMA-D from ``crema_d/clips.csv`` with the actor split of :func:`crema_actor_split` (seed ``seed``).
+    Raises :class:`DataMissingError`."""
     cdir = require(data_dir, "crema_d")
     with open(cdir / "clips.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -148,12 +157,16 @@ def load_crema(data_dir: Path, seed: int = 0) -> CremaSet:
 
 @dataclass
 class FerSet:
+    """FER2013 faces uint8 [N, 48, 48] with emotion labels and split (Training / PublicTest)."""
+
     images: np.ndarray  # uint8 [N, 48, 48]
     labels: np.ndarray  # int64 [N] index into FER_EMOTIONS
     split: np.ndarray  # str [N]: Training / PublicTest
 
 
 def load_fer(data_dir: Path) -> FerSet:
+    """FER2013 Training + PublicTest from its npz. Raises :class:`DataMissingError`, or ``ValueError`` for an
+    unexpected emotion order."""
     fdir = require(data_dir, "fer2013")
     z = np.load(fdir / "fer2013_training_publictest.npz", allow_pickle=False)
     emotions = tuple(str(e) for e in z["emotions"])
@@ -164,6 +177,8 @@ def load_fer(data_dir: Path) -> FerSet:
 
 @dataclass
 class MvsaSet:
+    """MVSA-Single image+text pairs with text, image and combined labels (-1 = none) and a split."""
+
     ids: list[str]
     images: list[str]
     texts: list[str]

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
+from torch.jit._trace import TracerWarning  # public as torch.jit.TracerWarning, which is not in its __all__
 
 from app.contract import DYNAMIC_AXES, FACE_SIZE, INPUT_NAMES, N_MELS, OUTPUT_NAMES
 from app.training.fusion import FusedSentiment
@@ -29,6 +31,8 @@ def round_to_fp16(model: torch.nn.Module) -> None:
 
 
 def example_inputs(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random model inputs (``app.contract`` names, dtypes and shapes) for export and tests: ``batch`` rows,
+    ``text_len`` tokens, ``frames`` log-mel frames."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(1000, 30000, size=(batch, text_len)).astype(np.int64)
     ids[:, 0] = 101
@@ -53,7 +57,7 @@ def export_onnx(model: FusedSentiment, path: Path, fp16_weights: bool = True) ->
         # The TorchScript exporter (dynamo=False) is chosen on purpose: it handles the dynamic text length
         # and audio frame axes of this graph directly; silence its deprecation notice and tracer warnings.
         warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
             model,
@@ -104,8 +108,8 @@ def fp16_storage(m: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def ort_session(path: Path):  # noqa: ANN201
-    import onnxruntime as ort  # noqa: PLC0415
+def ort_session(path: Path) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session of the model at ``path`` (warnings and info silenced)."""
 
     so = ort.SessionOptions()
     so.log_severity_level = 3

@@ -65,10 +65,14 @@ class SepConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(cout, eps=1e-3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.pointwise(self.depthwise(x)))
+        out: torch.Tensor = self.bn(self.pointwise(self.depthwise(x)))
+        return out
 
 
 class XceptionBlock(nn.Module):
+    """mini-Xception residual block: two separable convolutions + 3×3/2 max pooling, plus a 1×1/2 convolution
+    shortcut."""
+
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.sep1 = SepConvBN(cin, cout)
@@ -82,7 +86,8 @@ class XceptionBlock(nn.Module):
         h, w = y.shape[-2:]
         ph, pw = _same_pad(int(h), 3, 2), _same_pad(int(w), 3, 2)
         y = F.pad(y, (pw[0], pw[1], ph[0], ph[1]), value=float("-inf"))
-        return F.max_pool2d(y, 3, 2) + residual
+        out: torch.Tensor = F.max_pool2d(y, 3, 2) + residual
+        return out
 
 
 class MiniXception(nn.Module):
@@ -106,7 +111,8 @@ class MiniXception(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).mean(dim=(2, 3))
+        logits: torch.Tensor = self.head(self.features(x)).mean(dim=(2, 3))
+        return logits
 
 
 #: Test-time augmentation views of one face: the face and its mirror image, each also shifted by
@@ -191,6 +197,8 @@ def load_mini_xception(path: Path) -> MiniXception:
 
     def set_bn(bn: nn.BatchNorm2d, name: str) -> None:
         p = w[name]
+        assert bn.weight is not None and bn.bias is not None  # affine BatchNorm ...
+        assert bn.running_mean is not None and bn.running_var is not None  # ... with running statistics
         bn.weight.data = torch.from_numpy(p["gamma"])
         bn.bias.data = torch.from_numpy(p["beta"])
         bn.running_mean.data = torch.from_numpy(p["moving_mean"])
@@ -202,6 +210,7 @@ def load_mini_xception(path: Path) -> MiniXception:
     set_bn(m.bn2, bns[1])
     # Per block, Keras config order is: sep1, bn(sep1), sep2, bn(sep2), res conv, res bn.
     for b, block in enumerate(m.blocks):
+        assert isinstance(block, XceptionBlock)
         s1, s2 = seps[2 * b], seps[2 * b + 1]
         block.sep1.depthwise.weight.data = _depthwise(w[s1]["depthwise_kernel"])
         block.sep1.pointwise.weight.data = _conv(w[s1]["pointwise_kernel"])
@@ -212,5 +221,6 @@ def load_mini_xception(path: Path) -> MiniXception:
         set_bn(block.sep2.bn, bns[3 + 3 * b])
         set_bn(block.res_bn, bns[4 + 3 * b])
     m.head.weight.data = _conv(w[convs[6]]["kernel"])
+    assert m.head.bias is not None
     m.head.bias.data = torch.from_numpy(w[convs[6]]["bias"])
     return m.eval()

@@ -38,7 +38,8 @@ class TextClassifier(nn.Module):
 
     def from_states(self, h: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
         """Logits from hidden states after layer ``start`` (used to train on cached frozen lower layers)."""
-        return self.head(self.dropout(self.pooled_from_states(h, attention_mask, start)))
+        logits: torch.Tensor = self.head(self.dropout(self.pooled_from_states(h, attention_mask, start)))
+        return logits
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.from_states(self.encoder.embed(input_ids), attention_mask, 0)
@@ -49,6 +50,8 @@ class FaceClassifier(nn.Module):
     ``face_model.tta_views`` when ``tta``) → 3-sentiment log-probabilities log(M · softmax(z)), M [3, 7] a 0/1
     (or soft) emotion → sentiment map."""
 
+    mapping: torch.Tensor  # buffer [3, 7]
+
     def __init__(self, net: MiniXception, mapping: torch.Tensor, tta: bool = True) -> None:
         super().__init__()
         self.net = net
@@ -58,7 +61,8 @@ class FaceClassifier(nn.Module):
     def emotion_logits(self, face: torch.Tensor) -> torch.Tensor:
         """face float32 [B, 1, 64, 64] in [-1, 1] → 7 emotion logits [B, 7]."""
         if not self.tta:
-            return self.net(face)
+            logits: torch.Tensor = self.net(face)
+            return logits
         return tta_mean(self.net(tta_views(face)), face.shape[0])
 
     def forward(self, face: torch.Tensor) -> torch.Tensor:
@@ -73,9 +77,11 @@ class FaceClassifier(nn.Module):
         sub = self(face.index_select(0, idx))  # [K + 1, 3]; the last row is the padding row
         count = present.to(torch.int64)
         pos = torch.where(present, torch.cumsum(count, 0) - 1, count.sum())  # row of ``sub`` for each row
-        return sub.index_select(0, pos)
+        out: torch.Tensor = sub.index_select(0, pos)
+        return out
 
     def from_emotion_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """7 emotion logits [B, 7] → 3-sentiment log-probabilities [B, 3] through the emotion map."""
         p7 = torch.softmax(z, dim=-1)
         return torch.log(p7 @ self.mapping.t() + 1e-12)
 
@@ -97,6 +103,8 @@ class FaceClassifier(nn.Module):
 class AudioClassifier(nn.Module):
     """Audio CNN 6-emotion logits → 3-sentiment log-probabilities log(M · softmax(z)), M [3, 6]."""
 
+    mapping: torch.Tensor  # buffer [3, 6]
+
     def __init__(self, net: AudioCNN, mapping: torch.Tensor) -> None:
         super().__init__()
         self.net = net
@@ -114,6 +122,9 @@ class Fusion(nn.Module):
     ``weight`` [M] (w_m, 1 = PoE), ``bias`` [3] (b, 0 = PoE). Buffers: ``log_branch_prior`` [M, 3]
     (log π_m), ``log_prior`` [3] (log π).
     """
+
+    log_branch_prior: torch.Tensor  # buffer [M, 3]
+    log_prior: torch.Tensor  # buffer [3]
 
     def __init__(self, n_modalities: int = 3) -> None:
         super().__init__()
@@ -166,6 +177,7 @@ class FusedSentiment(nn.Module):
 
     @staticmethod
     def present_mask(modality_mask: torch.Tensor) -> torch.Tensor:
+        """bool [B, M]: modality present where the mask is finite and > 0.5."""
         return torch.isfinite(modality_mask) & (modality_mask > 0.5)
 
     def branch_logits(
@@ -177,6 +189,8 @@ class FusedSentiment(nn.Module):
         audio_mask: torch.Tensor,
         present: torch.Tensor,
     ) -> torch.Tensor:
+        """Raw branch outputs [B, 3, 3] (text logits, face and audio log-probabilities); absent inputs are
+        replaced by safe zeros first."""
         pt, pi, pa = present[:, 0], present[:, 1], present[:, 2]
         ids = torch.where(pt[:, None], input_ids, torch.zeros_like(input_ids)).clamp(0, VOCAB - 1)
         am = torch.where(pt[:, None], attention_mask, torch.ones_like(attention_mask)) > 0
@@ -207,4 +221,5 @@ class FusedSentiment(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         present = self.present_mask(modality_mask)
         logits = self.branch_logits(input_ids, attention_mask, face, audio_features, audio_mask, present)
-        return self.fusion(logits, present)
+        out: tuple[torch.Tensor, torch.Tensor] = self.fusion(logits, present)
+        return out

@@ -43,11 +43,12 @@ def branch_logits(model: FusedSentiment, b: PairBatch, idx: torch.Tensor) -> tor
 
 def fused_forward(model: FusedSentiment, b: PairBatch, idx: torch.Tensor, start: int = 0) -> torch.Tensor:  # noqa: ARG001
     """Fused probabilities [n, 3] for rows ``idx``."""
-    probs, _ = model.fusion(branch_logits(model, b, idx), b.present[idx])
+    probs: torch.Tensor = model.fusion(branch_logits(model, b, idx), b.present[idx])[0]
     return probs
 
 
 def trainable_parameters(model: FusedSentiment) -> list[torch.nn.Parameter]:
+    """What learned fusion trains: the fusion weights w, the text head, the face head (last convolution)."""
     return [
         model.fusion.weight,
         *model.text.head.parameters(),
@@ -68,6 +69,8 @@ def train_learned_fusion(
     batch_size: int = 64,
     seed: int = 0,
 ) -> tuple[FusedSentiment, dict[str, object]]:
+    """Train :func:`trainable_parameters` of a copy of ``model`` on paired data (fused NLL + ``l2`` pull
+    towards the start values), early stopping on the validation NLL; returns (model, training record)."""
     torch.manual_seed(seed)
     model = copy.deepcopy(model)
     model.eval()  # dropout off; BatchNorm uses running statistics
@@ -95,11 +98,11 @@ def train_learned_fusion(
         perm = torch.randperm(n)
         for s in range(0, n, batch_size):
             idx = perm[s : s + batch_size]
-            p = fused_forward(model, train, idx, start)
-            loss = F.nll_loss(torch.log(p + 1e-12), train.y[idx])
+            probs = fused_forward(model, train, idx, start)
+            loss = F.nll_loss(torch.log(probs + 1e-12), train.y[idx])
             loss = loss + l2 * sum(((q - q0) ** 2).sum() for q, q0 in zip(params, init, strict=True))
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
         v = val_nll()
         history.append(v)

@@ -44,6 +44,7 @@ def _reused(config: dict[str, Any]) -> bool:
 
 
 def provenance_lines(config: dict[str, Any]) -> list[str]:
+    """Markdown lines: how the branches were built (trained or reused), stage timings, caches."""
     m = config["metrics"]
     lines = ["## Build provenance", ""]
     if _reused(config):
@@ -77,6 +78,7 @@ def _ok(cond: bool) -> str:
 
 
 def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
+    """Markdown table of the bars of issue 2 with the measured values and met / NOT met."""
     m = config["metrics"]
     rows = ["| bar | measured | status |", "|---|---|---|"]
     held = m["text"]["heldout"]
@@ -138,18 +140,10 @@ def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
     return rows
 
 
-def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) -> None:
-    m = config["metrics"]
+def _report_text(m: dict[str, Any]) -> list[str]:
+    """Text branch: label rule, leave-one-out recipe, held-out and leave-one-out table."""
+    first_loco: dict[str, Any] = next(iter(m["text"]["leave_one_corpus_out"].values()), {})
     lines = [
-        "# Evaluation report — fused-sentiment v1",
-        "",
-        f"Produced by `{cmd}` (generated file; every number below comes from that run).",
-        "",
-        "## Bars of issue 2",
-        "",
-        *bar_table(config, size_bytes),
-        "",
-        *provenance_lines(config),
         "## Text branch (all-MiniLM-L6-v2, top layers fine-tuned)",
         "",
         "Labels: "
@@ -160,7 +154,7 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         "four corpora, tested on ALL rows of the left-out corpus. "
         + (
             "Every text model (held-out and leave-one-corpus-out) also trains on the "
-            f"{next(iter(m['text']['leave_one_corpus_out'].values()), {}).get('n_train_mvsa', '')} "
+            f"{first_loco.get('n_train_mvsa', '')} "
             "MVSA-Single train-split tweet texts (text_label) and selects its epoch on MVSA's val split too "
             "(`--mvsa-text`; MVSA's test split stays held out); so leave-one-out tweets is "
             "'no VADER tweets', not 'no tweets at all'. "
@@ -207,6 +201,12 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
                 f"| {kind} {c} | {v['n_test']} | {_f(v['model_macro_f1'])} | {_f(v['vader_macro_f1'])} | "
                 f"{_f(v['vader_tuned_macro_f1'])} ({v['vader_tuned_threshold']}) |"
             )
+    return lines
+
+
+def _report_branches(m: dict[str, Any]) -> list[str]:
+    """float16 storage, face and audio branches, calibration table."""
+    lines: list[str] = []
     fp = m["fp16_weights_vs_fp32"]
     lines += [
         "",
@@ -272,6 +272,13 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         "![](reliability_text.png) ![](reliability_image.png) ![](reliability_audio.png)",
         "",
     ]
+    return lines
+
+
+def _report_mvsa_and_export(m: dict[str, Any], size_bytes: int) -> list[str]:
+    """MVSA-Single fusion table and the shipping decision; export size, parity, timings."""
+    mv = m["mvsa"]
+    lines: list[str] = []
     lines += [
         "## MVSA-Single (held-out pairs)",
         "",
@@ -323,10 +330,31 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         f"Stage timings (s): {m['timings_s']}; total {m['total_train_seconds'] / 60:.1f} min.",
         "",
     ]
+    return lines
+
+
+def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) -> None:
+    """Write ``eval/REPORT.md``: the bars, provenance, and every metric of ``config`` (Markdown)."""
+    m = config["metrics"]
+    lines = [
+        "# Evaluation report — fused-sentiment v1",
+        "",
+        f"Produced by `{cmd}` (generated file; every number below comes from that run).",
+        "",
+        "## Bars of issue 2",
+        "",
+        *bar_table(config, size_bytes),
+        "",
+        *provenance_lines(config),
+        *_report_text(m),
+        *_report_branches(m),
+        *_report_mvsa_and_export(m, size_bytes),
+    ]
     path.write_text("\n".join(lines))
 
 
-def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) -> None:
+def _card_intro(config: dict[str, Any], size_bytes: int) -> list[str]:
+    """What the model is: graph, fusion, branches with their weights and training data."""
     m = config["metrics"]
     w = config["provenance"]["weights"]
     split = int(m["text"].get("split_layer", 4))  # models before the setting was recorded: layers 4-5
@@ -382,8 +410,13 @@ def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: i
         "| dataset | use | licence |",
         "|---|---|---|",
     ]
-    for name, d in config["provenance"]["data"].items():
-        lines.append(f"| `{name}` ({d['source']}) | {d['use']} | {d['licence']} |")
+    return lines
+
+
+def _card_splits_metrics_limits(config: dict[str, Any], cmd: str, size_bytes: int) -> list[str]:
+    """Splits, the bar table, MVSA-Single results, how it was produced, provenance, limits."""
+    m = config["metrics"]
+    lines: list[str] = []
     lines += [
         "",
         "## Splits",
@@ -433,4 +466,13 @@ def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: i
         "- Audio: acted emotional speech from 91 actors (CREMA-D); spontaneous speech will be harder.",
         "",
     ]
+    return lines
+
+
+def write_model_card(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) -> None:
+    """Write ``MODEL_CARD.md`` (Markdown) from ``config``."""
+    lines = _card_intro(config, size_bytes)
+    for name, d in config["provenance"]["data"].items():
+        lines.append(f"| `{name}` ({d['source']}) | {d['use']} | {d['licence']} |")
+    lines += _card_splits_metrics_limits(config, cmd, size_bytes)
     path.write_text("\n".join(lines))

