@@ -19,10 +19,11 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from app.contract import N_MELS, SAMPLE_RATE
-# Re-exported: part of the log-mel front end (defined in the contract, which Settings also reads).
+# HOP_LENGTH, N_FFT, num_frames are re-exported: part of the log-mel front end, defined in the contract
+# (which Settings also reads).
 from app.contract import HOP_LENGTH as HOP_LENGTH
 from app.contract import N_FFT as N_FFT
+from app.contract import N_MELS, SAMPLE_RATE
 from app.contract import num_frames as num_frames
 from app.preprocessing.container_sizes import find_payload, payload_shortfall
 from app.preprocessing.errors import (
