@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app import __version__
 from app.api import docs, health, predict
 from app.api.errors import install_error_handlers
+from app.api.log_context import RequestLogMiddleware
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, get_settings
 from app.inference.predictor import Predictor
@@ -81,4 +82,6 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
         body_timeout_s=settings.body_timeout_s,
         max_inflight_bytes=settings.max_inflight_bytes,
     )
+    # Outermost: the request's log context (request id, status, error type, timings) spans the access line.
+    app.add_middleware(RequestLogMiddleware)
     return app

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app.errors import STATUS, ErrorType, ServiceError
+from app.logging_setup import note_error_type
 
 logger = logging.getLogger("app.errors")
 
@@ -37,7 +38,8 @@ class ErrorResponse(BaseModel):
 
 
 def error_response(type_: ErrorType, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """Build the JSON error response for ``type_``."""
+    """Build the JSON error response for ``type_`` (and record the type for the request's log lines)."""
+    note_error_type(type_.value)
     body = ErrorResponse(error=ErrorDetail(type=type_, message=message))
     return JSONResponse(status_code=STATUS[type_], content=body.model_dump(mode="json"), headers=headers)
 
@@ -144,6 +146,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "no such route"
         elif type_ is ErrorType.METHOD_NOT_ALLOWED:
             message = "method not allowed on this route"
+        note_error_type(type_.value)
         body = ErrorResponse(error=ErrorDetail(type=type_, message=message)).model_dump(mode="json")
         return JSONResponse(status_code=exc.status_code, content=body, headers=exc.headers)
 
