@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,8 @@ def missing_cuda_libraries(
             with the loader's search path); tests pass a stub.
     """
     if names is None:
-        names = cuda_libraries(_build_cuda_version())
+        # The sonames are Linux's; elsewhere (Windows DLL names differ) ONNX Runtime is left to decide.
+        names = cuda_libraries(_build_cuda_version()) if sys.platform.startswith("linux") else ()
     missing = []
     for name in names:
         try:
