@@ -24,6 +24,7 @@ from types import FrameType
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.logging_setup import configure_logging, log_config
 
 
 class CliError(Exception):
@@ -67,9 +68,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     host: str = args.host or settings.host
     port: int = args.port or settings.port
     _port_is_free(host, port)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then restores the previous handlers and
     # raises the signal again: with these handlers that ends in exit status 0 instead of a
     # KeyboardInterrupt traceback (SIGINT) or death by signal (SIGTERM; `make serve` would print
@@ -83,6 +81,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=port,
         workers=args.workers or settings.workers,
         log_level=settings.log_level,
+        # One handler and format for uvicorn's lines and the service's, applied in every worker process.
+        log_config=log_config(settings.log_level, settings.log_format),
         timeout_graceful_shutdown=30,
         access_log=False,  # app.access logs one line per request with its request id
         http=HeadLimitedHttpToolsProtocol,  # request-head size limit and deadline (app/head_guard.py)
@@ -130,7 +130,8 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
     # Files first: a typo in a path is reported before the model loads.
     _check_readable("--image", args.image)
     _check_readable("--audio", args.audio)
-    logging.basicConfig(level=logging.WARNING)
+    if not logging.getLogger().handlers:  # like logging.basicConfig: keep a host program's handlers
+        configure_logging("warning", settings.log_format)
     try:
         result = asyncio.run(_predict_async(args, settings.model_copy(update={"warmup": False})))
     except PreprocessingError as exc:

@@ -248,6 +248,12 @@ class Settings(_ModelSettings, _BatchingSettings, _LimitSettings, BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level of the service and uvicorn."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log line format of the service and uvicorn: text (time, level, logger, message) or json "
+        "(one object per line with time, level, logger, message and, for a request's lines, request_id, "
+        "status, error_type, elapsed_ms and the stage timings; app/logging_setup.py).",
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description="If set, /v1/* require `Authorization: Bearer <key>` or `X-API-Key: <key>` "

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import health, predict
+from app.api import docs, health, predict
 from app.api.errors import install_error_handlers
+from app.api.log_context import RequestLogMiddleware
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, get_settings
 from app.inference.predictor import Predictor
@@ -57,12 +58,16 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
         lifespan=lifespan,
         # A trailing slash is a 404 in the error schema, not a bodiless 307 that curl does not follow.
         redirect_slashes=False,
+        # /docs and /redoc are app.api.docs: their assets come from this process, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.predictor = predictor
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.router)
+    app.include_router(docs.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -77,4 +82,6 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
         body_timeout_s=settings.body_timeout_s,
         max_inflight_bytes=settings.max_inflight_bytes,
     )
+    # Outermost: the request's log context (request id, status, error type, timings) spans the access line.
+    app.add_middleware(RequestLogMiddleware)
     return app

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app.errors import STATUS, ErrorType, ServiceError
+from app.logging_setup import note_error_type
 
 logger = logging.getLogger("app.errors")
 
@@ -37,7 +38,8 @@ class ErrorResponse(BaseModel):
 
 
 def error_response(type_: ErrorType, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """Build the JSON error response for ``type_``."""
+    """Build the JSON error response for ``type_`` (and record the type for the request's log lines)."""
+    note_error_type(type_.value)
     body = ErrorResponse(error=ErrorDetail(type=type_, message=message))
     return JSONResponse(status_code=STATUS[type_], content=body.model_dump(mode="json"), headers=headers)
 
@@ -58,20 +60,67 @@ def validation_message(errors: list[Any]) -> str:
     return "; ".join(parts) or "request validation failed"
 
 
+#: One realistic message per error type, shown as the OpenAPI example of that type (each is a message the
+#: service really sends for it; see docs/api.md).
+_EXAMPLE_MESSAGES: dict[ErrorType, str] = {
+    ErrorType.MALFORMED_REQUEST: "malformed multipart body",
+    ErrorType.UNAUTHORIZED: "missing or invalid API key",
+    ErrorType.NOT_FOUND: "no such route",
+    ErrorType.METHOD_NOT_ALLOWED: "method not allowed on this route",
+    ErrorType.REQUEST_TIMEOUT: "the request body did not arrive within 60 s",
+    ErrorType.REQUEST_HEADER_FIELDS_TOO_LARGE: "the request line and headers exceed 65536 bytes",
+    ErrorType.PAYLOAD_TOO_LARGE: "request body is larger than 26214400 bytes",
+    ErrorType.INPUT_TOO_LARGE: "audio is 42.00 s long, more than the limit of 30 s",
+    ErrorType.UNSUPPORTED_MEDIA_TYPE: "Content-Type must be multipart/form-data, "
+    "application/x-www-form-urlencoded or application/json",
+    ErrorType.VALIDATION_ERROR: "image_base64 is not valid base64",
+    ErrorType.MISSING_MODALITY: "send at least one of: text, image, audio",
+    ErrorType.INVALID_INPUT: "text is not valid UTF-8",
+    ErrorType.UNDECODABLE_INPUT: "image header could not be read",
+    ErrorType.OVERLOADED: "the request queue is full; retry later",
+    ErrorType.INTERNAL_ERROR: "internal error; see server logs",
+    ErrorType.NOT_READY: "model not ready",
+    ErrorType.TIMEOUT: "prediction took longer than 30 s",
+}
+
+_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request (e.g. broken multipart body)",
+    401: "Missing or wrong API key",
+    408: "The request body did not arrive within the body timeout",
+    413: "Body, image pixels, audio seconds or text characters over the limit",
+    415: "Unsupported Content-Type or media format (detected from the bytes)",
+    422: "Missing modality, invalid or undecodable content",
+    429: "Queue full; retry after the Retry-After seconds",
+    503: "Model not ready",
+    504: "Prediction deadline exceeded",
+}
+
+
+def error_example(type_: ErrorType) -> dict[str, Any]:
+    """The OpenAPI example object (``summary``, ``value``) of one error type: its body as sent."""
+    body = ErrorResponse(error=ErrorDetail(type=type_, message=_EXAMPLE_MESSAGES[type_]))
+    return {"summary": type_.value, "value": body.model_dump(mode="json")}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries (schema :class:`ErrorResponse`) for the given statuses."""
-    descriptions = {
-        400: "Malformed request (e.g. broken multipart body)",
-        401: "Missing or wrong API key",
-        408: "The request body did not arrive within the body timeout",
-        413: "Body, image pixels, audio seconds or text characters over the limit",
-        415: "Unsupported Content-Type or media format (detected from the bytes)",
-        422: "Missing modality, invalid or undecodable content",
-        429: "Queue full; retry after the Retry-After seconds",
-        503: "Model not ready",
-        504: "Prediction deadline exceeded",
-    }
-    return {s: {"model": ErrorResponse, "description": descriptions.get(s, "Error")} for s in statuses}
+    """OpenAPI ``responses`` entries for the given statuses: schema :class:`ErrorResponse`, and one example
+    per error type that has that status in :data:`app.errors.STATUS` (e.g. 413 shows ``payload_too_large``
+    and ``input_too_large``), so Swagger UI and ReDoc show a body that can really be answered.
+
+    Raises:
+        ValueError: a status that no error type has (it could never be answered with the error body).
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        types = [t for t, s in STATUS.items() if s == status]
+        if not types:
+            raise ValueError(f"no error type has the HTTP status {status}")
+        responses[status] = {
+            "model": ErrorResponse,
+            "description": _DESCRIPTIONS.get(status, "Error"),
+            "content": {"application/json": {"examples": {t.value: error_example(t) for t in types}}},
+        }
+    return responses
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -97,6 +146,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "no such route"
         elif type_ is ErrorType.METHOD_NOT_ALLOWED:
             message = "method not allowed on this route"
+        note_error_type(type_.value)
         body = ErrorResponse(error=ErrorDetail(type=type_, message=message)).model_dump(mode="json")
         return JSONResponse(status_code=exc.status_code, content=body, headers=exc.headers)
 

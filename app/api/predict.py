@@ -28,15 +28,41 @@ router = APIRouter()
 
 _FIELDS = ("text", "image", "audio")
 
+#: An 8×8 grayscale PNG (80 bytes, no face in it: the response says ``used: false``, ``reason: no_face``),
+#: so the JSON example with an image answers 200 when run from Swagger UI.
+_EXAMPLE_PNG_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAAF0lEQVR42mNkYIEARgUog4UUBuMDKAMAR1gCmCOa8dUAAAAASUVORK5CYII="
+)
+
+# JSON comes first: Swagger UI opens "Try it out" on the first media type, and its examples are complete
+# request bodies that validate against PredictRequest (tests/api/test_docs.py posts each one).
 _OPENAPI_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "At least one modality. multipart/form-data: `text` field, `image` and `audio` files. "
-        "application/json: `text`, `image_base64`, `audio_base64`.",
+        "description": "At least one modality. application/json: `text`, `image_base64`, `audio_base64`. "
+        "multipart/form-data: `text` field, `image` and `audio` files.",
         "content": {
+            "application/json": {
+                "schema": PredictRequest.model_json_schema(),
+                "examples": {
+                    "positive_text": {
+                        "summary": "Short positive text",
+                        "value": {"text": "I absolutely love this, what a wonderful day!"},
+                    },
+                    "negative_text": {
+                        "summary": "Short negative text",
+                        "value": {"text": "This is awful, I hate it."},
+                    },
+                    "text_and_image": {
+                        "summary": "Text and a base64 image (an 8×8 PNG without a face: it does not count)",
+                        "value": {"text": "Not bad at all.", "image_base64": _EXAMPLE_PNG_BASE64},
+                    },
+                },
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
+                    "additionalProperties": False,
                     "properties": {
                         "text": {
                             "type": "string",
@@ -56,20 +82,8 @@ _OPENAPI_BODY: dict[str, Any] = {
                             "M4A/AAC, WebM).",
                         },
                     },
-                }
-            },
-            "application/json": {
-                "schema": PredictRequest.model_json_schema(),
-                "examples": {
-                    "positive_text": {
-                        "summary": "Short positive text",
-                        "value": {"text": "I absolutely love this, what a wonderful day!"},
-                    },
-                    "negative_text": {
-                        "summary": "Short negative text",
-                        "value": {"text": "This is awful, I hate it."},
-                    },
                 },
+                "encoding": {"image": {"contentType": "image/*"}, "audio": {"contentType": "audio/*"}},
             },
         },
     }

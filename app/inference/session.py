@@ -4,11 +4,21 @@
 libraries are missing; session creation then logs an error and silently falls back to the CPU. Only
 ``session.get_providers()`` after creation tells which providers are really active, so that is what this
 module reports (ONNX Runtime docs, "Execution Providers"; NOTES.md).
+
+Before asking for CUDA, :func:`missing_cuda_libraries` loads the CUDA and cuDNN libraries the installed
+``onnxruntime-gpu`` build links against (``libcublasLt.so.13`` ... for a CUDA 13 build), with the same
+loader search ONNX Runtime uses (``dlopen`` by soname: ``LD_LIBRARY_PATH``, the ``ldconfig`` cache, and
+libraries already loaded, e.g. by ``onnxruntime.preload_dlls()`` or ``import torch``). If one is missing, the
+CUDA (and TensorRT) providers are not requested and one plain warning says why, instead of ONNX Runtime's red
+``ERROR ... libcublasLt.so.13: cannot open shared object file`` line and its silent fallback.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +43,89 @@ _OPT_LEVELS = {
 CUDA_OPTIONS: dict[str, Any] = {
     "arena_extend_strategy": "kSameAsRequested",
 }
+
+
+#: Providers that run on the CUDA libraries (ONNX Runtime docs, "TensorRT Execution Provider": TensorRT
+#: needs the CUDA provider's libraries as well).
+CUDA_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def cuda_libraries(cuda_version: str | None) -> tuple[str, ...]:
+    """Sonames the CUDA execution provider of an ``onnxruntime-gpu`` build for ``cuda_version`` needs.
+
+    The NEEDED entries of ``libonnxruntime_providers_cuda.so`` (``readelf -d``: cuBLASLt, cuBLAS, cuRAND,
+    the CUDA runtime, the driver ``libcuda.so.1``) plus cuDNN 9, which the provider loads when it creates
+    its handles (ONNX Runtime docs, "CUDA Execution Provider", requirements table; the same names
+    ``onnxruntime.preload_dlls()`` loads on Linux). Empty for a build without CUDA (``cuda_version`` None).
+    """
+    if not cuda_version:
+        return ()
+    major = cuda_version.split(".")[0]
+    return (
+        "libcuda.so.1",
+        f"libcudart.so.{major}",
+        f"libcublasLt.so.{major}",
+        f"libcublas.so.{major}",
+        "libcurand.so.10",
+        "libcudnn.so.9",
+    )
+
+
+def _build_cuda_version() -> str | None:
+    """The CUDA version the installed ONNX Runtime was built with (None: a CPU-only build)."""
+    try:
+        from onnxruntime.capi import build_and_package_info
+    except ImportError:  # pragma: no cover - every onnxruntime wheel ships it
+        return None
+    version = getattr(build_and_package_info, "cuda_version", None)
+    return str(version) if version else None
+
+
+def missing_cuda_libraries(
+    names: tuple[str, ...] | None = None, load: Callable[[str], object] = ctypes.CDLL
+) -> list[str]:
+    """The libraries of :func:`cuda_libraries` that cannot be loaded: the soname, followed by the loader's
+    reason when it is not the usual "cannot open shared object file" (a library that is found but broken).
+
+    Args:
+        names: sonames to probe; default: those of the installed ONNX Runtime build.
+        load: loads one library by soname, raising ``OSError`` when it cannot (``ctypes.CDLL``: ``dlopen``
+            with the loader's search path); tests pass a stub.
+    """
+    if names is None:
+        # The sonames are Linux's; elsewhere (Windows DLL names differ) ONNX Runtime is left to decide.
+        names = cuda_libraries(_build_cuda_version()) if sys.platform.startswith("linux") else ()
+    missing = []
+    for name in names:
+        try:
+            load(name)
+        except OSError as exc:
+            reason = str(exc).removeprefix(f"{name}: ")
+            missing.append(name if "cannot open shared object file" in reason else f"{name} ({reason})")
+    return missing
+
+
+def usable_providers(providers: list[str], probe: Callable[[], list[str]] | None = None) -> list[str]:
+    """``providers`` without the CUDA ones when their libraries cannot be loaded (one warning says which).
+
+    On a GPU host the list is returned unchanged. When every provider would be dropped, the CPU provider
+    is used, so a session can still be created (``SENTIMENT_REQUIRE_GPU`` then keeps the service
+    not ready, app/inference/startup.py). ``probe`` defaults to :func:`missing_cuda_libraries`.
+    """
+    if not any(p in CUDA_PROVIDERS for p in providers):
+        return providers
+    missing = (probe or missing_cuda_libraries)()
+    if not missing:
+        return providers
+    kept = [p for p in providers if p not in CUDA_PROVIDERS] or ["CPUExecutionProvider"]
+    logger.warning(
+        "CUDA execution provider not used: the dynamic loader cannot load %s (onnxruntime-gpu needs CUDA %s "
+        "and cuDNN 9); running on %s. SENTIMENT_PROVIDERS=CPUExecutionProvider skips this check.",
+        ", ".join(missing),
+        _build_cuda_version() or "?",
+        kept[0],
+    )
+    return kept
 
 
 @dataclass(frozen=True)
@@ -68,8 +161,10 @@ def create_session(
 ) -> LoadedSession:
     """Create the ORT session for ``spec`` and verify its inputs/outputs and active providers.
 
-    The graph is ``spec.variants[providers[0]]`` when the config lists a variant for the preferred provider;
-    if the session falls back to another provider, it is recreated with that provider's graph.
+    CUDA providers are asked for only when their libraries load (:func:`usable_providers`); the requested
+    providers reported are ``providers`` as configured. The graph is ``spec.variants[p]`` for the first
+    provider ``p`` asked for when the config lists a variant for it; if the session falls back to another
+    provider, it is recreated with that provider's graph.
 
     Raises:
         ModelLoadError: unreadable/corrupt ONNX file or inputs/outputs that differ from the contract.
@@ -92,17 +187,16 @@ def create_session(
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
             raise ModelLoadError(f"could not load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
 
-    model_file = spec.file_for(providers[0])
-    session = build(model_file, providers)
+    wanted = usable_providers(providers)
+    model_file = spec.file_for(wanted[0])
+    session = build(model_file, wanted)
     active = tuple(session.get_providers())
-    if active and active[0] != providers[0]:
-        logger.warning(
-            "execution provider %s requested but not active; running on %s", providers[0], active[0]
-        )
+    if active and active[0] != wanted[0]:
+        logger.warning("execution provider %s requested but not active; running on %s", wanted[0], active[0])
         fallback_file = spec.file_for(active[0])
         if fallback_file != model_file:
             model_file = fallback_file
-            session = build(model_file, [p for p in providers if p in active])
+            session = build(model_file, [p for p in wanted if p in active])
             active = tuple(session.get_providers())
 
     inputs = {i.name for i in session.get_inputs()}

@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "app.errors": 0,
     "app.config": 0,
     "app.malloc": 0,
+    "app.logging_setup": 0,  # log formats and the request log context (framework-free)
     "app.preprocessing": 1,
     "app.inference": 2,
     "app.training": 3,  # offline; may use preprocessing and inference, never the API

@@ -106,6 +106,7 @@ def test_cuda_provider_options_come_from_the_settings(
         return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
 
     monkeypatch.setattr(session_module.ort, "InferenceSession", recording)
+    monkeypatch.setattr(session_module, "missing_cuda_libraries", lambda: [])  # as on a GPU host
     monkeypatch.setenv("SENTIMENT_CUDA_CONV_ALGO_SEARCH", "HEURISTIC")
     settings = Settings()
     assert settings.cuda_conv_algo_search == "HEURISTIC"
