@@ -74,7 +74,14 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Queue-Time-Ms", "X-Inference-Time-Ms", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-Preprocess-Time-Ms",
+                "X-Queue-Time-Ms",
+                "X-Inference-Time-Ms",
+                "X-Batch-Size",
+                "Retry-After",
+            ],
         )
     app.add_middleware(
         RequestContextMiddleware,

@@ -40,6 +40,8 @@ def json_syntax_error(body: bytes) -> str | None:
             f"body: Invalid JSON: a \\u escape encodes a lone UTF-16 surrogate (U+{code:04X}), "
             "which is not a Unicode character"
         )
-    except RecursionError:
+    except (RecursionError, ValueError):
+        # Nesting too deep, or an integer over Python's 4,300-digit conversion limit (a ValueError that is
+        # not a JSONDecodeError): pydantic's own message ("number out of range", ...) is kept.
         return None
     return None
