@@ -10,12 +10,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import health, predict
+from app.api import batch, health, metrics, predict
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, get_settings
 from app.inference.predictor import Predictor
 from app.malloc import tune_malloc
+from app.metrics import ServiceMetrics
 
 logger = logging.getLogger("app")
 
@@ -60,9 +61,13 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
     )
     app.state.settings = settings
     app.state.predictor = predictor
+    app.state.metrics = ServiceMetrics()  # a registry per app: several apps in one process don't collide
+    metrics.instrument(app.state.metrics, predictor)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.router)
+    app.include_router(batch.router)
+    app.include_router(metrics.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -76,5 +81,6 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
         max_inflight_bytes=settings.max_inflight_bytes,
+        metrics=app.state.metrics,
     )
     return app

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.errors import ErrorDetail
+
 Label = Literal["negative", "neutral", "positive"]
 
 
@@ -143,3 +145,38 @@ class ReadyResponse(BaseModel):
     model: str
     version: str
     execution_provider: str
+
+
+class PredictBatchRequest(BaseModel):
+    """JSON body of ``POST /v1/predict/batch``: the items, each shaped like a ``/v1/predict`` JSON body."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"items": [{"text": "I love this!"}, {"text": "This is awful."}, {"text": "ok"}]}]
+        },
+    )
+
+    items: list[PredictRequest] = Field(
+        min_length=1,
+        description="1 to SENTIMENT_MAX_BATCH_ITEMS (default 64) items, answered in this order. An item "
+        "that is not valid on its own (unknown field, bad base64, no modality) gets its own error.",
+    )
+
+
+class BatchItemResult(BaseModel):
+    """One item's answer: its HTTP-equivalent ``status`` (200 with ``result``, else ``error``)."""
+
+    status: int = Field(description="200, or the status /v1/predict would have answered for this item.")
+    result: PredictResponse | None = Field(
+        default=None, description="The /v1/predict body of this item; null on error."
+    )
+    error: ErrorDetail | None = Field(
+        default=None, description="This item's error in the one error schema; null on success."
+    )
+
+
+class PredictBatchResponse(BaseModel):
+    """Answer of ``POST /v1/predict/batch``: one result per item, in the order of the request."""
+
+    results: list[BatchItemResult]

@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "app.errors": 0,
     "app.config": 0,
     "app.malloc": 0,
+    "app.metrics": 0,  # Prometheus metric objects; recorded with plain values, so any layer may record
     "app.preprocessing": 1,
     "app.inference": 2,
     "app.training": 3,  # offline; may use preprocessing and inference, never the API
