@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from app.config import Settings
 from app.main import create_app
@@ -83,7 +83,9 @@ def test_errors_are_counted_by_route_status_and_type(fresh: TestClient) -> None:
     route = {"route": "/v1/predict", "method": "POST"}
     assert _value(samples, "sentiment_requests_total", **route, status="422", error_type="invalid_input") == 1
     assert (
-        _value(samples, "sentiment_requests_total", **route, status="415", error_type="unsupported_media_type")
+        _value(
+            samples, "sentiment_requests_total", **route, status="415", error_type="unsupported_media_type"
+        )
         == 1
     )
     unmatched = {"route": "unmatched", "method": "GET", "status": "404", "error_type": "not_found"}
@@ -94,9 +96,7 @@ def test_errors_are_counted_by_route_status_and_type(fresh: TestClient) -> None:
 
 
 def test_an_image_without_a_face_counts_as_an_abstention_with_reason_no_face(fresh: TestClient) -> None:
-    r = fresh.post(
-        "/v1/predict", data={"text": "ok"}, files={"image": ("x.png", no_face_png(), "image/png")}
-    )
+    r = fresh.post("/v1/predict", data={"text": "ok"}, files={"image": ("x.png", no_face_png(), "image/png")})
     assert r.status_code == 200 and r.json()["modalities"]["image"]["used"] is False
     samples = _samples(fresh)
     assert _value(samples, "sentiment_expert_abstained_total", expert="image", reason="no_face") == 1
