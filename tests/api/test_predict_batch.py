@@ -150,3 +150,9 @@ def test_openapi_documents_the_batch_route(batch_client: TestClient) -> None:
     schema = op["requestBody"]["content"]["application/json"]["schema"]
     assert schema["properties"]["items"]["minItems"] == 1
     assert "413" in op["responses"] and "200" in op["responses"]
+    # The documented example works when "clicked".
+    example = op["requestBody"]["content"]["application/json"]["examples"]["tweets"]["value"]
+    r = batch_client.post("/v1/predict/batch", json=example)
+    assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [200] * len(
+        example["items"]
+    )
