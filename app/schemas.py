@@ -147,23 +147,6 @@ class ReadyResponse(BaseModel):
     execution_provider: str
 
 
-class PredictBatchRequest(BaseModel):
-    """JSON body of ``POST /v1/predict/batch``: the items, each shaped like a ``/v1/predict`` JSON body."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"items": [{"text": "I love this!"}, {"text": "This is awful."}, {"text": "ok"}]}]
-        },
-    )
-
-    items: list[PredictRequest] = Field(
-        min_length=1,
-        description="1 to SENTIMENT_MAX_BATCH_ITEMS (default 64) items, answered in this order. An item "
-        "that is not valid on its own (unknown field, bad base64, no modality) gets its own error.",
-    )
-
-
 class BatchItemResult(BaseModel):
     """One item's answer: its HTTP-equivalent ``status`` (200 with ``result``, else ``error``)."""
 

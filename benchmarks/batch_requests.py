@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "SENTIMENT_PORT": str(port),
@@ -71,8 +72,8 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "app.cli", "serve"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 300
@@ -136,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=64, help="tweets per round")
     args = parser.parse_args(argv)
     port = _free_port()
-    proc = start_server(port)
+    log = Path(tempfile.gettempdir()) / f"batch_requests-server-{port}.log"
+    proc = start_server(port, log)
+    print(f"server log: {log}", file=sys.stderr)
     try:
         results = asyncio.run(measure(port, proc.pid, args.rounds, args.items))
     finally:

@@ -124,7 +124,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             nonlocal status, error_body
             if message["type"] == "http.response.body" and status >= 400:
-                error_body += message.get("body", b"")[:_ERROR_BODY_MAX]
+                error_body = (error_body + message.get("body", b"")[:_ERROR_BODY_MAX])[:_ERROR_BODY_MAX]
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 message.setdefault("headers", [])
