@@ -41,9 +41,16 @@ def _error_type(body: bytes) -> str:
 
 
 def _route(scope: Scope) -> str:
-    """The matched route's template (``/v1/predict``), never the raw path (unbounded label values)."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
+    """The matched route's template (``/v1/predict``), never the raw path (unbounded label values).
+
+    A request refused here before routing (body limits) counts under its path if that is a documented
+    route without parameters (the app's cached OpenAPI paths), else as ``unmatched``.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        openapi = getattr(scope.get("app"), "openapi", None)
+        documented = openapi().get("paths", {}) if callable(openapi) else {}
+        path = scope.get("path") if scope.get("path") in documented else None
     return path if isinstance(path, str) else "unmatched"
 
 

@@ -116,3 +116,12 @@ def test_metrics_need_the_api_key_when_one_is_set(settings: Settings) -> None:
     with TestClient(create_app(settings=keyed)) as c:
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_a_body_refused_before_routing_is_counted_under_its_route(settings: Settings) -> None:
+    small = settings.model_copy(update={"max_body_bytes": 1024})
+    with TestClient(create_app(settings=small)) as c:
+        assert c.post("/v1/predict", json={"text": "a" * 2000}).status_code == 413
+        samples = _samples(c)
+    labels = {"route": "/v1/predict", "method": "POST", "status": "413", "error_type": "payload_too_large"}
+    assert _value(samples, "sentiment_requests_total", **labels) == 1
