@@ -195,6 +195,8 @@ async def _answer_all(
 async def predict_batch(
     request: Request, predictor: PredictorDep, settings: SettingsDep
 ) -> PredictBatchResponse:
+    """Answer every item in order (see the route description). Raises: ApiError (415, 422, 413 for the
+    whole request), NotReadyError (503); per-item errors are in the results, never raised."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not (media_type == "application/json" or media_type.endswith("+json")):
         raise ApiError(ErrorType.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")

@@ -60,5 +60,6 @@ def instrument(metrics: ServiceMetrics, predictor: Predictor) -> None:
     dependencies=[Depends(require_api_key)],
 )
 async def metrics(request: Request) -> Response:
+    """This app's registry in the Prometheus text exposition format 0.0.4 (gauges read now)."""
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
