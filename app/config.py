@@ -188,6 +188,14 @@ class _LimitSettings(BaseModel):
     max_parts: int = Field(
         default=16, ge=3, description="Most multipart parts (files and fields, each) in one request (413)."
     )
+    max_batch_items: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Most items in one POST /v1/predict/batch request (413 beyond). Each item enters the "
+        "batcher's queue as its own request, so keep it at most queue_size (items beyond a full queue get "
+        "their own 429). The whole body is still bounded by max_body_bytes.",
+    )
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Deadline for one prediction (queue + inference); 504 after it."
     )
@@ -256,9 +264,9 @@ class Settings(_ModelSettings, _BatchingSettings, _LimitSettings, BaseSettings):
     )
     api_key: SecretStr | None = Field(
         default=None,
-        description="If set, /v1/* require `Authorization: Bearer <key>` or `X-API-Key: <key>` "
-        "(401 otherwise). "
-        "Health routes and /docs stay open.",
+        description="If set, /v1/* and /metrics require `Authorization: Bearer <key>` or `X-API-Key: <key>` "
+        "(401 otherwise; Prometheus sends it with `authorization: {credentials: <key>}` in its scrape "
+        "config). Health routes and /docs stay open.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=[], description="Allowed CORS origins (comma-separated); empty = CORS off."

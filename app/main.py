@@ -10,13 +10,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import docs, health, predict
+from app.api import batch, docs, health, metrics, predict
 from app.api.errors import install_error_handlers
 from app.api.log_context import RequestLogMiddleware
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, get_settings
 from app.inference.predictor import Predictor
 from app.malloc import tune_malloc
+from app.metrics import ServiceMetrics
 
 logger = logging.getLogger("app")
 
@@ -64,10 +65,14 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
     )
     app.state.settings = settings
     app.state.predictor = predictor
+    app.state.metrics = ServiceMetrics()  # a registry per app: several apps in one process don't collide
+    metrics.instrument(app.state.metrics, predictor)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.router)
     app.include_router(docs.router)
+    app.include_router(batch.router)
+    app.include_router(metrics.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -88,6 +93,7 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
         max_inflight_bytes=settings.max_inflight_bytes,
+        metrics=app.state.metrics,
     )
     # Outermost: the request's log context (request id, status, error type, timings) spans the access line.
     app.add_middleware(RequestLogMiddleware)

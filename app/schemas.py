@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.errors import ErrorDetail
+
 Label = Literal["negative", "neutral", "positive"]
 
 
@@ -143,3 +145,21 @@ class ReadyResponse(BaseModel):
     model: str
     version: str
     execution_provider: str
+
+
+class BatchItemResult(BaseModel):
+    """One item's answer: its HTTP-equivalent ``status`` (200 with ``result``, else ``error``)."""
+
+    status: int = Field(description="200, or the status /v1/predict would have answered for this item.")
+    result: PredictResponse | None = Field(
+        default=None, description="The /v1/predict body of this item; null on error."
+    )
+    error: ErrorDetail | None = Field(
+        default=None, description="This item's error in the one error schema; null on success."
+    )
+
+
+class PredictBatchResponse(BaseModel):
+    """Answer of ``POST /v1/predict/batch``: one result per item, in the order of the request."""
+
+    results: list[BatchItemResult]

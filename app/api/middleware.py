@@ -10,6 +10,7 @@ go on reading (and discarding) the rest of a huge upload.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -20,10 +21,37 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response
 from app.errors import ApiError, ErrorType
+from app.metrics import ServiceMetrics
 
 logger = logging.getLogger("app.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+#: Error bodies are one small JSON object; more than this is not read for the error type.
+_ERROR_BODY_MAX = 8192
+
+
+def _error_type(body: bytes) -> str:
+    """``error.type`` of the one error body (app/api/errors.py), ``unknown`` if it is not one."""
+    try:
+        value = json.loads(body)["error"]["type"]
+    except (ValueError, KeyError, TypeError):
+        return "unknown"
+    return value if isinstance(value, str) else "unknown"
+
+
+def _route(scope: Scope) -> str:
+    """The matched route's template (``/v1/predict``), never the raw path (unbounded label values).
+
+    A request refused here before routing (body limits) counts under its path if that is a documented
+    route without parameters (the app's cached OpenAPI paths), else as ``unmatched``.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        openapi = getattr(scope.get("app"), "openapi", None)
+        documented = openapi().get("paths", {}) if callable(openapi) else {}
+        path = scope.get("path") if scope.get("path") in documented else None
+    return path if isinstance(path, str) else "unmatched"
 
 
 class RequestContextMiddleware:
@@ -33,7 +61,9 @@ class RequestContextMiddleware:
     ``max_inflight_bytes``: the bodies of the requests in progress (``Content-Length``, or
     ``max_body_bytes`` when it is not declared) may not add up to more; a request that would exceed it is
     answered 429 + ``Retry-After`` before its body is read (one request is always admitted). Requests
-    without a body (health probes) are never refused."""
+    without a body (health probes) are never refused. With ``metrics``, every answered request is counted
+    by route template, method, status and error type (read from the error body), and ``inflight_bytes``
+    is exported."""
 
     def __init__(
         self,
@@ -42,12 +72,16 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         body_timeout_s: float | None = None,
         max_inflight_bytes: int | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.max_inflight_bytes = max_inflight_bytes
         self.inflight_bytes = 0
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_inflight_bytes(lambda: self.inflight_bytes)
 
     def _admit(self, length: str | None, body_done: bool) -> tuple[JSONResponse | None, int]:
         """Refuse a body before reading it (413 over the limit, 400 invalid Content-Length, 429 when the
@@ -92,9 +126,12 @@ class RequestContextMiddleware:
             or headers.get("content-length") == "0"
         )
         body_deadline: float | None = None
+        error_body = b""
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, error_body
+            if message["type"] == "http.response.body" and status >= 400:
+                error_body = (error_body + message.get("body", b"")[:_ERROR_BODY_MAX])[:_ERROR_BODY_MAX]
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 message.setdefault("headers", [])
@@ -135,6 +172,9 @@ class RequestContextMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         finally:
             self.inflight_bytes -= reserved
+            if self.metrics is not None and status:
+                error_type = _error_type(error_body) if status >= 400 else None
+                self.metrics.observe_request(_route(scope), str(scope.get("method")), status, error_type)
             logger.info(
                 "request_id=%s method=%s path=%s status=%d bytes_in=%d duration_ms=%.1f",
                 request_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +60,8 @@ class Predictor:
     """Owns the model, the preprocessing pipeline, the thread pools and the dynamic batcher. ``model``:
     inject a loaded model (tests, benchmarks; default :meth:`OnnxModel.load`); ``experts``: preprocessing
     registry (default :data:`~app.preprocessing.experts.DEFAULT_EXPERTS`). :meth:`start` / :meth:`stop`
-    from the app lifespan, :meth:`predict` per request; ``not_ready_reason`` says why it is not ready."""
+    from the app lifespan, :meth:`predict` per request; ``not_ready_reason`` says why it is not ready.
+    ``observers`` are called with every successful :class:`Prediction` (on the event loop; e.g. metrics)."""
 
     def __init__(
         self,
@@ -73,12 +74,12 @@ class Predictor:
         self.model = model
         self.pipeline: PreprocessingPipeline | None = None
         self.not_ready_reason: str | None = "model not loaded yet"
+        self.observers: list[Callable[[Prediction], None]] = []
         self._ready = False
         self._experts = experts or dict(DEFAULT_EXPERTS)
         self.audio_buckets = settings.audio_buckets_frames()
-        self._preprocess_pool = ThreadPoolExecutor(
-            settings.preprocess_workers, thread_name_prefix="preprocess"
-        )
+        workers = settings.preprocess_workers
+        self._preprocess_pool = ThreadPoolExecutor(workers, thread_name_prefix="preprocess")
         self._inference_pool = ThreadPoolExecutor(settings.batch_workers, thread_name_prefix="inference")
         self.batcher: DynamicBatcher[PreparedItem, ModelOutput] = DynamicBatcher(
             self.run_batch,
@@ -193,7 +194,7 @@ class Predictor:
         except TimeoutError:
             raise DeadlineExceededError(f"prediction took longer than {timeout:g} s") from None
         total_ms = (time.perf_counter() - started) * 1000.0
-        return Prediction(
+        prediction = Prediction(
             item,
             outcome.value,
             preprocess_ms,
@@ -202,3 +203,6 @@ class Predictor:
             total_ms,
             outcome.batch_size,
         )
+        for observe in self.observers:
+            observe(prediction)
+        return prediction

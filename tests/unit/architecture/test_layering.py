@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "app.config": 0,
     "app.malloc": 0,
     "app.logging_setup": 0,  # log formats and the request log context (framework-free)
+    "app.metrics": 0,  # Prometheus metric objects; recorded with plain values, so any layer may record
     "app.preprocessing": 1,
     "app.inference": 2,
     "app.training": 3,  # offline; may use preprocessing and inference, never the API
