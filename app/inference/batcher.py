@@ -72,7 +72,7 @@ class BatchOutcome(Generic[R]):
     batch_size: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # a request is an identity: never compared by value (items hold arrays)
 class _Pending(Generic[T, R]):
     item: T
     future: asyncio.Future[BatchOutcome[R]]
@@ -109,7 +109,8 @@ class DynamicBatcher(Generic[T, R]):
         self._queue: asyncio.Queue[_Pending[T, R]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = True
-        self._batches: list[list[_Pending[T, R]]] = []  # taken off the queue, not yet resolved
+        # Per consumer, the batch it took off the queue and has not resolved yet (slot i: consumer i).
+        self._batches: list[list[_Pending[T, R]]] = [[] for _ in range(workers)]
         self._ema_batch_s = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -134,7 +135,7 @@ class DynamicBatcher(Generic[T, R]):
         self._queue = asyncio.Queue(maxsize=self.queue_size)
         self._closed = False
         self._tasks = [
-            asyncio.create_task(self._consume(), name=f"batcher-{i}") for i in range(self._workers)
+            asyncio.create_task(self._consume(i), name=f"batcher-{i}") for i in range(self._workers)
         ]
 
     async def stop(self, *, drain: bool = True, timeout_s: float = 30.0) -> None:
@@ -184,14 +185,14 @@ class DynamicBatcher(Generic[T, R]):
         return await pending.future
 
     # ------------------------------------------------------------------ consumer side
-    async def _consume(self) -> None:
+    async def _consume(self, slot: int) -> None:
         queue = self._queue
         assert queue is not None
         loop = asyncio.get_running_loop()
         while True:
             batch: list[_Pending[T, R]] = []
             try:
-                self._batches.append(batch)
+                self._batches[slot] = batch
                 await collect_batch(queue, batch, self.max_batch_size, self.max_wait_s)
                 # Requests whose client went away (future cancelled) are dropped before running.
                 live = [p for p in batch if not p.future.done()]
@@ -206,7 +207,7 @@ class DynamicBatcher(Generic[T, R]):
                 for pending in batch:
                     self._resolve_error(pending, exc)
             finally:
-                self._batches.remove(batch)
+                self._batches[slot] = []
 
     async def _run(self, loop: asyncio.AbstractEventLoop, live: list[_Pending[T, R]]) -> None:
         started = time.perf_counter()

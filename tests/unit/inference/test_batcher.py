@@ -162,6 +162,42 @@ def test_stop_resolves_requests_held_in_a_partial_batch() -> None:
     assert rec.calls == {}
 
 
+def test_consumers_finishing_out_of_order_with_array_items_stay_alive() -> None:
+    # Two consumers hold same-size batches of numpy items; the one that took its batch second finishes
+    # first. Bookkeeping that found "its" batch by value compared the other batch's items (arrays: an
+    # ambiguous truth value) and the consumer task died, which /readyz reports as "batcher is not running".
+    hold_first = threading.Event()
+
+    def batch_fn(items: Sequence[Any]) -> list[Any]:
+        if any(int(it[0]) == 0 for it in items):
+            hold_first.wait(10)
+        return [int(it[0]) for it in items]
+
+    async def main() -> tuple[list[Any], bool, list[Any]]:
+        with ThreadPoolExecutor(2) as pool:
+            b: DynamicBatcher[Any, Any] = DynamicBatcher(
+                batch_fn, executor=pool, max_batch_size=2, max_wait_ms=1000, queue_size=10, workers=2
+            )
+            await b.start()
+            tasks = [asyncio.create_task(b.submit(np.full(4, i))) for i in range(4)]
+            # Consumer 0 holds [0, 1] at the gate; consumer 1 runs [2, 3] and finishes first.
+            done, _ = await asyncio.wait(tasks, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            second_finished_first = all(t not in done for t in tasks[:2])
+            hold_first.set()
+            results = await asyncio.gather(*tasks)
+            alive = b.running
+            more = asyncio.gather(*(b.submit(np.full(4, i)) for i in range(4, 8)))
+            after = await asyncio.wait_for(more, 10)
+            await b.stop()
+            return [second_finished_first, *results], alive, after
+
+    (second_finished_first, *results), alive, after = _run(main())
+    assert second_finished_first
+    assert {r.batch_size for r in results} == {2}
+    assert alive, "a consumer task died"
+    assert [r.value for r in results + after] == list(range(8))
+
+
 # --------------------------------------------------------------------------- with the real predictor
 @pytest.fixture(scope="module")
 def predictor(settings: Settings) -> Predictor:
