@@ -154,7 +154,8 @@ def test_client_disconnect_frees_its_slot_and_does_not_disturb_its_batch(setting
                 await asyncio.sleep(0.01)
             # Batch 2 (queued behind it): requests 3-5; request 4's client goes away while queued.
             second = [asyncio.create_task(http.post("/v1/predict", json={"text": t})) for t in texts[3:]]
-            await asyncio.sleep(0.2)
+            while predictor.batcher.queued < 3:  # preprocessed and queued (no fixed sleep: CPU load)
+                await asyncio.sleep(0.01)
             first[1].cancel()
             second[1].cancel()
             await asyncio.sleep(0.05)
