@@ -16,11 +16,11 @@ from starlette.requests import ClientDisconnect
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.api.errors import error_responses, validation_message
-from app.api.forms import FieldTooLargeError, FormError, TextPart, parse_form
+from app.api.forms import FieldTooLargeError, TextPart, parse_form
 from app.api.json_body import json_syntax_error, strip_bom
 from app.api.responses import predict_response, timing_headers
 from app.config import Settings
-from app.errors import ApiError, ErrorType
+from app.errors import ApiError, ErrorType, ServiceError
 from app.preprocessing.pipeline import RawInput
 from app.schemas import PredictRequest, PredictResponse
 
@@ -159,8 +159,10 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
             f"a form field is longer than the text limit of {settings.max_text_chars} characters "
             "(image and audio must be sent as file uploads)" + _json_hint(request),
         ) from None
-    except (FormError, ClientDisconnect):
-        raise  # typed: rendered by the one error handler
+    except (ServiceError, ClientDisconnect):
+        # Typed (rendered by the one error handler): form errors, and the body limits that reading the
+        # stream enforces (413 over max_body_bytes, 408 past body_timeout_s; app.api.middleware).
+        raise
     except Exception:  # noqa: BLE001 - python-multipart parser errors on broken bodies
         raise ApiError(ErrorType.MALFORMED_REQUEST, "malformed multipart body") from None
     try:
