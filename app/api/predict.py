@@ -174,7 +174,9 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
             "(image and audio must be sent as file uploads)" + _json_hint(request),
         ) from None
     except (ServiceError, ClientDisconnect):
-        raise  # typed (form errors, body limits of the middleware): rendered by the one error handler
+        # Typed (rendered by the one error handler): form errors, and the body limits that reading the
+        # stream enforces (413 over max_body_bytes, 408 past body_timeout_s; app.api.middleware).
+        raise
     except Exception:  # noqa: BLE001 - python-multipart parser errors on broken bodies
         raise ApiError(ErrorType.MALFORMED_REQUEST, "malformed multipart body") from None
     try:

@@ -115,17 +115,24 @@ def test_full_queue_returns_429_with_retry_after(settings: Settings) -> None:
     model = GatedModel(small)
     predictor = Predictor(small, model=model)
     app = create_app(settings=small, predictor=predictor)
-    gate = threading.Event()
+    gate, running = threading.Event(), threading.Event()
+
+    async def until(condition: Any) -> None:  # a fixed sleep was too short under CPU load (1 of 17 runs)
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
 
     async def main() -> list[httpx.Response]:
         await predictor.start()
-        model.hold(gate)
+        model.hold(gate, running)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             first = asyncio.create_task(http.post("/v1/predict", json={"text": "one"}))  # running, blocked
-            await asyncio.sleep(0.2)
+            await until(running.is_set)
             second = asyncio.create_task(http.post("/v1/predict", json={"text": "two"}))  # queued
-            await asyncio.sleep(0.2)
+            await until(lambda: predictor.batcher.queued == 1)
             third = await http.post("/v1/predict", json={"text": "three"})  # queue full
             gate.set()
             responses = [await first, await second, third]

@@ -50,6 +50,35 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
+def _tcp_queues(port: int) -> tuple[int, list[int]]:
+    """(accept backlog of the listening socket, unread bytes of each accepted connection) for the IPv4
+    sockets bound to ``port``, from /proc/net/tcp (Linux: for a LISTEN socket ``rx_queue`` is its accept
+    backlog, for an ESTABLISHED one the bytes not read yet)."""
+    backlog, unread = 0, []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state, rx_queue = int(fields[1].split(":")[1], 16), fields[3], int(fields[4][9:], 16)
+        if local_port == port:
+            if state == "0A":  # LISTEN
+                backlog += rx_queue
+            elif state == "01":  # ESTABLISHED
+                unread.append(rx_queue)
+    return backlog, unread
+
+
+def wait_until_read(server: Server, connections: int, timeout_s: float = 30.0) -> None:
+    """Return once the server has accepted ``connections`` connections and read all that was sent on them
+    (call it after the clients sent their requests). Raises AssertionError after ``timeout_s``."""
+    port = int(server.url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        backlog, unread = _tcp_queues(port)
+        if backlog == 0 and len(unread) >= connections and not any(unread):
+            return
+        assert time.monotonic() < deadline, f"server did not read the requests: {backlog=} {unread=}"
+        time.sleep(0.01)
+
+
 def serve_env(model_dir: Path, **settings: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
     env.update(
