@@ -131,7 +131,9 @@ class _BatchingSettings(BaseModel):
         default=256,
         ge=1,
         description="Bounded request queue in front of the model; when full, requests get 429 with "
-        "Retry-After. Roughly: max tolerated queueing delay × throughput.",
+        "Retry-After. Roughly: max tolerated queueing delay × throughput. The service admits at most "
+        "queue_size + batch_workers × max_batch_size + preprocess_workers requests at once (those being "
+        "preprocessed included); more get 429 at once.",
     )
     batch_workers: int = Field(
         default=2,

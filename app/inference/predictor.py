@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from app.config import Settings
 from app.errors import ErrorType, ServiceError
+from app.inference.admission import AdmissionLimit, admission_limit
 from app.inference.batcher import DynamicBatcher
 from app.inference.collate import collate
 from app.inference.model import InferenceModel, ModelOutput, OnnxModel, run_items, warmup_batches
@@ -89,6 +90,7 @@ class Predictor:
             queue_size=settings.queue_size,
             workers=settings.batch_workers,
         )
+        self.admission = AdmissionLimit(admission_limit(settings), self.batcher.retry_after_s)
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> None:
@@ -180,29 +182,24 @@ class Predictor:
         """Full pipeline for one request.
 
         Raises:
-            NotReadyError, PreprocessingError, QueueFullError, DeadlineExceededError, BatcherClosedError
+            NotReadyError, PreprocessingError, QueueFullError (the queue or the admission limit is full),
+            DeadlineExceededError, BatcherClosedError
             (each a :class:`~app.errors.ServiceError` with its type), RuntimeError (model failure).
         """
         if not self.ready:
             raise NotReadyError(self.not_ready_reason or "model not ready")
-        started = time.perf_counter()
-        item: PreparedItem = await self._in_pool(self.prepare, raw)
-        preprocess_ms = (time.perf_counter() - started) * 1000.0
-        timeout = self.settings.request_timeout_s
-        try:
-            outcome = await asyncio.wait_for(self.batcher.submit(item), timeout=timeout)
-        except TimeoutError:
-            raise DeadlineExceededError(f"prediction took longer than {timeout:g} s") from None
+        with self.admission.admit():
+            started = time.perf_counter()
+            item: PreparedItem = await self._in_pool(self.prepare, raw)
+            preprocess_ms = (time.perf_counter() - started) * 1000.0
+            timeout = self.settings.request_timeout_s
+            try:
+                out = await asyncio.wait_for(self.batcher.submit(item), timeout=timeout)
+            except TimeoutError:
+                raise DeadlineExceededError(f"prediction took longer than {timeout:g} s") from None
         total_ms = (time.perf_counter() - started) * 1000.0
-        prediction = Prediction(
-            item,
-            outcome.value,
-            preprocess_ms,
-            outcome.queue_ms,
-            outcome.inference_ms,
-            total_ms,
-            outcome.batch_size,
-        )
+        times = (preprocess_ms, out.queue_ms, out.inference_ms, total_ms)
+        prediction = Prediction(item, out.value, *times, out.batch_size)
         for observe in self.observers:
             observe(prediction)
         return prediction
