@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.api.errors import ErrorDetail, error_responses, validation_message
-from app.api.json_body import json_syntax_error, strip_bom
+from app.api.json_body import validate_json
 from app.api.predict import _decode_b64
 from app.api.responses import predict_response
 from app.errors import STATUS, ApiError, ErrorType, ServiceError
@@ -129,13 +129,7 @@ def decode_batch(body: bytes, max_items: int) -> list[RawInput | ServiceError]:
         ApiError: not JSON, not ``{"items": [...]}``, an empty list (422 ``validation_error``); more than
             ``max_items`` items (413 ``payload_too_large``).
     """
-    body = strip_bom(body)
-    try:
-        envelope = _Envelope.model_validate_json(body)
-    except ValidationError as exc:
-        errors = list(exc.errors())
-        cause = json_syntax_error(body) if errors[0]["type"] == "json_invalid" else None
-        raise ApiError(ErrorType.VALIDATION_ERROR, cause or validation_message(errors)) from None
+    envelope = validate_json(_Envelope, body)
     if len(envelope.items) > max_items:
         raise ApiError(
             ErrorType.PAYLOAD_TOO_LARGE,

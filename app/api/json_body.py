@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import codecs
 import json
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from app.api.errors import validation_message
+from app.errors import ApiError, ErrorType
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def strip_bom(body: bytes) -> bytes:
@@ -45,3 +53,19 @@ def json_syntax_error(body: bytes) -> str | None:
         # not a JSONDecodeError): pydantic's own message ("number out of range", ...) is kept.
         return None
     return None
+
+
+def validate_json(model: type[M], body: bytes) -> M:
+    """Validate a JSON request body (a leading UTF-8 BOM ignored) as ``model``.
+
+    Raises:
+        ApiError: 422 ``validation_error`` whose message names the cause: the JSON syntax error
+            (:func:`json_syntax_error`) or pydantic's field locations and messages, never the values.
+    """
+    body = strip_bom(body)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = list(exc.errors())
+        cause = json_syntax_error(body) if errors[0]["type"] == "json_invalid" else None
+        raise ApiError(ErrorType.VALIDATION_ERROR, cause or validation_message(errors)) from None

@@ -8,16 +8,15 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
-from app.api.errors import error_responses, validation_message
+from app.api.errors import error_responses
 from app.api.forms import FieldTooLargeError, TextPart, parse_form
-from app.api.json_body import json_syntax_error, strip_bom
+from app.api.json_body import strip_bom, validate_json
 from app.api.responses import predict_response, timing_headers
 from app.config import Settings
 from app.errors import ApiError, ErrorType, ServiceError
@@ -130,13 +129,8 @@ def _duplicate_keys(body: bytes) -> list[str]:
 
 
 def _decode_json(body: bytes) -> RawInput:
+    req = validate_json(PredictRequest, body)
     body = strip_bom(body)
-    try:
-        req = PredictRequest.model_validate_json(body)
-    except ValidationError as exc:
-        errors = list(exc.errors())
-        cause = json_syntax_error(body) if errors[0]["type"] == "json_invalid" else None
-        raise ApiError(ErrorType.VALIDATION_ERROR, cause or validation_message(errors)) from None
     duplicates = _duplicate_keys(body)
     if duplicates:
         raise ApiError(
