@@ -40,7 +40,8 @@ from app.preprocessing.pipeline import RawInput
 
 logger = logging.getLogger("app.api.v2")
 
-router = APIRouter(tags=["v2"])
+#: Outside the OpenAPI document: that promises the v1 error schema, and the v2 protocol is KServe's.
+router = APIRouter(tags=["v2"], include_in_schema=False)
 
 #: The request's input names (one per request field of /v1/predict).
 INPUTS = ("text", "image", "audio")
