@@ -26,12 +26,12 @@ import struct
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app import __version__
-from app.api.deps import PredictorDep, require_api_key
+from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.errors import ErrorType, ServiceError
 from app.inference.predictor import NotReadyError, Prediction, Predictor
@@ -320,12 +320,18 @@ async def ready(predictor: PredictorDep) -> Response:
 
 @router.get("/v2/models/{name}", summary="Model metadata (v2)")
 @router.get("/v2/models/{name}/versions/{version}", summary="Model metadata of a version (v2)")
-async def model_metadata(predictor: PredictorDep, name: str, version: str | None = None) -> Response:
-    """Name, versions, platform, inputs and outputs; 404 for another model or version."""
+async def model_metadata(
+    request: Request, predictor: PredictorDep, settings: SettingsDep, name: str, version: str | None = None
+) -> Response:
+    """Name, versions, platform, inputs and outputs; 404 for another model or version (401 without the
+    API key, like ``/v1/models``)."""
     try:
+        await require_api_key(request, settings)
         return JSONResponse(_model_metadata(predictor, name, version))
     except ProtocolError as exc:
         return v2_error(exc.message, exc.status)
+    except ServiceError as exc:
+        return v2_error(exc.message, exc.status_code, exc.headers)
 
 
 @router.get("/v2/models/{name}/ready", summary="Model readiness (v2)")
@@ -349,18 +355,17 @@ async def _infer(request: Request, predictor: Predictor, name: str, version: str
     return encode_infer(infer_request, prediction, model_name, model_version)
 
 
-@router.post("/v2/models/{name}/infer", summary="Inference (v2)", dependencies=[Depends(require_api_key)])
-@router.post(
-    "/v2/models/{name}/versions/{version}/infer",
-    summary="Inference on a version (v2)",
-    dependencies=[Depends(require_api_key)],
-)
-async def infer(request: Request, predictor: PredictorDep, name: str, version: str | None = None) -> Response:
+@router.post("/v2/models/{name}/infer", summary="Inference (v2)")
+@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a version (v2)")
+async def infer(
+    request: Request, predictor: PredictorDep, settings: SettingsDep, name: str, version: str | None = None
+) -> Response:
     """Run one request through the same preprocessing, batcher and model as ``/v1/predict``.
 
     Errors are ``{"error": message}``: 400 protocol, 404 unknown model/version, else the
     ServiceError's own status (with its headers, e.g. ``Retry-After``)."""
     try:
+        await require_api_key(request, settings)
         return await _infer(request, predictor, name, version)
     except ProtocolError as exc:
         note_error_type(ErrorType.MALFORMED_REQUEST.value if exc.status == 400 else "not_found")

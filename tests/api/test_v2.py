@@ -13,7 +13,10 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
+from app.config import Settings
+from app.main import create_app
 from tests.media import face_jpeg, wav
 from tests.robustness.server import running_server
 
@@ -210,3 +213,17 @@ def test_tritonclient_matches_v1(model_dir: Path, tmp_path: Path) -> None:
                     np.testing.assert_allclose(probs[0], _v1_probs(http, **v1_fields), atol=1e-6, rtol=0)
         finally:
             triton.close()
+
+
+def test_api_key_errors_are_in_the_v2_shape(settings: Settings) -> None:
+    keyed = settings.model_copy(update={"api_key": SecretStr("s3cret")})
+    with TestClient(create_app(settings=keyed), raise_server_exceptions=False) as c:
+        body = {"inputs": [_bytes_input("text", TEXT)]}
+        r = c.post(INFER, json=body)
+        assert r.status_code == 401 and isinstance(r.json()["error"], str)
+        assert c.get("/v2/models/fused-sentiment").status_code == 401
+        assert c.get("/v2/health/ready").status_code == 200  # health stays open
+        assert c.post(INFER, json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert (
+            c.get("/v2/models/fused-sentiment", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        )
