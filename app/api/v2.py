@@ -2,8 +2,9 @@
 
 Routes: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}]``,
 ``.../ready`` and ``POST .../infer``. Inputs are BYTES tensors named ``text`` (UTF-8), ``image`` and
-``audio`` (file bytes), shape ``[1]``; outputs are FP32 ``probabilities`` [1, 3] (negative, neutral,
-positive), ``expert_probabilities`` [1, E, 3] and ``expert_mask`` [1, E] (contract expert order).
+``audio`` (file bytes), shape ``[N]`` (N items, each its own request to the batcher); outputs are FP32
+``probabilities`` [N, 3] (negative, neutral, positive), ``expert_probabilities`` [N, E, 3] and
+``expert_mask`` [N, E] (contract expert order).
 
 BYTES in JSON ``data`` are strings: ``text`` as is, ``image`` / ``audio`` base64. Triton's binary tensor
 extension is supported both ways: an ``Inference-Header-Content-Length`` header splits the body into the
@@ -18,6 +19,7 @@ shape, bad JSON/base64/UTF-8), 404 for an unknown model or version, and every ot
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -29,10 +31,12 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
+from app.config import Settings
 from app.errors import ErrorType, ServiceError
 from app.inference.predictor import NotReadyError, Prediction, Predictor
 from app.logging_setup import note_error_type
@@ -162,22 +166,26 @@ def _json_elements(tensor: InferTensor) -> list[bytes]:
     return items
 
 
-def _input_values(request: InferRequest, binary: bytes) -> dict[str, bytes]:
-    """Input name → the bytes of its one element, in request order of the binary data."""
-    values: dict[str, bytes] = {}
+def _check_tensor(tensor: InferTensor, seen: dict[str, list[bytes]]) -> int:
+    """The element count of one input tensor after checking its name, datatype and shape."""
+    if tensor.name not in INPUTS:
+        raise ProtocolError(f"unknown input {tensor.name!r}; inputs are: {', '.join(INPUTS)}")
+    if tensor.name in seen:
+        raise ProtocolError(f"input {tensor.name} sent more than once")
+    if tensor.datatype != "BYTES":
+        raise ProtocolError(f"input {tensor.name} must have datatype BYTES, not {tensor.datatype}")
+    if any(d < 1 for d in tensor.shape) or sum(d > 1 for d in tensor.shape) > 1:
+        raise ProtocolError(f"input {tensor.name} has shape {tensor.shape}: [N], one element per item")
+    return int(np.prod(tensor.shape)) if tensor.shape else 1
+
+
+def _input_values(request: InferRequest, binary: bytes, max_items: int) -> dict[str, list[bytes]]:
+    """Input name → the bytes of its N elements (N items, the same for every input); the binary data is
+    read in request order."""
+    values: dict[str, list[bytes]] = {}
     offset = 0
     for tensor in request.inputs:
-        if tensor.name not in INPUTS:
-            raise ProtocolError(f"unknown input {tensor.name!r}; inputs are: {', '.join(INPUTS)}")
-        if tensor.name in values:
-            raise ProtocolError(f"input {tensor.name} sent more than once")
-        if tensor.datatype != "BYTES":
-            raise ProtocolError(f"input {tensor.name} must have datatype BYTES, not {tensor.datatype}")
-        count = int(np.prod(tensor.shape)) if tensor.shape else 1
-        if any(d < 0 for d in tensor.shape) or count != 1:
-            raise ProtocolError(
-                f"input {tensor.name} has shape {tensor.shape}: one item per request, shape [1]"
-            )
+        count = _check_tensor(tensor, values)
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -188,38 +196,53 @@ def _input_values(request: InferRequest, binary: bytes) -> dict[str, bytes]:
             items = _json_elements(tensor)
         if len(items) != count:
             raise ProtocolError(f"input {tensor.name}: shape {tensor.shape} but {len(items)} element(s)")
-        values[tensor.name] = items[0]
+        values[tensor.name] = items
     if not values:
         raise ProtocolError(f"send at least one input of: {', '.join(INPUTS)}")
+    counts = {len(items) for items in values.values()}
+    if len(counts) > 1:
+        raise ProtocolError(f"every input must have the same number of items; got {sorted(counts)}")
+    if counts.pop() > max_items:
+        raise ProtocolError(f"at most {max_items} items per request (SENTIMENT_MAX_BATCH_ITEMS)")
     return values
 
 
-def decode_infer(body: bytes, header_length: str | None) -> tuple[InferRequest, RawInput]:
-    """An infer body → the parsed request and the :class:`RawInput` for the predictor.
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("input text is not UTF-8") from None
+
+
+def decode_infer(
+    body: bytes, header_length: str | None, max_items: int
+) -> tuple[InferRequest, list[RawInput]]:
+    """An infer body → the parsed request and one :class:`RawInput` per item for the predictor.
 
     Raises:
         ProtocolError: 400 for anything the protocol does not allow.
     """
     header, binary = _split_body(body, header_length)
     request = _parse_request(header)
-    values = _input_values(request, binary)
-    text: str | None = None
-    if "text" in values:
-        try:
-            text = values["text"].decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError("input text is not UTF-8") from None
-    return request, RawInput(text=text, image=values.get("image"), audio=values.get("audio"))
+    values = _input_values(request, binary, max_items)
+    count = len(next(iter(values.values())))
+    texts = [_text(v) for v in values["text"]] if "text" in values else [None] * count
+    images: list[bytes | None] = list(values["image"]) if "image" in values else [None] * count
+    audios: list[bytes | None] = list(values["audio"]) if "audio" in values else [None] * count
+    raws = [RawInput(text=t, image=i, audio=a) for t, i, a in zip(texts, images, audios, strict=True)]
+    return request, raws
 
 
 # --------------------------------------------------------------------------- response encoding
-def output_arrays(prediction: Prediction) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
-    """The three FP32 outputs of one prediction, batch axis of 1 (clipped to [0, 1] as in /v1)."""
-    out = prediction.output
+def output_arrays(predictions: list[Prediction]) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
+    """The three FP32 outputs of N predictions, batch axis N (probabilities clipped to [0, 1] as in /v1)."""
+    outs = [p.output for p in predictions]
     return {
-        "probabilities": np.clip(out.probabilities, 0.0, 1.0).astype(np.float32)[None, :],
-        "expert_probabilities": np.clip(out.modality_probabilities, 0.0, 1.0).astype(np.float32)[None],
-        "expert_mask": np.asarray(out.modality_mask, dtype=np.float32)[None, :],
+        "probabilities": np.clip(np.stack([o.probabilities for o in outs]), 0.0, 1.0).astype(np.float32),
+        "expert_probabilities": np.clip(np.stack([o.modality_probabilities for o in outs]), 0.0, 1.0).astype(
+            np.float32
+        ),
+        "expert_mask": np.stack([o.modality_mask for o in outs]).astype(np.float32),
     }
 
 
@@ -237,10 +260,10 @@ def _wanted(request: InferRequest) -> list[tuple[str, bool]]:
 
 
 def encode_infer(
-    request: InferRequest, prediction: Prediction, model_name: str, model_version: str
+    request: InferRequest, predictions: list[Prediction], model_name: str, model_version: str
 ) -> Response:
     """The infer response: JSON, or the JSON header then the raw FP32 outputs (binary extension)."""
-    arrays = output_arrays(prediction)
+    arrays = output_arrays(predictions)
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, binary in _wanted(request):
@@ -287,11 +310,11 @@ def _model_metadata(predictor: Predictor, name: str, version: str | None) -> dic
         "name": model_name,
         "versions": [model_version],
         "platform": "onnxruntime_onnx",
-        "inputs": [{"name": n, "datatype": "BYTES", "shape": [1]} for n in INPUTS],
+        "inputs": [{"name": n, "datatype": "BYTES", "shape": [-1]} for n in INPUTS],
         "outputs": [
-            {"name": "probabilities", "datatype": "FP32", "shape": [1, 3]},
-            {"name": "expert_probabilities", "datatype": "FP32", "shape": [1, experts, 3]},
-            {"name": "expert_mask", "datatype": "FP32", "shape": [1, experts]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+            {"name": "expert_probabilities", "datatype": "FP32", "shape": [-1, experts, 3]},
+            {"name": "expert_mask", "datatype": "FP32", "shape": [-1, experts]},
         ],
         "parameters": {
             "labels": ["negative", "neutral", "positive"],
@@ -345,14 +368,27 @@ async def model_ready(predictor: PredictorDep, name: str, version: str | None = 
     return Response(status_code=200 if predictor.ready else 503)
 
 
-async def _infer(request: Request, predictor: Predictor, name: str, version: str | None) -> Response:
+async def _predict_all(predictor: Predictor, raws: list[RawInput]) -> list[Prediction]:
+    """Every item through the predictor at once (the batcher batches them); the first error fails all."""
+    results = await asyncio.gather(*(predictor.predict(raw) for raw in raws), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if isinstance(r, Prediction)]
+
+
+async def _infer(
+    request: Request, predictor: Predictor, settings: Settings, name: str, version: str | None
+) -> Response:
     model_name, model_version = _model_ids(predictor, name, version)
     body = await request.body()
-    infer_request, raw = decode_infer(body, request.headers.get(HEADER_LENGTH))
+    infer_request, raws = await run_in_threadpool(
+        decode_infer, body, request.headers.get(HEADER_LENGTH), settings.max_batch_items
+    )
     if not predictor.ready:
         raise NotReadyError(predictor.not_ready_reason or "model not ready")
-    prediction = await unless_disconnected(request, predictor.predict(raw))
-    return encode_infer(infer_request, prediction, model_name, model_version)
+    predictions = await unless_disconnected(request, _predict_all(predictor, raws))
+    return encode_infer(infer_request, predictions, model_name, model_version)
 
 
 @router.post("/v2/models/{name}/infer", summary="Inference (v2)")
@@ -366,7 +402,7 @@ async def infer(
     ServiceError's own status (with its headers, e.g. ``Retry-After``)."""
     try:
         await require_api_key(request, settings)
-        return await _infer(request, predictor, name, version)
+        return await _infer(request, predictor, settings, name, version)
     except ProtocolError as exc:
         note_error_type(ErrorType.MALFORMED_REQUEST.value if exc.status == 400 else "not_found")
         return v2_error(exc.message, exc.status)

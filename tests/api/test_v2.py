@@ -68,7 +68,7 @@ def test_model_metadata(client: TestClient, path: str) -> None:
         ("audio", "BYTES"),
     }
     shapes = {t["name"]: t["shape"] for t in body["outputs"]}
-    assert shapes == {"probabilities": [1, 3], "expert_probabilities": [1, 3, 3], "expert_mask": [1, 3]}
+    assert shapes == {"probabilities": [-1, 3], "expert_probabilities": [-1, 3, 3], "expert_mask": [-1, 3]}
 
 
 @pytest.mark.parametrize(
@@ -110,6 +110,19 @@ def test_infer_json_all_modalities_match_v1(client: TestClient) -> None:
     np.testing.assert_allclose(out["probabilities"]["data"], expected, atol=1e-6)
 
 
+def test_infer_n_items_each_match_v1(client: TestClient) -> None:
+    texts = [TEXT, "This is awful.", "ok"]
+    r = client.post(
+        INFER, json={"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": texts}]}
+    )
+    assert r.status_code == 200, r.text
+    out = _outputs(r.json())
+    assert out["probabilities"]["shape"] == [3, 3] and out["expert_mask"]["shape"] == [3, 3]
+    rows = np.array(out["probabilities"]["data"]).reshape(3, 3)
+    for row, text in zip(rows, texts, strict=True):
+        np.testing.assert_allclose(row, _v1_probs(client, text=text), atol=1e-6)
+
+
 def test_infer_binary_extension_by_hand(client: TestClient) -> None:
     """Binary input (uint32 LE length-prefixed element) and binary output (raw LE FP32)."""
     raw = struct.pack("<I", len(TEXT.encode())) + TEXT.encode()
@@ -148,7 +161,17 @@ def test_infer_binary_extension_by_hand(client: TestClient) -> None:
     [
         ({"inputs": [_bytes_input("video", "x")]}, "unknown input"),
         ({"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]}, "BYTES"),
-        ({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]}, "shape"),
+        ({"inputs": [{"name": "text", "shape": [2, 2], "datatype": "BYTES", "data": ["a"] * 4}]}, "shape"),
+        ({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a"]}]}, "shape"),
+        (
+            {
+                "inputs": [
+                    {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+                    _bytes_input("image", _b64(b"x")),
+                ]
+            },
+            "same number of items",
+        ),
         ({"inputs": []}, "at least one"),
         ({"inputs": [_bytes_input("image", "not base64!")]}, "base64"),
         ({"inputs": [_bytes_input("text", TEXT)], "outputs": [{"name": "logits"}]}, "unknown output"),
@@ -211,6 +234,14 @@ def test_tritonclient_matches_v1(model_dir: Path, tmp_path: Path) -> None:
                     assert probs.shape == (1, 3) and probs.dtype == np.float32
                     assert result.as_numpy("expert_probabilities").shape == (1, 3, 3)
                     np.testing.assert_allclose(probs[0], _v1_probs(http, **v1_fields), atol=1e-6, rtol=0)
+                texts = [TEXT, "This is awful."]
+                tensor = httpclient.InferInput("text", [2], "BYTES")
+                tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+                wanted = [httpclient.InferRequestedOutput("probabilities", binary_data=False)]
+                probs = triton.infer("fused-sentiment", [tensor], outputs=wanted).as_numpy("probabilities")
+                assert probs.shape == (2, 3)
+                for row, text in zip(probs, texts, strict=True):
+                    np.testing.assert_allclose(row, _v1_probs(http, text=text), atol=1e-6, rtol=0)
         finally:
             triton.close()
 
