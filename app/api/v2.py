@@ -25,6 +25,7 @@ import binascii
 import json
 import logging
 import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from app import __version__
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.config import Settings
-from app.errors import ErrorType, ServiceError
+from app.errors import ApiError, ErrorType, ServiceError
 from app.inference.predictor import NotReadyError, Prediction, Predictor
 from app.logging_setup import note_error_type
 from app.preprocessing.pipeline import RawInput
@@ -214,6 +215,29 @@ def _text(value: bytes) -> str:
         raise ProtocolError("input text is not UTF-8") from None
 
 
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent before ``Content-Encoding`` (gzip or deflate, as ``tritonclient`` sends with
+    ``request_compression_algorithm``), at most ``limit`` bytes once decompressed.
+
+    Raises:
+        ProtocolError: another encoding, or a body that does not decompress (400).
+        ApiError: more than ``limit`` bytes decompressed (413 ``payload_too_large``).
+    """
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return body
+    if name not in ("gzip", "deflate"):
+        raise ProtocolError(f"Content-Encoding {name!r} is not supported (gzip, deflate)")
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if name == "gzip" else zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise ProtocolError(f"the body is not valid {name} data") from None
+    if len(data) > limit:
+        raise ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"the decompressed body is over {limit} bytes")
+    return data
+
+
 def decode_infer(
     body: bytes, header_length: str | None, max_items: int
 ) -> tuple[InferRequest, list[RawInput]]:
@@ -381,7 +405,9 @@ async def _infer(
     request: Request, predictor: Predictor, settings: Settings, name: str, version: str | None
 ) -> Response:
     model_name, model_version = _model_ids(predictor, name, version)
-    body = await request.body()
+    body = await run_in_threadpool(
+        decompress, await request.body(), request.headers.get("content-encoding"), settings.max_body_bytes
+    )
     infer_request, raws = await run_in_threadpool(
         decode_infer, body, request.headers.get(HEADER_LENGTH), settings.max_batch_items
     )

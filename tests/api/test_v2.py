@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +186,23 @@ def test_protocol_errors_are_400(client: TestClient, body: dict[str, Any], fragm
     assert fragment in r.json()["error"]
 
 
+def test_compressed_bodies(client: TestClient) -> None:
+    body = json.dumps({"inputs": [_bytes_input("text", TEXT)]}).encode()
+    plain = client.post(INFER, content=body, headers={"Content-Type": "application/json"})
+    for encoding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        r = client.post(
+            INFER, content=data, headers={"Content-Type": "application/json", "Content-Encoding": encoding}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"] == plain.json()["outputs"]
+    r = client.post(
+        INFER, content=body, headers={"Content-Type": "application/json", "Content-Encoding": "br"}
+    )
+    assert r.status_code == 400 and "Content-Encoding" in r.json()["error"]
+    r = client.post(INFER, content=b"nope", headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 400
+
+
 def test_not_json_is_400(client: TestClient) -> None:
     r = client.post(INFER, content=b"{", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
@@ -234,6 +253,8 @@ def test_tritonclient_matches_v1(model_dir: Path, tmp_path: Path) -> None:
                     assert probs.shape == (1, 3) and probs.dtype == np.float32
                     assert result.as_numpy("expert_probabilities").shape == (1, 3, 3)
                     np.testing.assert_allclose(probs[0], _v1_probs(http, **v1_fields), atol=1e-6, rtol=0)
+                gzipped = triton.infer("fused-sentiment", inputs, request_compression_algorithm="gzip")
+                np.testing.assert_array_equal(gzipped.as_numpy("probabilities"), probs)
                 texts = [TEXT, "This is awful."]
                 tensor = httpclient.InferInput("text", [2], "BYTES")
                 tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
