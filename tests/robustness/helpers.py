@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -51,3 +55,25 @@ def probs(values: dict[str, float] | None) -> list[float]:
     """A probabilities object in label order."""
     assert values is not None
     return [values[label] for label in LABELS]
+
+
+def trickled(sock: socket.socket, byte: bytes, read: Callable[[socket.socket], bytes]) -> bytes:
+    """Send ``byte`` every 100 ms from a thread (never idle long, never finished) while ``read(sock)``
+    waits for the server's answer; stop the trickle once it returns. Returns what ``read`` returned."""
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            try:
+                sock.sendall(byte)
+            except OSError:
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        return read(sock)
+    finally:
+        stop.set()
+        thread.join(5)

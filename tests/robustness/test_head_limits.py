@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.robustness.helpers import trickled
 from tests.robustness.server import Server, running_server
 
 pytestmark = pytest.mark.slow
@@ -98,26 +98,10 @@ def test_head_just_under_the_limit_is_served(server: Server) -> None:
 
 
 def test_trickled_head_gets_408_after_the_head_timeout(server: Server) -> None:
-    stop = threading.Event()
     started = time.monotonic()  # before the connection exists, so the server's deadline is later
     with _connect(server) as sock:
         sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
-
-        def trickle() -> None:
-            while not stop.is_set():  # a header byte every 100 ms: never idle, never finished
-                try:
-                    sock.sendall(b"X")
-                except OSError:
-                    return
-                time.sleep(0.1)
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        try:
-            response = _read_until_closed(sock)
-        finally:
-            stop.set()
-            thread.join()
+        response = trickled(sock, b"X", _read_until_closed)  # a header byte every 100 ms
         elapsed = time.monotonic() - started
     status, body = _status_and_body(response)
     assert status == 408 and body["error"]["type"] == "request_timeout"  # type: ignore[index]

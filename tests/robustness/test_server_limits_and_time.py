@@ -15,7 +15,6 @@ import logging
 import multiprocessing
 import socket
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from PIL import Image
 
 from tests.media import face_jpeg
 from tests.robustness.hammer import hammer
+from tests.robustness.helpers import trickled
 from tests.robustness.server import Server, reset_peak_rss, rss_bytes, running_server
 
 pytestmark = pytest.mark.slow
@@ -124,24 +124,9 @@ def _head(length: int) -> bytes:
 def test_trickling_client_gets_408_and_is_disconnected(server: Server) -> None:
     sock = _raw_request(server, _head(10_000) + b'{"text": "')
     started = time.monotonic()
-    stop = threading.Event()
-
-    def trickle() -> None:
-        # One byte every 100 ms: never idle long, but 10 kB would take 1000 s.
-        while not stop.is_set():
-            try:
-                sock.sendall(b"a")
-            except OSError:
-                return
-            time.sleep(0.1)
-
-    thread = threading.Thread(target=trickle, daemon=True)
-    thread.start()
     try:
-        response = _read_all(sock)
+        response = trickled(sock, b"a", _read_all)  # one byte every 100 ms: 10 kB would take 1000 s
     finally:
-        stop.set()
-        thread.join(5)
         sock.close()
     elapsed = time.monotonic() - started
     assert response.startswith(b"HTTP/1.1 408 "), response[:200]
