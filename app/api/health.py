@@ -13,11 +13,15 @@ from app.schemas import HealthResponse, ModelsResponse, ReadyResponse
 router = APIRouter()
 
 
+# HEAD answers like GET without a body (load balancers and uptime checkers probe with it); kept out of
+# the OpenAPI schema, which would otherwise list each route twice under one operation id.
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", response_model=HealthResponse, tags=["health"], summary="Process is alive")
 async def healthz() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     response_model=ReadyResponse,

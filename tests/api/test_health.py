@@ -21,6 +21,15 @@ def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_routes_answer_head_like_get_without_a_body(client: TestClient, path: str) -> None:
+    """Load balancers and uptime checkers often probe with HEAD: same status and headers, no body."""
+    get, head = client.get(path), client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
 def test_readyz_after_startup_reports_model_and_provider(client: TestClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200
@@ -81,6 +90,7 @@ def test_require_gpu_on_cpu_fallback_is_not_ready_with_reason(settings: Settings
         assert r.status_code == 503
         assert r.json()["error"]["type"] == "not_ready"
         assert "CUDA" in r.json()["error"]["message"]
+        assert c.head("/readyz").status_code == 503
         assert c.post("/v1/predict", json={"text": "hi"}).status_code == 503
 
 
