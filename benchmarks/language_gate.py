@@ -40,17 +40,17 @@ class Features:
 
 def corpora(data: Path) -> dict[str, list[str]]:
     """Set name → texts (only the English corpora present under ``data``)."""
+    foreign = json.loads((ROOT / "tests/data/languages/foreign.json").read_text("utf-8"))
     sets: dict[str, list[str]] = {
-        "foreign (16 languages)": [
-            t for ts in json.loads((ROOT / "tests/data/languages/foreign.json").read_text("utf-8")).values() for t in ts
-        ],
+        "foreign (16 languages)": [t for texts in foreign.values() for t in texts],
         "english_hard": (ROOT / "tests/data/languages/english_hard.txt").read_text("utf-8").splitlines(),
     }
     vader = data / "vader_icwsm2014"
     for name in ("tweets", "movieReview", "amazonReview", "nytEditorial"):
         path = vader / f"{name}{'' if name == 'tweets' else 'Snippets'}_GroundTruth.txt"
         if path.is_file():
-            sets[f"vader {name}"] = [ln.split("\t", 2)[2] for ln in path.read_text("utf-8").splitlines() if ln]
+            lines = path.read_text("utf-8").splitlines()
+            sets[f"vader {name}"] = [ln.split("\t", 2)[2] for ln in lines if ln]
     for key, path, column in (
         ("meld_text test", data / "meld_text/test_sent_emo.csv", "Utterance"),
         ("tweeteval test", data / "tweeteval_sentiment/test.csv", "text"),
@@ -70,7 +70,8 @@ def features(gate: LanguageGate, text: str) -> Features | None:
         return None
     language, confidence, english = gate.detect(cleaned)
     foreign, letters = foreign_script_letters(cleaned)
-    return Features(text, len(set(cleaned.casefold().split())), foreign, letters, language, confidence, english)
+    words = len(set(cleaned.casefold().split()))
+    return Features(text, words, foreign, letters, language, confidence, english)
 
 
 def refused(f: Features | None, supported: frozenset[str], words: int, conf: float, max_en: float) -> bool:

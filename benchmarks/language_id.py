@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.candidate, args.tweets), ensure_ascii=False))
         return 0
     for name in CANDIDATES:
-        cmd = [sys.executable, "-m", "benchmarks.language_id", "--candidate", name, "--tweets", str(args.tweets)]
+        cmd = [sys.executable, "-m", "benchmarks.language_id", "--candidate", name]
+        cmd += ["--tweets", str(args.tweets)]
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
         print(out.stdout.strip() or f'{{"candidate": "{name}", "error": {json.dumps(out.stderr[-300:])}}}')
     return 0

@@ -19,10 +19,10 @@ Decision rule (:meth:`LanguageGate.assess`), made so that English is almost neve
 2. Script: if at least :data:`MIN_SCRIPT_LETTERS` letters are in scripts other than Latin and they are at
    least :data:`MIN_SCRIPT_SHARE` of all letters, the text is refused (no supported language is written in
    them); the language reported is the detector's answer.
-3. Latin script: refused only when the cleaned text has at least :data:`MIN_WORDS` distinct words, the detector's
-   top language is unsupported with probability ≥ :data:`MIN_CONFIDENCE`, and English's own probability is
-   below :data:`MAX_ENGLISH_PROBABILITY`. Shorter or ambiguous texts ("ok", "lol", "omg!!!", a URL, a
-   hashtag, emoji + one word) are used as English.
+3. Latin script: refused only when the cleaned text has at least :data:`MIN_WORDS` distinct words, the
+   detector's top language is unsupported with probability ≥ :data:`MIN_CONFIDENCE`, and English's own
+   probability is below :data:`MAX_ENGLISH_PROBABILITY`. Shorter or ambiguous texts ("ok", "lol",
+   "omg!!!", a URL, a hashtag, emoji + one word) are used as English.
 
 The constants were chosen on the sentences in ``tests/data/languages`` and the English corpora of
 ``../shared/data`` (``python -m benchmarks.language_gate``; see docs/model.md).
