@@ -7,8 +7,9 @@ of "not English" top-1 answers on ``tests/data/languages/english_hard.txt`` (113
 names, loanwords, slang, hashtags, mentions, URLs, emoji) and on the first ``--tweets`` TweetEval test
 tweets (``$SENTIMENT_DATA_DIR`` or ``../shared/data``, skipped if absent); and single-thread ms per text.
 
-Candidates (install them yourself; only ``py3langid`` is a service dependency): ``py3langid`` (all 97
-languages, and restricted to :data:`app.preprocessing.language.DETECTOR_LANGUAGES`), ``lingua`` (the
+Candidates (install them yourself; only ``py3langid`` is a service dependency): ``py3langid`` (all 140
+labels of its model, on the raw text; and ``py3langid-restricted``: as the service's gate runs it, on
+:func:`app.preprocessing.language.clean_text` output with two-letter labels only), ``lingua`` (the
 ``lingua-language-detector`` package, all 75 languages, low- and high-accuracy mode) and ``langdetect``
 (seeded: it is random otherwise). fastText's lid.176 is not in its package (a download) and is not a
 candidate. Results of the run on the 2-core development VM are in docs/model.md ("Language gate").
@@ -33,14 +34,15 @@ CANDIDATES = ("py3langid", "py3langid-restricted", "lingua-low", "lingua-high", 
 
 def _detector(name: str) -> Any:
     """A callable text → ISO 639-1 code (lower case) for the candidate ``name``."""
-    if name.startswith("py3langid"):
+    if name == "py3langid-restricted":  # as the service runs it: cleaned text, two-letter labels only
+        from app.preprocessing.language import LanguageGate, clean_text
+
+        gate = LanguageGate(["en"])
+        return lambda text: gate.detect(clean_text(text))[0] if clean_text(text) else "??"
+    if name == "py3langid":
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
         ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        if name.endswith("restricted"):
-            from app.preprocessing.language import DETECTOR_LANGUAGES
-
-            ident.set_languages(list(DETECTOR_LANGUAGES))
         return lambda text: ident.classify(text)[0]
     if name.startswith("lingua"):
         from lingua import LanguageDetectorBuilder
