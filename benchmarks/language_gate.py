@@ -17,6 +17,7 @@ import csv
 import itertools
 import json
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,11 @@ class Features:
     language: str
     confidence: float
     english: float
+
+
+def _rss_mib() -> float:
+    """Resident set size of this process in MiB (Linux ``/proc/self/statm``)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def corpora(data: Path) -> dict[str, list[str]]:
@@ -88,9 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show", type=int, default=0)
     args = p.parse_args(argv)
     data = Path(os.environ.get("SENTIMENT_DATA_DIR", ROOT.parent / "shared" / "data"))
-    t0 = time.perf_counter()
+    rss0, t0 = _rss_mib(), time.perf_counter()
     gate = LanguageGate(["en"])
-    print(f"gate built in {time.perf_counter() - t0:.2f} s")
+    gate.assess("warm up")
+    print(f"gate built in {time.perf_counter() - t0:.2f} s; RSS {rss0:.0f} -> {_rss_mib():.0f} MiB")
+    sample = ["I am very happy today, this is wonderful", "أنا سعيد جدا اليوم، هذا رائع"] * 200
+    times = []
+    for text in sample:
+        t0 = time.perf_counter()
+        gate.assess(text)
+        times.append(time.perf_counter() - t0)
+    print(f"assess: median {1e3 * statistics.median(times):.3f} ms over {len(sample)} texts")
     sets = corpora(data)
     t0 = time.perf_counter()
     feats = {name: [features(gate, t) for t in texts] for name, texts in sets.items()}
