@@ -53,11 +53,11 @@ class TextResult(BaseModel):
                     "used": False,
                     "probabilities": None,
                     "reason": "unsupported_language",
-                    "tokens": 14,
+                    "tokens": 25,
                     "truncated": False,
                     "characters": 28,
                     "language": "ar",
-                    "language_confidence": 0.9063,
+                    "language_confidence": 0.9999,
                 }
             ]
         }
