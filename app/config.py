@@ -91,6 +91,13 @@ class _ModelSettings(BaseModel):
         default=True,
         description="Run the model at startup on every batch-size/length bucket shape before becoming ready.",
     )
+    language_gate: bool = Field(
+        default=True,
+        description="Refuse text in a language the model's text expert was not trained on (the contract's "
+        "`languages`, English for the v1 model): the text is then not used, reason `unsupported_language`, "
+        "with the detected `language` (py3langid; rule in app/preprocessing/language.py). False: every text "
+        "is used, whatever its language (the text expert is then confidently wrong on other languages).",
+    )
 
     @field_validator("providers")
     @classmethod

@@ -79,6 +79,10 @@ V1_EXPERTS: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
 #: Value of the one-element dummy an absent expert's tensor gets (mask tensors: 1, so that no branch sees
 #: an all-zero mask; everything else 0). ``config.json`` may override it per input with ``absent_fill``.
 DEFAULT_ABSENT_FILL: Final[dict[str, float]] = {"attention_mask": 1.0, "audio_mask": 1.0}
+#: Languages (ISO 639-1) each v1 expert was trained on, used when ``config.json`` says nothing: the v1 text
+#: expert is all-MiniLM-L6-v2 (English WordPiece vocabulary) fine-tuned on English corpora only. Experts
+#: not listed read no language.
+V1_LANGUAGES: Final[dict[str, tuple[str, ...]]] = {"text": ("en",)}
 
 _V1_TENSORS: Final[dict[str, tuple[str, tuple[int | str, ...]]]] = {
     "input_ids": ("int64", ("batch", "text_length")),
@@ -119,11 +123,13 @@ class TensorSpec:
 
 @dataclass(frozen=True, slots=True)
 class ExpertSpec:
-    """One expert of the fused model: its name, the request field it reads, and its input tensors."""
+    """One expert of the fused model: its name, the request field it reads, its input tensors and, for a
+    text expert, the languages (ISO 639-1 codes) it was trained on (empty: no language restriction)."""
 
     name: str
     modality: str
     inputs: tuple[TensorSpec, ...]
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +173,9 @@ class ModelContract:
 
         ``experts``: list of ``{"name", "modality", "inputs": [names]}`` (or of names known to
         :data:`V1_EXPERTS`); ``inputs``: name → ``{"dtype", "shape", "absent_fill"?}`` with the batch axis
-        first; ``mask_input`` and ``output_names`` name the mask and the two outputs.
+        first; ``mask_input`` and ``output_names`` name the mask and the two outputs. An expert's languages
+        come from its entry's ``"languages"`` list, else from the top-level ``"languages"`` mapping (expert
+        name → list, for configs whose experts are plain names), else from :data:`V1_LANGUAGES`.
 
         Raises:
             ContractError: an expert without inputs, an input without dtype/shape, or an unknown expert name.
@@ -175,6 +183,8 @@ class ModelContract:
         known = {name: (modality, inputs) for name, modality, inputs in V1_EXPERTS}
         raw_inputs = config.get("inputs")
         declared: Mapping[str, Any] = raw_inputs if isinstance(raw_inputs, dict) else {}
+        raw_languages = config.get("languages")
+        languages: Mapping[str, Any] = raw_languages if isinstance(raw_languages, dict) else {}
         experts = []
         for entry in config.get("experts") or config.get("modalities") or [n for n, _, _ in V1_EXPERTS]:
             if isinstance(entry, str):
@@ -185,7 +195,10 @@ class ModelContract:
             if not names:
                 raise ContractError(f"expert {entry.get('name')!r} lists no inputs")
             tensors = tuple(_tensor(n, declared.get(n)) for n in names)
-            experts.append(ExpertSpec(str(entry["name"]), str(entry.get("modality", entry["name"])), tensors))
+            name = str(entry["name"])
+            langs = entry.get("languages", languages.get(name, V1_LANGUAGES.get(name, ())))
+            modality = str(entry.get("modality", name))
+            experts.append(ExpertSpec(name, modality, tensors, tuple(str(c) for c in langs or ())))
         outputs = config.get("output_names") or list(OUTPUT_NAMES)
         return cls(
             experts=tuple(experts),

@@ -46,14 +46,42 @@ class FaceBoxModel(BaseModel):
 
 
 class TextResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "used": False,
+                    "probabilities": None,
+                    "reason": "unsupported_language",
+                    "tokens": 25,
+                    "truncated": False,
+                    "characters": 28,
+                    "language": "ar",
+                    "language_confidence": 0.9999,
+                }
+            ]
+        }
+    )
+
     used: bool = Field(description="Whether the text branch contributed to the fused probabilities.")
     probabilities: Probabilities | None = Field(description="The text branch's own calibrated probabilities.")
     reason: str | None = Field(
-        default=None, description="Why this modality did not count (e.g. `no_face`); null when used."
+        default=None,
+        description="Why this modality did not count: `unsupported_language` (the text expert was trained "
+        "on English only; see `language`); null when used.",
     )
-    tokens: int = Field(description="Tokens given to the model, incl. [CLS]/[SEP].")
+    tokens: int = Field(description="Tokens of the text incl. [CLS]/[SEP] (what the model reads when used).")
     truncated: bool = Field(description="True if the text had more tokens than the model maximum (128).")
     characters: int = Field(description="Characters after Unicode normalisation.")
+    language: str | None = Field(
+        default=None,
+        description="Language detected by the language gate (ISO 639-1, e.g. `en`, `ar`); null when the "
+        "gate is off or the text has no letters. Short or mixed Latin-script text is used as English even "
+        "when another language is detected; the decision is `used` / `reason`.",
+    )
+    language_confidence: float | None = Field(
+        default=None, ge=0, le=1, description="The detector's probability of `language` (0–1)."
+    )
 
 
 class ImageResult(BaseModel):

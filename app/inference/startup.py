@@ -13,6 +13,7 @@ from app.config import Settings
 from app.inference.model import InferenceModel
 from app.inference.repository import ModelLoadError
 from app.preprocessing.experts import Expert, Limits, Resources
+from app.preprocessing.language import LanguageGate
 from app.preprocessing.pipeline import PreprocessingPipeline, RawInput
 from app.preprocessing.text import load_tokenizer
 
@@ -34,18 +35,29 @@ def limit_blas_threads() -> None:
 def build_pipeline(
     model: InferenceModel, settings: Settings, experts: Mapping[str, Expert]
 ) -> PreprocessingPipeline:
-    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the request limits.
+    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the language gate of
+    its text expert (built once here, when ``settings.language_gate`` is on and a text expert declares
+    languages; shared by every preprocessing thread), the request limits.
 
     Raises:
-        ModelLoadError: the tokenizer cannot be loaded, or an expert of the model has no registry entry.
+        ModelLoadError: the tokenizer or the language detector cannot be loaded, or an expert of the model
+            has no registry entry.
     """
     try:
         tokenizer = load_tokenizer(model.spec.tokenizer_file)
     except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception types
         raise ModelLoadError(f"could not load tokenizer {model.spec.tokenizer_file}: {exc}") from exc
     limits = Limits(settings.max_text_chars, settings.max_image_pixels, settings.max_audio_seconds)
+    text_experts = (e for e in model.contract.experts if e.modality == "text" and e.languages)
+    languages = next((e.languages for e in text_experts), ())
+    gate = None
+    if settings.language_gate and languages:
+        try:
+            gate = LanguageGate(languages)
+        except Exception as exc:  # noqa: BLE001 - a missing package or a corrupt model file
+            raise ModelLoadError(f"could not load the language detector (py3langid): {exc}") from exc
     try:
-        return PreprocessingPipeline(model.contract, Resources(tokenizer), limits, experts)
+        return PreprocessingPipeline(model.contract, Resources(tokenizer, gate), limits, experts)
     except KeyError as exc:
         raise ModelLoadError(f"model {model.spec.name}: {exc.args[0]}") from exc
 

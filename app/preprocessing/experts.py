@@ -21,12 +21,16 @@ from app.preprocessing.audio import DecodedAudio, decode_audio, log_mel
 from app.preprocessing.errors import InputTooLargeError, PreprocessingError
 from app.preprocessing.face import FaceBox, largest_face_input
 from app.preprocessing.image import DecodedImage, decode_image
+from app.preprocessing.language import LanguageGate
 from app.preprocessing.text import encode_text, normalize_text
 
 V = TypeVar("V")
 
 #: Reason an image's face expert reports when the detector found no face.
 NO_FACE = "no_face"
+#: Reason the text expert reports for text in a language it was not trained on
+#: (:class:`app.preprocessing.language.LanguageGate`).
+UNSUPPORTED_LANGUAGE = "unsupported_language"
 
 
 # --------------------------------------------------------------------------- typed facts
@@ -60,10 +64,15 @@ class AudioFacts:
 
 @dataclass(frozen=True, slots=True)
 class TokenFacts:
-    """Text expert facts: ``tokens`` given to the model (incl. [CLS]/[SEP]) and whether it was truncated."""
+    """Text expert facts: ``tokens`` of the text (incl. [CLS]/[SEP]; what the model reads when the text is
+    used), whether it was truncated, and the language gate's ``language`` (ISO 639-1) and
+    ``language_confidence`` (detector probability in [0, 1]); both None when no gate runs or the text has no
+    letters."""
 
     tokens: int
     truncated: bool
+    language: str | None = None
+    language_confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +147,15 @@ DECODERS: Mapping[str, Callable[[Any, Limits], Decoded[Any]]] = {
 # --------------------------------------------------------------------------- experts
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """What prepare functions may use besides the decoded value (loaded once per model)."""
+    """What prepare functions may use besides the decoded value (loaded once per model).
+
+    Attributes:
+        tokenizer: the text expert's WordPiece tokenizer.
+        language_gate: the text expert's language gate (thread-safe, shared), or None: every text is used.
+    """
 
     tokenizer: Tokenizer
+    language_gate: LanguageGate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +189,25 @@ class Expert:
 
 def prepare_text(text: str, resources: Resources) -> ExpertInput:
     """Tokenise (:func:`app.preprocessing.text.encode_text`): ``input_ids`` int64 [L] and
-    ``attention_mask`` int64 [L] of ones, L ≤ 128.
+    ``attention_mask`` int64 [L] of ones, L ≤ 128. Text the language gate refuses
+    (:meth:`app.preprocessing.language.LanguageGate.assess`) is not used: reason ``unsupported_language``,
+    the detected language in the facts.
 
     Raises:
-        PreprocessingError: nothing but [CLS]/[SEP] or only [UNK] tokens are left (e.g. emoji only).
+        PreprocessingError: text in a supported language with nothing but [CLS]/[SEP] or only [UNK] tokens
+            left (e.g. emoji only).
     """
     encoded = encode_text(resources.tokenizer, text)
+    gate = resources.language_gate
+    verdict = gate.assess(text) if gate is not None else None
+    facts = TokenFacts(
+        encoded.num_tokens,
+        encoded.truncated,
+        language=verdict.language if verdict else None,
+        language_confidence=verdict.confidence if verdict else None,
+    )
+    if verdict is not None and not verdict.supported:
+        return ExpertInput(None, reason=UNSUPPORTED_LANGUAGE, facts=facts)
     unknown = resources.tokenizer.token_to_id("[UNK]")
     if encoded.num_tokens <= 2 or all(int(i) == unknown for i in encoded.input_ids[1:-1]):
         raise PreprocessingError("text contains no tokens the model can read")
@@ -187,7 +215,7 @@ def prepare_text(text: str, resources: Resources) -> ExpertInput:
         "input_ids": encoded.input_ids,
         "attention_mask": np.ones(encoded.num_tokens, dtype=np.int64),
     }
-    return ExpertInput(tensors, facts=TokenFacts(encoded.num_tokens, encoded.truncated))
+    return ExpertInput(tensors, facts=facts)
 
 
 def prepare_face(image: Image.Image, _: Resources) -> ExpertInput:

@@ -179,6 +179,9 @@ def build_config(
         "model_file": "1/model.onnx",
         "labels": list(LABELS),
         "modalities": list(MODALITIES),
+        # Languages (ISO 639-1) each expert was trained on: the language gate refuses the rest
+        # (app.contract.ModelContract.from_config, app.preprocessing.language).
+        "languages": {"text": ["en"]},
         "inputs": _inputs_section(),
         "input_names": list(INPUT_NAMES),
         "output_names": list(OUTPUT_NAMES),

@@ -459,7 +459,11 @@ def _card_splits_metrics_limits(config: dict[str, Any], cmd: str, size_bytes: in
         "- Branches are trained on different corpora and fused assuming conditional independence "
         "given the class; "
         "no naturally paired text + face + speech data was available.",
-        "- Text: English only; trained on review snippets, tweets, editorials and TV dialogue.",
+        "- Text: English only; trained on review snippets, tweets, editorials and TV dialogue. The service "
+        "refuses text in other languages (not used, reason `unsupported_language`, detected language "
+        'reported; py3langid language gate, docs/model.md "Language gate"): on 16 other languages × 10 '
+        "test sentences 159/160 refused; English corpora refused at most 0.14 % (tweets), mostly tweets "
+        "that are in fact not English.",
         "- Face: frontal faces found by a Haar cascade; FER2013 is low-resolution, posed/web faces "
         "with known label "
         "noise; MVSA images mostly contain no face.",

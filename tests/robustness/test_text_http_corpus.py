@@ -13,6 +13,7 @@ from tests.media import face_jpeg, wav
 from tests.robustness.helpers import assert_error, assert_prediction, probs
 
 PREDICT = "/v1/predict"
+UNSUPPORTED = "unsupported_language"
 
 
 def multipart(
@@ -38,7 +39,9 @@ TEXT_CASES: list[tuple[str, str, tuple[Any, ...]]] = [
     # all-MiniLM's WordPiece vocabulary has no emoji: every one is [UNK], so the text carries nothing.
     ("emoji_only", "😍🎉👍🔥", (422, "invalid_input")),
     ("emoji_and_words", "😍 what a great day 🎉", ("ok",)),
-    ("mixed_scripts", "I love this 日本語 التجربة прекрасно ελληνικά", ("ok",)),
+    ("mixed_scripts", "I love this place so much, 日本語 and ελληνικά menus too", ("ok",)),
+    # Most letters outside the Latin script: the language gate refuses it (200, text not used).
+    ("mostly_other_scripts", "I love this 日本語 التجربة прекрасно ελληνικά", ("not_used", UNSUPPORTED)),
     ("combining_marks", "cafe\u0301 tre\u0300s bien", ("ok",)),
     ("right_to_left_override", "\u202egood day\u202c", ("ok",)),
 ]
@@ -55,6 +58,9 @@ def test_text_corpus(client: TestClient, text: str, expected: tuple[Any, ...], h
         r = client.post(PREDICT, data={"text": text})
     if expected[0] == "ok":
         assert assert_prediction(r)["modalities"]["text"]["used"] is True
+    elif expected[0] == "not_used":
+        result = assert_prediction(r)["modalities"]["text"]
+        assert (result["used"], result["reason"]) == (False, expected[1])
     elif text == "" and how != "json":
         # Browsers send empty form fields for untouched inputs: an empty text field counts as absent.
         assert_error(r, 422, "missing_modality")
