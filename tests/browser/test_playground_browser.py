@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,8 +15,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.config import REPO_ROOT
-from tests.browser.conftest import TIMEOUT_MS, note, screenshot
-from tests.robustness.server import Server
+from tests.browser.conftest import MODEL_ROOT, TIMEOUT_MS, note, screenshot
+from tests.robustness.server import Server, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -173,3 +174,24 @@ def test_webcam_snapshot_and_microphone_recording(media_browser: Browser, live_s
         screenshot(page, "playground-webcam-microphone")
     finally:
         context.close()
+
+
+def test_api_key_field(browser: Browser, tmp_path: Path) -> None:
+    """With SENTIMENT_API_KEY the page shows the 401's message, and predicts once the key is typed in."""
+    with running_server(MODEL_ROOT, tmp_path, api_key="playground-key") as server:
+        context = browser.new_context()
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        try:
+            page.goto(server.url + "/")
+            page.get_by_label("Text to classify").fill("what a lovely day")
+            status, data = _predict(page)
+            assert status == 401
+            expect(page.locator("#result-status")).to_contain_text(f"401 {data['error']['type']}")
+            page.get_by_text("API key", exact=True).click()  # opens the <details>
+            page.get_by_label("API key").fill("playground-key")
+            status, data = _predict(page)
+            assert status == 200, data
+            _check_rendering(page, data)
+        finally:
+            context.close()

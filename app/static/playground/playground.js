@@ -184,7 +184,9 @@ async function predict(event) {
   status.className = "status";
   status.textContent = "Predicting…";
   try {
-    const response = await fetch("v1/predict", { method: "POST", body: form });
+    const key = $("api-key").value.trim();
+    const headers = key ? { "X-API-Key": key } : {};
+    const response = await fetch("v1/predict", { method: "POST", body: form, headers });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       const error = data.error || {};
