@@ -195,3 +195,42 @@ def test_api_key_field(browser: Browser, tmp_path: Path) -> None:
             _check_rendering(page, data)
         finally:
             context.close()
+
+
+def _p(negative: float, neutral: float, positive: float) -> dict[str, float]:
+    return {"negative": negative, "neutral": neutral, "positive": positive}
+
+
+#: A response in a shape the service may grow into: no label, nested image parts, more reasons.
+FUTURE_RESPONSE: dict[str, Any] = {
+    "label": None,
+    "reason": "no usable modality",
+    "probabilities": {"negative": 1 / 3, "neutral": 1 / 3, "positive": 1 / 3},
+    "modalities": {
+        "text": None,
+        "image": {
+            "used": False,
+            "reason": "no_face",
+            "probabilities": None,
+            "face": {"used": False, "reason": "no_face", "probabilities": None},
+            "scene": {"used": True, "reason": None, "probabilities": _p(0.2, 0.3, 0.5)},
+        },
+        "audio": {"used": False, "reason": "no_speech", "probabilities": None, "duration_s": 2.0},
+        "video": {"used": True, "reason": None, "probabilities": _p(0.7, 0.2, 0.1)},
+    },
+}
+
+
+def test_renders_any_modality_nested_parts_and_a_null_label(page: Page, live_server: Server) -> None:
+    page.route("**/v1/predict", lambda route: route.fulfill(json=FUTURE_RESPONSE))
+    page.goto(live_server.url + "/")
+    page.get_by_label("Text to classify").fill("anything")
+    status, data = _predict(page)
+    assert status == 200 and data == FUTURE_RESPONSE
+    _check_rendering(page, data)
+    expect(page.locator("#label")).to_have_text(
+        "No usable evidence (no usable modality; image: no_face; audio: no_speech)"
+    )
+    expect(page.locator('[data-modality="image.scene"] > .bars .bar')).to_have_count(3)
+    expect(page.locator('[data-modality="image.face"] > .reason')).to_have_text("not used: no_face")
+    expect(page.locator('[data-modality="video"] > .bars .bar')).to_have_count(3)
