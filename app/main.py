@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import batch, docs, health, metrics, predict, v2
+from app.api import batch, docs, health, metrics, playground, predict, v2
 from app.api.errors import install_error_handlers
 from app.api.log_context import RequestLogMiddleware
 from app.api.middleware import RequestContextMiddleware
@@ -74,6 +74,7 @@ def create_app(*, settings: Settings | None = None, predictor: Predictor | None 
     app.include_router(batch.router)
     app.include_router(metrics.router)
     app.include_router(v2.router)
+    app.include_router(playground.router)  # GET / (HTML page calling /v1/predict)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny contract-compatible model repository, settings, an app client, the data dir.
 
 ``needs_data`` tests skip when the data directory is absent, except when ``SENTIMENT_REQUIRE_DATA=1``
-(set by ``.ci/run``): then a skipped ``needs_data`` test is reported as a failure.
+(set by ``.ci/run``): then a skipped ``needs_data`` test is reported as a failure. Likewise ``browser``
+tests (tests/browser) skip without Debian's ``/usr/bin/chromium``, and fail instead under
+``SENTIMENT_REQUIRE_BROWSER=1`` (set by ``.ci/run``, which installs it).
 """
 
 from __future__ import annotations
@@ -21,16 +23,26 @@ from app.main import create_app
 from tests.tiny_model import build_tiny_model
 
 REQUIRE_DATA = os.environ.get("SENTIMENT_REQUIRE_DATA", "").lower() in ("1", "true", "yes")
+REQUIRE_BROWSER = os.environ.get("SENTIMENT_REQUIRE_BROWSER", "").lower() in ("1", "true", "yes")
+#: marker → (environment variable, whether set): a skipped test with the marker fails when it is set.
+REQUIRED = {
+    "needs_data": ("SENTIMENT_REQUIRE_DATA", REQUIRE_DATA),
+    "browser": ("SENTIMENT_REQUIRE_BROWSER", REQUIRE_BROWSER),
+}
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if REQUIRE_DATA and report.skipped and item.get_closest_marker("needs_data") is not None:
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"needs_data test skipped while SENTIMENT_REQUIRE_DATA=1: {reason}"
+    if not report.skipped:
+        return
+    for marker, (variable, required) in REQUIRED.items():
+        if required and item.get_closest_marker(marker) is not None:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = f"{marker} test skipped while {variable}=1: {reason}"
+            return
 
 
 @pytest.fixture(scope="session")
