@@ -15,6 +15,7 @@ from app.inference.repository import ModelLoadError
 from app.preprocessing.experts import Expert, Limits, Resources
 from app.preprocessing.pipeline import PreprocessingPipeline, RawInput
 from app.preprocessing.text import load_tokenizer
+from app.preprocessing.vad import VoiceActivityDetector
 
 
 def limit_blas_threads() -> None:
@@ -34,18 +35,25 @@ def limit_blas_threads() -> None:
 def build_pipeline(
     model: InferenceModel, settings: Settings, experts: Mapping[str, Expert]
 ) -> PreprocessingPipeline:
-    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the request limits.
+    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the voice activity
+    detector (:class:`~app.preprocessing.vad.VoiceActivityDetector`, built once here on the main model's
+    active execution providers: CUDA when the model runs on it, else the CPU), the request limits.
 
     Raises:
-        ModelLoadError: the tokenizer cannot be loaded, or an expert of the model has no registry entry.
+        ModelLoadError: the tokenizer or the voice activity model cannot be loaded, or an expert of the model
+            has no registry entry.
     """
     try:
         tokenizer = load_tokenizer(model.spec.tokenizer_file)
     except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception types
         raise ModelLoadError(f"could not load tokenizer {model.spec.tokenizer_file}: {exc}") from exc
+    try:
+        vad = VoiceActivityDetector(model.loaded.active_providers)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
+        raise ModelLoadError(f"could not load the voice activity detector: {exc}") from exc
     limits = Limits(settings.max_text_chars, settings.max_image_pixels, settings.max_audio_seconds)
     try:
-        return PreprocessingPipeline(model.contract, Resources(tokenizer), limits, experts)
+        return PreprocessingPipeline(model.contract, Resources(tokenizer, vad), limits, experts)
     except KeyError as exc:
         raise ModelLoadError(f"model {model.spec.name}: {exc.args[0]}") from exc
 
