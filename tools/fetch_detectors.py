@@ -57,7 +57,9 @@ def stock_probabilities(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--wheel", type=Path, help="silero_vad-6.2.3-py3-none-any.whl already downloaded")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,13 +82,16 @@ def main() -> None:
         t = np.arange(5 * 16_000) / 16_000
         x = (0.2 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
         x += (0.01 * rng.standard_normal(x.size)).astype(np.float32)
-        diff = np.abs(VoiceActivityDetector(model_file=candidate).speech_probabilities(x) - stock_probabilities(stock_path, x))
-        print(f"sequence vs stock graph: max |Δp| = {diff.max():.2e} over {diff.size} frames")
+        diff = np.abs(
+            VoiceActivityDetector(model_file=candidate).speech_probabilities(x)
+            - stock_probabilities(stock_path, x)
+        )
+        print(f"sequence vs stock graph: max |Δp| = {diff.max():.2e} over {diff.size} frames")  # noqa: T201 - a command-line tool
         if diff.max() > 1e-5:
             sys.exit("the sequence graph does not reproduce the stock graph")
         VAD_MODEL_FILE.parent.mkdir(parents=True, exist_ok=True)
         VAD_MODEL_FILE.write_bytes(data)
-        print(f"wrote {VAD_MODEL_FILE} ({len(data)} bytes, sha256 {digest})")
+        print(f"wrote {VAD_MODEL_FILE} ({len(data)} bytes, sha256 {digest})")  # noqa: T201 - a command-line tool
 
 
 if __name__ == "__main__":

@@ -100,7 +100,8 @@ def crema_logmels(files: list[str], cache_dir: Path) -> list[np.ndarray]:
     if path.exists():
         return _load_ragged(path, len(files))[0]
     vad = VoiceActivityDetector()
-    feats = [log_mel(speech_waveform(vad, read_mono(f))) for f in tqdm(files, desc="log-mel CREMA-D", mininterval=5)]
+    clips = tqdm(files, desc="log-mel CREMA-D", mininterval=5)
+    feats = [log_mel(speech_waveform(vad, read_mono(f))) for f in clips]
     _save(path, flat=np.concatenate(feats), offsets=_offsets([len(m) for m in feats]))
     return feats
 

@@ -161,7 +161,9 @@ def _audio_probabilities(client: TestClient, name: str) -> tuple[np.ndarray, flo
 
 
 @pytest.mark.parametrize("name", ["lead_silence_20s.wav", "pause_speech.wav"])
-def test_same_speech_after_silence_or_with_a_pause_keeps_its_audio_answer(client: TestClient, name: str) -> None:
+def test_same_speech_after_silence_or_with_a_pause_keeps_its_audio_answer(
+    client: TestClient, name: str
+) -> None:
     reference, ref_speech = _audio_probabilities(client, "speech_16k.wav")
     got, speech = _audio_probabilities(client, name)
     assert int(np.argmax(got)) == int(np.argmax(reference))

@@ -161,7 +161,8 @@ def test_logmel_key_follows_the_voice_activity_trim_and_its_model(
 
 def test_speech_waveform_trims_silence_and_keeps_a_clip_without_speech() -> None:
     detector = vad.VoiceActivityDetector()
-    x, _ = sf.read(Path(__file__).resolve().parents[1] / "data" / "cases" / "lead_silence_20s.wav", dtype="float32")
+    cases = Path(__file__).resolve().parents[1] / "data" / "cases"
+    x, _ = sf.read(cases / "lead_silence_20s.wav", dtype="float32")
     trimmed = cache.speech_waveform(detector, x)
     assert 0.5 * 16_000 < trimmed.size < 3 * 16_000  # the ~1 s utterance, not its 20 s of silence
     hum = (0.1 * np.sin(2 * np.pi * 50.0 * np.arange(32_000) / 16_000)).astype(np.float32)
