@@ -95,8 +95,10 @@ def test_speech_only_drops_the_edges_and_cuts_long_pauses() -> None:
     assert out.speech_s == pytest.approx(20_000 / 16_000)
     assert out.waveform[0] == 10_000 and out.waveform[-1] == 69_999
     assert out.waveform[10_000 + 2_400] == 60_000 - 2_400  # second half of the kept pause leads into speech
-    short_pause = speech_only(x, [(10_000, 20_000), (21_000, 30_000)])
+    short_pause = speech_only(x, [(10_000, 20_000), (21_000, 30_000)], max_pause_s=0.3)
     np.testing.assert_array_equal(short_pause.waveform, x[10_000:30_000])
+    default = speech_only(x, [(10_000, 20_000), (21_000, 30_000)])  # MAX_PAUSE_S = 0: segments joined
+    np.testing.assert_array_equal(default.waveform, np.concatenate([x[10_000:20_000], x[21_000:30_000]]))
     assert speech_only(x, []).waveform.size == 0
 
 
