@@ -31,8 +31,8 @@ from app.config import Settings
 from app.contract import LABELS, SAMPLE_RATE
 from app.inference.collate import collate
 from app.inference.repository import load_spec
-from app.preprocessing.audio import log_mel
 from app.preprocessing import experts
+from app.preprocessing.audio import log_mel
 from app.preprocessing.experts import ExpertInput, Resources, prepare_audio
 from app.preprocessing.pipeline import PreparedItem
 from app.preprocessing.vad import MAX_PAUSE_S, VoiceActivityDetector, trim_to_speech
@@ -84,7 +84,9 @@ class AudioModel:
         model.graph.output.append(onnx.ValueInfoProto(name=HEAD))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        )
         self.contract = spec.contract
         self.audio_index = [e.name for e in spec.contract.experts].index("audio")
         self.order = [spec.labels.index(label) for label in LABELS]
@@ -144,16 +146,27 @@ def main() -> None:  # noqa: PLR0915 - a linear report script
                 acc[mode].append((int(crema.emotion[i]), -1, int(crema.sentiment[i]), -1))
                 continue
             p0, head = base
-            acc[mode].append((int(crema.emotion[i]), int(np.argmax(head)), int(crema.sentiment[i]), int(np.argmax(p0))))
+            acc[mode].append(
+                (int(crema.emotion[i]), int(np.argmax(head)), int(crema.sentiment[i]), int(np.argmax(p0)))
+            )
             for name, make in variants.items():
                 out = model.run(prep(make(x, rng)))
                 row = rows[mode].setdefault(name, [])
-                row.append(None if out is None else (int(np.argmax(out[0]) == np.argmax(p0)), float(np.abs(out[0] - p0).max())))
+                row.append(
+                    None
+                    if out is None
+                    else (int(np.argmax(out[0]) == np.argmax(p0)), float(np.abs(out[0] - p0).max()))
+                )
 
     pause = args.max_pause if args.max_pause is not None else MAX_PAUSE_S
-    print(f"CREMA-D test actors: {len(idx)} clips (seed {args.seed}), {len(CREMA_EMOTIONS)} emotions, "
-          f"pauses cut to {pause} s\n")
-    print("| variant | same label (VAD) | max / mean |Δp| (VAD) | dropped (VAD) | same label (no VAD) | max |Δp| (no VAD) |")
+    print(
+        f"CREMA-D test actors: {len(idx)} clips (seed {args.seed}), {len(CREMA_EMOTIONS)} emotions, "
+        f"pauses cut to {pause} s\n"
+    )
+    print(
+        "| variant | same label (VAD) | max / mean |Δp| (VAD) | dropped (VAD) "
+        "| same label (no VAD) | max |Δp| (no VAD) |"
+    )
     print("|---|---|---|---|---|---|")
     for name in variants:
         cells = []
@@ -162,20 +175,36 @@ def main() -> None:  # noqa: PLR0915 - a linear report script
             dropped = len(rows[mode].get(name, [])) - len(got)
             same = 100 * np.mean([r[0] for r in got]) if got else float("nan")
             dps = [r[1] for r in got]
-            cells.append((same, max(dps, default=float("nan")), float(np.mean(dps)) if dps else float("nan"), dropped, len(got)))
+            cells.append(
+                (
+                    same,
+                    max(dps, default=float("nan")),
+                    float(np.mean(dps)) if dps else float("nan"),
+                    dropped,
+                    len(got),
+                )
+            )
         v, n = cells
-        print(f"| {name} | {v[0]:.1f} % of {v[4]} | {v[1]:.3f} / {v[2]:.3f} | {v[3]} | {n[0]:.1f} % | {n[1]:.3f} |")
+        print(f"| {name} | {v[0]:.1f} % of {v[4]} | {v[1]:.3f} / {v[2]:.3f} | {v[3]} ", end="")
+        print(f"| {n[0]:.1f} % | {n[1]:.3f} |")
     print()
     for mode in ("vad", "no_vad"):
         a = np.array(acc[mode])
         used = a[:, 1] >= 0
         acc6 = float(np.mean(a[used, 0] == a[used, 1]))
         f1 = _macro_f1(a[used, 2], a[used, 3])
-        print(f"- {mode}: audio used on {used.sum()} of {len(a)} clips; 6-class accuracy {acc6:.3f}; 3-class macro-F1 {f1:.3f}")
+        print(f"- {mode}: audio used on {used.sum()} of {len(a)} clips; ", end="")
+        print(f"6-class accuracy {acc6:.3f}; 3-class macro-F1 {f1:.3f}")
     s = np.array(speech_s)
-    print(f"- speech found by the VAD per clip: min {s.min():.2f} s, 1st percentile {np.percentile(s, 1):.2f} s, "
-          f"median {np.median(s):.2f} s; clips under 0.5 s: {(s < 0.5).sum()}")
-    print(f"- VAD time (trim_to_speech, 1 thread, this machine): {vad_ms / audio_s:.1f} ms per second of audio")
+    print(
+        f"- speech found by the VAD per clip: min {s.min():.2f} s, "
+        f"1st percentile {np.percentile(s, 1):.2f} s, median {np.median(s):.2f} s; "
+        f"clips under 0.5 s: {(s < 0.5).sum()}"
+    )
+    print(
+        f"- VAD time (trim_to_speech, 1 thread, this machine): {vad_ms / audio_s:.1f} ms "
+        "per second of audio"
+    )
 
 
 if __name__ == "__main__":
