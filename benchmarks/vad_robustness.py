@@ -35,7 +35,7 @@ from app.preprocessing import experts
 from app.preprocessing.audio import log_mel
 from app.preprocessing.experts import ExpertInput, Resources, prepare_audio
 from app.preprocessing.pipeline import PreparedItem
-from app.preprocessing.vad import MAX_PAUSE_S, VoiceActivityDetector, trim_to_speech
+from app.preprocessing.vad import EDGE_S, MAX_PAUSE_S, VoiceActivityDetector, trim_to_speech
 from app.training.cache import read_mono
 from app.training.data import CREMA_EMOTIONS, load_crema
 
@@ -118,10 +118,15 @@ def main() -> None:  # noqa: PLR0915 - a linear report script
     parser.add_argument("--clips", type=int, default=120, help="clips of the test actors (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-pause", type=float, default=None, help="try another MAX_PAUSE_S (s)")
+    parser.add_argument("--edge", type=float, default=None, help="try another EDGE_S (s)")
     parser.add_argument("--only", default=None, help="run only the variants whose name contains this")
     args = parser.parse_args()
-    if args.max_pause is not None:
-        experts.trim_to_speech = functools.partial(trim_to_speech, max_pause_s=args.max_pause)  # type: ignore[assignment]
+    if args.max_pause is not None or args.edge is not None:
+        experts.trim_to_speech = functools.partial(  # type: ignore[assignment]
+            trim_to_speech,
+            max_pause_s=MAX_PAUSE_S if args.max_pause is None else args.max_pause,
+            edge_s=EDGE_S if args.edge is None else args.edge,
+        )
     variants = {k: v for k, v in VARIANTS.items() if args.only is None or args.only in k}
     crema = load_crema(Settings().data_dir)
     test = np.flatnonzero(crema.split == "test")
@@ -161,7 +166,7 @@ def main() -> None:  # noqa: PLR0915 - a linear report script
     pause = args.max_pause if args.max_pause is not None else MAX_PAUSE_S
     print(
         f"CREMA-D test actors: {len(idx)} clips (seed {args.seed}), {len(CREMA_EMOTIONS)} emotions, "
-        f"pauses cut to {pause} s\n"
+        f"pauses cut to {pause} s, edges kept {EDGE_S if args.edge is None else args.edge} s\n"
     )
     print(
         "| variant | same label (VAD) | max / mean |Δp| (VAD) | dropped (VAD) "

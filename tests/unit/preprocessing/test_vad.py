@@ -90,16 +90,24 @@ def test_speech_to_the_end_of_the_clip_ends_there() -> None:
 
 def test_speech_only_drops_the_edges_and_cuts_long_pauses() -> None:
     x = np.arange(100_000, dtype=np.float32)
-    out = speech_only(x, [(10_000, 20_000), (60_000, 70_000)], max_pause_s=0.3)
+    out = speech_only(x, [(10_000, 20_000), (60_000, 70_000)], max_pause_s=0.3, edge_s=0.0)
     assert out.waveform.size == 10_000 + 4_800 + 10_000
     assert out.speech_s == pytest.approx(20_000 / 16_000)
     assert out.waveform[0] == 10_000 and out.waveform[-1] == 69_999
     assert out.waveform[10_000 + 2_400] == 60_000 - 2_400  # second half of the kept pause leads into speech
-    short_pause = speech_only(x, [(10_000, 20_000), (21_000, 30_000)], max_pause_s=0.3)
+    short_pause = speech_only(x, [(10_000, 20_000), (21_000, 30_000)], max_pause_s=0.3, edge_s=0.0)
     np.testing.assert_array_equal(short_pause.waveform, x[10_000:30_000])
-    default = speech_only(x, [(10_000, 20_000), (21_000, 30_000)])  # MAX_PAUSE_S = 0: segments joined
-    np.testing.assert_array_equal(default.waveform, np.concatenate([x[10_000:20_000], x[21_000:30_000]]))
+    joined = speech_only(x, [(10_000, 20_000), (21_000, 30_000)], max_pause_s=0.0, edge_s=0.0)
+    np.testing.assert_array_equal(joined.waveform, np.concatenate([x[10_000:20_000], x[21_000:30_000]]))
     assert speech_only(x, []).waveform.size == 0
+    assert speech_only(x, []).speech_s == 0.0
+    edges = speech_only(x, [(10_000, 20_000), (60_000, 70_000)], max_pause_s=0.0, edge_s=0.25)
+    np.testing.assert_array_equal(
+        edges.waveform, np.concatenate([x[6_000:20_000], x[60_000:74_000]])
+    )  # 0.25 s = 4000 samples kept before the first and after the last segment
+    assert edges.speech_s == out.speech_s
+    at_the_ends = speech_only(x, [(1_000, 99_000)], edge_s=0.25)
+    np.testing.assert_array_equal(at_the_ends.waveform, x)  # never beyond the clip
 
 
 def test_probabilities_one_per_frame_and_in_range(detector: VoiceActivityDetector) -> None:
@@ -126,7 +134,7 @@ def test_speech_after_silence_is_found_and_trimmed(detector: VoiceActivityDetect
     late = trim_to_speech(detector, _read("lead_silence_20s.wav"))
     assert 0.7 < alone.speech_s < 1.9
     assert late.speech_s == pytest.approx(alone.speech_s, abs=0.1)
-    assert late.waveform.size < 2 * 16_000  # the 20 s of silence are gone
+    assert late.waveform.size < 3 * 16_000  # the 20 s of silence are gone (speech + 2 × EDGE_S kept)
     assert trim_to_speech(detector, _read("room_noise_3s.wav")).speech_s == 0.0
 
 
@@ -156,7 +164,7 @@ def test_prepare_audio_gates_on_speech(detector: VoiceActivityDetector) -> None:
     assert speech.facts.speech_s >= MIN_SPEECH_S
     assert speech.tensors is not None
     frames = speech.tensors["audio_features"].shape[0]
-    assert frames < 200  # log-mel of the ~1 s of speech, not of 21.9 s (2185 frames)
+    assert frames < 400  # the ~1 s of speech + 2 × EDGE_S, not 21.9 s (2185 frames)
     assert speech.tensors["audio_mask"].shape == (frames,)
 
 
