@@ -60,7 +60,8 @@ def build_pipeline(
 
 def probe_upload() -> RawInput:
     """A small real upload for the readiness probe and pool warm-up: a text, a 96×96 grayscale PNG and
-    0.5 s of a 220 Hz tone as a 16 kHz WAV (bytes made here)."""
+    0.5 s of a 220 Hz tone as a 16 kHz WAV (bytes made here). The tone runs the audio decoder and the voice
+    activity detector in every pool thread; it is not speech, so the audio expert reports ``no_speech``."""
     import soundfile as sf
     from PIL import Image
 
