@@ -113,7 +113,7 @@ def _macro_f1(y: np.ndarray, p: np.ndarray, k: int = 3) -> float:
     return float(np.mean(f1))
 
 
-def main() -> None:  # noqa: PLR0915 - a linear report script
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clips", type=int, default=120, help="clips of the test actors (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -164,10 +164,22 @@ def main() -> None:  # noqa: PLR0915 - a linear report script
                 )
 
     pause = args.max_pause if args.max_pause is not None else MAX_PAUSE_S
+    edge = EDGE_S if args.edge is None else args.edge
     print(
         f"CREMA-D test actors: {len(idx)} clips (seed {args.seed}), {len(CREMA_EMOTIONS)} emotions, "
-        f"pauses cut to {pause} s, edges kept {EDGE_S if args.edge is None else args.edge} s\n"
+        f"pauses cut to {pause} s, edges kept {edge} s\n"
     )
+    report(variants, rows, acc, np.array(speech_s), vad_ms / audio_s)
+
+
+def report(
+    variants: dict[str, Variant],
+    rows: dict[str, dict[str, list[Any]]],
+    acc: dict[str, list[tuple[int, int, int, int]]],
+    s: np.ndarray,
+    vad_ms_per_s: float,
+) -> None:
+    """Print the Markdown table and the accuracy / speech / time lines."""
     print(
         "| variant | same label (VAD) | max / mean |Δp| (VAD) | dropped (VAD) "
         "| same label (no VAD) | max |Δp| (no VAD) |"
@@ -200,16 +212,12 @@ def main() -> None:  # noqa: PLR0915 - a linear report script
         f1 = _macro_f1(a[used, 2], a[used, 3])
         print(f"- {mode}: audio used on {used.sum()} of {len(a)} clips; ", end="")
         print(f"6-class accuracy {acc6:.3f}; 3-class macro-F1 {f1:.3f}")
-    s = np.array(speech_s)
     print(
         f"- speech found by the VAD per clip: min {s.min():.2f} s, "
         f"1st percentile {np.percentile(s, 1):.2f} s, median {np.median(s):.2f} s; "
         f"clips under 0.5 s: {(s < 0.5).sum()}"
     )
-    print(
-        f"- VAD time (trim_to_speech, 1 thread, this machine): {vad_ms / audio_s:.1f} ms "
-        "per second of audio"
-    )
+    print(f"- VAD time (trim_to_speech, 1 thread, this machine): {vad_ms_per_s:.1f} ms per second of audio")
 
 
 if __name__ == "__main__":
