@@ -10,7 +10,7 @@ takes ``input`` float32 [B, 576], ``state`` float32 [2, B, 128] and ``sr`` int64
 probability per row; its batch axis holds independent streams, not successive frames, so a clip needs one
 call per 32 ms frame. On these 2 shared cores the sequence model gave bit-identical probabilities (max
 |Δp| = 0.0 over 313 frames of CREMA-D speech) at 10 ms per second of audio against 23 ms for the per-frame
-loop (``tools/fetch_detectors.py`` re-checks the equality; ``benchmarks/vad.py`` measures the time).
+loop (``tools/fetch_detectors.py`` re-checks the equality; ``benchmarks/vad_speed.py`` measures the time).
 
 Segments follow silero-vad's ``get_speech_timestamps_from_probs`` (``src/silero_vad/utils_vad.py`` of
 silero-vad 6.2.3) with its defaults and ``max_speech_duration_s`` = inf: speech starts at a frame with
