@@ -98,10 +98,19 @@ class ImageResult(BaseModel):
 
 
 class AudioResult(BaseModel):
-    used: bool
-    probabilities: Probabilities | None = Field(description="Audio branch probabilities.")
+    used: bool = Field(
+        description="False when the clip holds less than 0.5 s of speech (voice activity detection): the "
+        "audio then does not count."
+    )
+    probabilities: Probabilities | None = Field(description="Audio branch probabilities (speech only).")
     reason: str | None = Field(
-        default=None, description="Why this modality did not count (e.g. `no_face`); null when used."
+        default=None,
+        description="Why this modality did not count: `no_speech` (less than 0.5 s of speech found) or "
+        "`too_short` (the clip itself is shorter than 0.5 s); null when used.",
+    )
+    speech_s: float | None = Field(
+        default=None,
+        description="Seconds of speech the voice activity detector found; null when the clip was too short.",
     )
     duration_s: float = Field(description="Duration in seconds.")
     sample_rate: int = Field(description="Sample rate of the upload in Hz (resampled to 16000).")

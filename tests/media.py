@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 from functools import lru_cache
+from pathlib import Path
 
 import av
 import numpy as np
 import soundfile as sf
+import soxr
 from PIL import Image
 
 
@@ -50,6 +52,26 @@ def sf_bytes(samples: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | No
 
 def wav(seconds: float = 1.0, rate: int = 16_000, channels: int = 1, subtype: str = "PCM_16") -> bytes:
     return sf_bytes(tone(seconds, rate, channels), rate, "WAV", subtype)
+
+
+#: A short generated English utterance (16 kHz mono WAV, 1.87 s, about 1 s of it speech), from
+#: ../shared/cases/turn2 (the README's ``speech_16k.wav``).
+SPEECH_WAV = Path(__file__).resolve().parent / "data" / "cases" / "speech_16k.wav"
+
+
+def speech(repeats: int = 1, gain: float = 1.0) -> np.ndarray:
+    """:data:`SPEECH_WAV`'s samples float32 [N] at 16 kHz, ``repeats`` times in a row, scaled by ``gain``:
+    audio the voice activity detector accepts (a tone is not speech)."""
+    x, _ = sf.read(SPEECH_WAV, dtype="float32")
+    return (np.tile(x, repeats) * gain).astype(np.float32)
+
+
+def speech_wav(repeats: int = 1, rate: int = 16_000, channels: int = 1) -> bytes:
+    """:func:`speech` as a 16-bit WAV at ``rate`` (resampled by soxr) with ``channels`` identical channels."""
+    x = speech(repeats)
+    if rate != 16_000:
+        x = soxr.resample(x, 16_000, rate).astype(np.float32)
+    return sf_bytes(np.stack([x] * channels, axis=1) if channels > 1 else x, rate, "WAV", "PCM_16")
 
 
 #: Samples per frame each encoder takes (AAC 1024, Opus 20 ms at 48 kHz, AMR-NB 20 ms at 8 kHz, ALAC 4096).

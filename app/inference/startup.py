@@ -16,6 +16,7 @@ from app.preprocessing.experts import Expert, Limits, Resources
 from app.preprocessing.language import LanguageGate
 from app.preprocessing.pipeline import PreprocessingPipeline, RawInput
 from app.preprocessing.text import load_tokenizer
+from app.preprocessing.vad import VoiceActivityDetector
 
 
 def limit_blas_threads() -> None:
@@ -35,18 +36,25 @@ def limit_blas_threads() -> None:
 def build_pipeline(
     model: InferenceModel, settings: Settings, experts: Mapping[str, Expert]
 ) -> PreprocessingPipeline:
-    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the language gate of
-    its text expert (built once here, when ``settings.language_gate`` is on and a text expert declares
-    languages; shared by every preprocessing thread), the request limits.
+    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the voice activity
+    detector (:class:`~app.preprocessing.vad.VoiceActivityDetector`, built once here on the main model's
+    active execution providers: CUDA when the model runs on it, else the CPU), the language gate of its text
+    expert (built once here, when ``settings.language_gate`` is on and a text expert declares languages;
+    shared by every preprocessing thread), the request limits.
 
     Raises:
-        ModelLoadError: the tokenizer or the language detector cannot be loaded, or an expert of the model
+        ModelLoadError: the tokenizer, the voice activity model or the language detector cannot be loaded,
+            or an expert of the model
             has no registry entry.
     """
     try:
         tokenizer = load_tokenizer(model.spec.tokenizer_file)
     except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception types
         raise ModelLoadError(f"could not load tokenizer {model.spec.tokenizer_file}: {exc}") from exc
+    try:
+        vad = VoiceActivityDetector(model.loaded.active_providers)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
+        raise ModelLoadError(f"could not load the voice activity detector: {exc}") from exc
     limits = Limits(settings.max_text_chars, settings.max_image_pixels, settings.max_audio_seconds)
     text_experts = (e for e in model.contract.experts if e.modality == "text" and e.languages)
     languages = next((e.languages for e in text_experts), ())
@@ -57,14 +65,15 @@ def build_pipeline(
         except Exception as exc:  # noqa: BLE001 - a missing package or a corrupt model file
             raise ModelLoadError(f"could not load the language detector (py3langid): {exc}") from exc
     try:
-        return PreprocessingPipeline(model.contract, Resources(tokenizer, gate), limits, experts)
+        return PreprocessingPipeline(model.contract, Resources(tokenizer, vad, gate), limits, experts)
     except KeyError as exc:
         raise ModelLoadError(f"model {model.spec.name}: {exc.args[0]}") from exc
 
 
 def probe_upload() -> RawInput:
     """A small real upload for the readiness probe and pool warm-up: a text, a 96×96 grayscale PNG and
-    0.5 s of a 220 Hz tone as a 16 kHz WAV (bytes made here)."""
+    0.5 s of a 220 Hz tone as a 16 kHz WAV (bytes made here). The tone runs the audio decoder and the voice
+    activity detector in every pool thread; it is not speech, so the audio expert reports ``no_speech``."""
     import soundfile as sf
     from PIL import Image
 

@@ -24,6 +24,7 @@ from app.preprocessing import audio as audio_pre
 from app.preprocessing.audio import log_mel
 from app.preprocessing.face import largest_face_input
 from app.preprocessing.text import encode_text, load_tokenizer
+from app.preprocessing.vad import VAD_MODEL_FILE, VoiceActivityDetector, trim_to_speech
 from app.training.fingerprint import cache_key, code_fingerprint, file_fingerprint, versions
 from app.training.text_model import LAYERS, MiniLM, load_minilm, masked_mean, package_model_dir
 
@@ -62,10 +63,19 @@ def read_mono(file: str) -> np.ndarray:
     return np.asarray(x)
 
 
+def speech_waveform(vad: VoiceActivityDetector, waveform: np.ndarray) -> np.ndarray:
+    """The speech of a training clip (:func:`app.preprocessing.vad.trim_to_speech`), or the whole clip when
+    no speech is found."""
+    speech = trim_to_speech(vad, waveform)
+    return speech.waveform if speech.waveform.size else waveform
+
+
 def logmel_key(files: list[str]) -> str:
-    """Cache key of :func:`crema_logmels`: file names, log-mel parameters, soundfile/numpy versions and the
-    code of :func:`read_mono` and ``log_mel`` (with its helpers and constants)."""
+    """Cache key of :func:`crema_logmels`: file names, log-mel parameters, soundfile/numpy/onnxruntime
+    versions, the voice activity model's bytes and the code of :func:`read_mono`, ``trim_to_speech`` and
+    ``log_mel`` (with their helpers and constants)."""
     params = {
+        "vad_sha256": file_fingerprint(VAD_MODEL_FILE),
         "sample_rate": SAMPLE_RATE,
         "n_fft": audio_pre.N_FFT,
         "win_length": audio_pre.WIN_LENGTH,
@@ -73,20 +83,25 @@ def logmel_key(files: list[str]) -> str:
         "f_min": audio_pre.F_MIN,
         "f_max": audio_pre.F_MAX,
         "log_offset": audio_pre.LOG_OFFSET,
-        **versions("numpy", "soundfile"),
+        **versions("numpy", "soundfile", "onnxruntime"),
     }
-    return cache_key(params, code_fingerprint(read_mono, log_mel), [Path(f).name for f in files])
+    code = code_fingerprint(read_mono, speech_waveform, trim_to_speech, VoiceActivityDetector, log_mel)
+    return cache_key(params, code, [Path(f).name for f in files])
 
 
 def crema_logmels(files: list[str], cache_dir: Path) -> list[np.ndarray]:
-    """Log-mel float32 [T, 64] of every clip (``app.preprocessing.audio.log_mel``), cached as one npz keyed
-    by :func:`logmel_key`. Raises ``ValueError`` for a clip that is not 16 kHz."""
+    """Log-mel float32 [T, 64] of every clip's speech (``app.preprocessing.vad.trim_to_speech``, the function
+    serving uses, then ``app.preprocessing.audio.log_mel``), cached as one npz keyed by :func:`logmel_key`.
+    A clip in which the detector finds no speech keeps its whole waveform (training labels say it is
+    speech). Raises ``ValueError`` for a clip that is not 16 kHz."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"crema_logmel_{logmel_key(files)}.npz"
     USED["crema_logmel"] = path
     if path.exists():
         return _load_ragged(path, len(files))[0]
-    feats = [log_mel(read_mono(f)) for f in tqdm(files, desc="log-mel CREMA-D", mininterval=5)]
+    vad = VoiceActivityDetector()
+    clips = tqdm(files, desc="log-mel CREMA-D", mininterval=5)
+    feats = [log_mel(speech_waveform(vad, read_mono(f))) for f in clips]
     _save(path, flat=np.concatenate(feats), offsets=_offsets([len(m) for m in feats]))
     return feats
 

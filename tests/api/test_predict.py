@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.media import face_jpeg, no_face_png, wav
+from tests.media import face_jpeg, no_face_png, speech_wav, wav
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -86,7 +86,7 @@ def test_predict_json_base64_all_three(client: TestClient) -> None:
     payload = {
         "text": "this is awful",
         "image_base64": base64.b64encode(face_jpeg()).decode(),
-        "audio_base64": "data:audio/wav;base64," + base64.b64encode(wav(1.0)).decode(),
+        "audio_base64": "data:audio/wav;base64," + base64.b64encode(speech_wav()).decode(),
     }
     r = client.post("/v1/predict", json=payload)
     assert r.status_code == 200, r.text

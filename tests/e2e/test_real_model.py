@@ -19,7 +19,7 @@ from app.inference.collate import collate
 from app.inference.predictor import ModelOutput, Predictor
 from app.main import create_app
 from app.preprocessing.pipeline import RawInput
-from tests.media import face_jpeg, no_face_png, wav
+from tests.media import face_jpeg, no_face_png, speech_wav
 
 # SENTIMENT_E2E_MODEL_DIR points these tests at another model repository (e.g. a candidate model).
 MODEL_ROOT = Path(os.environ.get("SENTIMENT_E2E_MODEL_DIR", REPO_ROOT / "models"))
@@ -62,7 +62,7 @@ def test_all_three_modalities_give_valid_probabilities(real_client: TestClient) 
         data={"text": "I am so happy today, this is wonderful!"},
         files={
             "image": ("face.jpg", face_jpeg(), "image/jpeg"),
-            "audio": ("speech.wav", wav(2.0), "audio/wav"),
+            "audio": ("speech.wav", speech_wav(), "audio/wav"),
         },
     )
     assert r.status_code == 200, r.text
@@ -78,7 +78,7 @@ def test_image_without_face_and_audio_only(real_client: TestClient) -> None:
     r = real_client.post("/v1/predict", files={"image": ("x.png", no_face_png(), "image/png")})
     assert r.status_code == 200 and r.json()["modalities"]["image"]["faces"] == 0
     _valid(r.json()["probabilities"])
-    r = real_client.post("/v1/predict", files={"audio": ("a.wav", wav(1.0, 44100, 2), "audio/wav")})
+    r = real_client.post("/v1/predict", files={"audio": ("a.wav", speech_wav(1, 44100, 2), "audio/wav")})
     assert r.status_code == 200
     _valid(r.json()["probabilities"])
 
@@ -114,8 +114,8 @@ def test_real_model_padding_and_masks_do_not_change_outputs(real_settings: Setti
     raws = [
         RawInput(text="short"),
         RawInput(text="a much longer sentence that needs many more tokens than the first one does " * 2),
-        RawInput(image=face_jpeg(), audio=wav(0.7)),
-        RawInput(text="mixed", audio=wav(3.3, 44100)),
+        RawInput(image=face_jpeg(), audio=speech_wav()),
+        RawInput(text="mixed", audio=speech_wav(2, 44100)),
     ]
     items = [predictor.prepare(r) for r in raws]
     batch_feeds = collate(items, text_multiple=1, audio_buckets=predictor.audio_buckets)

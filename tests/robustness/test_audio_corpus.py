@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.preprocessing.audio import decode_audio
+from app.preprocessing.experts import MIN_SPEECH_S
 from tests.media import pyav_bytes, sf_bytes, tone
 from tests.robustness.helpers import assert_error, assert_prediction, post_file
 
@@ -134,7 +135,9 @@ def test_audio_corpus(client: TestClient, data_fn: Callable[[], bytes], expected
         return
     _, seconds, rate, channels = expected
     audio = assert_prediction(r)["modalities"]["audio"]
-    assert audio["used"] is True
+    # Every clip of this corpus is a tone: decoded in full, then not used (no speech; the VAD gate).
+    expected_reason = "too_short" if seconds < MIN_SPEECH_S else "no_speech"
+    assert (audio["used"], audio["reason"]) == (False, expected_reason)
     # Lossy codecs pad by up to one frame (AAC: 1024 samples); PCM is exact to 1 ms.
     assert audio["duration_s"] == pytest.approx(seconds, abs=0.03)
     assert (audio["sample_rate"], audio["channels"]) == (rate, channels)

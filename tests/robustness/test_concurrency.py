@@ -16,7 +16,7 @@ import pytest
 from app.config import Settings
 from app.inference.predictor import Predictor
 from app.main import create_app
-from tests.media import astronaut, image_bytes, sf_bytes, tone
+from tests.media import astronaut, image_bytes, sf_bytes, speech
 from tests.robustness.helpers import assert_prediction, probs
 
 
@@ -28,10 +28,9 @@ def _payload(i: int) -> dict[str, str]:
         face = astronaut().crop((8 * (i % 5), 0, 448 + 8 * (i % 5), 512))
         payload["image_base64"] = base64.b64encode(image_bytes(face, "JPEG", quality=90)).decode()
     if i % 4 in (2, 3):
-        seconds = 0.5 + 0.37 * (i % 6)  # several audio length buckets
-        payload["audio_base64"] = base64.b64encode(
-            sf_bytes(tone(seconds, 16_000, freq=200.0 + 40 * i), 16_000, "WAV", "PCM_16")
-        ).decode()
+        # speech (the VAD passes it) of several lengths (audio length buckets) and levels
+        clip = speech(repeats=1 + i % 3, gain=0.3 + 0.02 * i)
+        payload["audio_base64"] = base64.b64encode(sf_bytes(clip, 16_000, "WAV", "PCM_16")).decode()
     return payload
 
 

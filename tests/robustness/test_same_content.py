@@ -12,15 +12,24 @@ control so the test can fail):
 * lossy images (JPEG quality 100 and 95, AVIF quality 90): 0.1 on probabilities and ±3 px on the face box.
   The tiny face branch is a random linear map of the 64 × 64 crop (no spatial smoothness), so the 1 px box
   shift JPEG ringing can cause moves it by up to 0.07; the control (the mirrored face) moves it by > 0.3.
+
+The audio tests check decoding and resampling, so the voice activity detector is replaced here by one that
+keeps every sample (the synthetic voice-like signal is not speech to Silero VAD, and would not be used); the
+detector's own robustness (silence, pauses, noise, telephone band) is tested with the real model in
+tests/e2e/test_vad_bars.py.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.preprocessing import experts
+from app.preprocessing.vad import SpeechAudio
 from tests.media import image_bytes, pyav_bytes, sf_bytes
 from tests.robustness.helpers import assert_prediction, post_file, probs
 from tests.robustness.test_image_corpus import STORED_FOR_ORIENTATION, upright_face
@@ -29,6 +38,18 @@ LOSSLESS = 1e-5
 RESAMPLED = 1e-3
 LOSSY_AUDIO = 5e-3
 LOSSY_IMAGE = 0.1
+
+
+def _all_speech(_: object, waveform: np.ndarray) -> SpeechAudio:
+    return SpeechAudio(waveform, waveform.size / 16_000, ((0, waveform.size),))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_sample_is_speech() -> Iterator[None]:
+    """prepare_audio's VAD keeps the whole clip (decoding, not voice activity, is under test here)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(experts, "trim_to_speech", _all_speech)
+        yield
 
 
 def voice_like(rate: int, seconds: float = 2.0, f_max: float = 7600.0, gain: float = 1.0) -> np.ndarray:

@@ -12,9 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from app.preprocessing import audio as audio_pre
+from app.preprocessing import vad
 from app.training import cache
 from app.training.fingerprint import code_fingerprint
 from app.training.text_model import package_model_dir
@@ -135,3 +138,32 @@ def test_comment_or_docstring_edit_keeps_the_fingerprint(
     base = code_fingerprint(_produce(_module(tmp_path / "0", monkeypatch, "fp", doc='"""Scale by HOP."""')))
     reworded = _module(tmp_path / "1", monkeypatch, "fp", doc='"""Multiply by HOP."""', extra="  # note")
     assert code_fingerprint(_produce(reworded)) == base
+
+
+def test_logmel_key_follows_the_voice_activity_trim_and_its_model(
+    files: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = cache.logmel_key(files)
+    with monkeypatch.context() as m:  # another trim function (as after an edit of trim_to_speech)
+        fake = _module(tmp_path, m, "fake_trim")
+        m.setattr(cache, "trim_to_speech", fake.produce)
+        assert cache.logmel_key(files) != key
+    with monkeypatch.context() as m:  # other VAD model bytes
+        other = tmp_path / "other_vad.onnx"
+        other.write_bytes(b"not the silero graph")
+        m.setattr(cache, "VAD_MODEL_FILE", other)
+        assert cache.logmel_key(files) != key
+    with monkeypatch.context() as m:  # a constant the segmentation reads (silero's threshold)
+        m.setattr(vad, "THRESHOLD", 0.6)
+        assert cache.logmel_key(files) != key
+    assert cache.logmel_key(files) == key
+
+
+def test_speech_waveform_trims_silence_and_keeps_a_clip_without_speech() -> None:
+    detector = vad.VoiceActivityDetector()
+    cases = Path(__file__).resolve().parents[1] / "data" / "cases"
+    x, _ = sf.read(cases / "lead_silence_20s.wav", dtype="float32")
+    trimmed = cache.speech_waveform(detector, x)
+    assert 0.5 * 16_000 < trimmed.size < 3 * 16_000  # the ~1 s utterance, not its 20 s of silence
+    hum = (0.1 * np.sin(2 * np.pi * 50.0 * np.arange(32_000) / 16_000)).astype(np.float32)
+    assert cache.speech_waveform(detector, hum) is hum

@@ -110,14 +110,14 @@ def test_assess_is_thread_safe_and_deterministic(gate: LanguageGate) -> None:
 @pytest.mark.skipif(not TOKENIZER.is_file(), reason="bundled tokenizer not committed")
 def test_prepare_text_refuses_with_the_detected_language_and_keeps_english() -> None:
     tokenizer = load_tokenizer(TOKENIZER)
-    resources = Resources(tokenizer, LanguageGate(["en"]))
+    resources = Resources(tokenizer, None, LanguageGate(["en"]))  # type: ignore[arg-type]  # text needs no VAD
     arabic = prepare_text(FOREIGN["ar"][0], resources)
     assert not arabic.used and arabic.reason == UNSUPPORTED_LANGUAGE
     assert isinstance(arabic.facts, TokenFacts) and arabic.facts.language == "ar"
     assert arabic.facts.language_confidence is not None and arabic.facts.language_confidence > 0.5
     english = prepare_text("What a wonderful day in Kyoto with Tanaka-san!", resources)
     assert english.used and english.reason is None and english.facts.language == "en"
-    ungated = prepare_text(FOREIGN["ar"][0], Resources(tokenizer))
+    ungated = prepare_text(FOREIGN["ar"][0], Resources(tokenizer, None))  # type: ignore[arg-type]
     assert ungated.used and ungated.facts.language is None
 
 
