@@ -56,14 +56,58 @@ class TextResult(BaseModel):
     characters: int = Field(description="Characters after Unicode normalisation.")
 
 
-class ImageResult(BaseModel):
-    used: bool = Field(description="False when no face was found: the image then does not count.")
-    probabilities: Probabilities | None = Field(description="Face branch probabilities (largest face).")
+class DetectedFace(BaseModel):
+    """One detected face: box in pixels of the EXIF-oriented image (top-left corner, width, height) and the
+    detector's score in [0, 1]."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    score: float = Field(ge=0, le=1, description="RetinaFace detection score.")
+
+
+class ExpertPart(BaseModel):
+    """One expert's share of a modality (an image has a face expert and, in models that have it, a scene
+    expert)."""
+
+    used: bool = Field(description="Whether this expert contributed to the fused probabilities.")
     reason: str | None = Field(
-        default=None, description="Why this modality did not count (e.g. `no_face`); null when used."
+        default=None, description="Why this expert did not count (e.g. `no_face`); null when used."
     )
-    faces: int = Field(description="Number of faces detected; only the largest one is classified.")
-    face_box: FaceBoxModel | None = Field(description="Box of the face that was classified.")
+    probabilities: Probabilities | None = Field(
+        description="This expert's own calibrated probabilities; null when not used."
+    )
+
+
+class FacePart(ExpertPart):
+    """The face expert's part: every face found and which one was classified."""
+
+    faces: list[DetectedFace] = Field(
+        description="Every face the detector found, highest score first (empty: `reason` is `no_face`)."
+    )
+    used_face: int | None = Field(
+        description="Index in `faces` of the face classified (highest score × size prior); null if none."
+    )
+
+
+class ImageResult(BaseModel):
+    used: bool = Field(description="Whether any expert of the image (face, scene) counted.")
+    probabilities: Probabilities | None = Field(
+        description="The image's probabilities: the used experts' probabilities combined (product of "
+        "experts with prior correction); equal to the face part's when only the face counts."
+    )
+    reason: str | None = Field(
+        default=None, description="Why the image did not count (e.g. `no_face`); null when used."
+    )
+    faces: int = Field(default=0, description="Number of faces detected (= length of `face.faces`).")
+    face_box: FaceBoxModel | None = Field(
+        default=None, description="Box of the face that was classified (`face.faces[face.used_face]`)."
+    )
+    face: FacePart | None = Field(default=None, description="The face expert's part.")
+    scene: ExpertPart | None = Field(
+        default=None, description="The scene expert's part (null when the model has no scene expert)."
+    )
     format: str = Field(description="Image format detected from the bytes.")
     width: int
     height: int
@@ -104,8 +148,23 @@ class Timings(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    label: Label = Field(description="Most probable class of the fused prediction.")
-    probabilities: Probabilities = Field(description="Fused probabilities over the present modalities.")
+    label: Label | None = Field(
+        description="Most probable class of the fused prediction; null when nothing in the request could be "
+        "used (see `reason`)."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why there is no label: `no_usable_evidence` when no expert was used (e.g. an image "
+        "without a face and nothing else); null when there is a label.",
+    )
+    probabilities: Probabilities = Field(
+        description="Fused probabilities over the used experts; the prior when `probabilities_are_prior`."
+    )
+    probabilities_are_prior: bool = Field(
+        default=False,
+        description="True when no expert was used: `probabilities` are then the class prior the experts were "
+        "calibrated to, not evidence about this input.",
+    )
     modalities: Modalities
     model: ModelRef
     timings: Timings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,7 @@ from app.config import Settings
 from app.inference.model import InferenceModel
 from app.inference.repository import ModelLoadError
 from app.preprocessing.experts import Expert, Limits, Resources
+from app.preprocessing.face import DETECTOR_FILE, FaceDetector
 from app.preprocessing.pipeline import PreprocessingPipeline, RawInput
 from app.preprocessing.text import load_tokenizer
 
@@ -34,20 +36,46 @@ def limit_blas_threads() -> None:
 def build_pipeline(
     model: InferenceModel, settings: Settings, experts: Mapping[str, Expert]
 ) -> PreprocessingPipeline:
-    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the request limits.
+    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the face detector
+    (when the model has an expert that reads images) and the request limits.
 
     Raises:
-        ModelLoadError: the tokenizer cannot be loaded, or an expert of the model has no registry entry.
+        ModelLoadError: the tokenizer or the face detector cannot be loaded, or an expert of the model has
+            no registry entry.
     """
     try:
         tokenizer = load_tokenizer(model.spec.tokenizer_file)
     except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception types
         raise ModelLoadError(f"could not load tokenizer {model.spec.tokenizer_file}: {exc}") from exc
     limits = Limits(settings.max_text_chars, settings.max_image_pixels, settings.max_audio_seconds)
+    detector = face_detector(model, settings) if "image" in model.contract.modalities else None
     try:
-        return PreprocessingPipeline(model.contract, Resources(tokenizer), limits, experts)
+        return PreprocessingPipeline(model.contract, Resources(tokenizer, detector), limits, experts)
     except KeyError as exc:
         raise ModelLoadError(f"model {model.spec.name}: {exc.args[0]}") from exc
+
+
+def detector_file(settings: Settings) -> Path:
+    """``<model_dir>/detectors/retinaface_mnet025.onnx`` when a mounted model repository brings one, else
+    the file committed with the service (:data:`app.preprocessing.face.DETECTOR_FILE`)."""
+    mounted = settings.model_dir / "detectors" / DETECTOR_FILE.name
+    return mounted if mounted.is_file() else DETECTOR_FILE
+
+
+def face_detector(model: InferenceModel, settings: Settings) -> FaceDetector:
+    """The face detector session, on the execution providers the fused model really got (so it runs on the
+    GPU when the model does), one intra-op thread, spinning off (:meth:`FaceDetector.load`).
+
+    Raises:
+        ModelLoadError: the detector file is missing or ONNX Runtime cannot load it.
+    """
+    path = detector_file(settings)
+    try:
+        return FaceDetector.load(
+            path, providers=list(model.loaded.active_providers) or ["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
+        raise ModelLoadError(f"could not load face detector {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def probe_upload() -> RawInput:
