@@ -76,7 +76,7 @@ class ExpertPart(BaseModel):
         default=None, description="Why this expert did not count (e.g. `no_face`); null when used."
     )
     probabilities: Probabilities | None = Field(
-        description="This expert's own calibrated probabilities; null when not used."
+        default=None, description="This expert's own calibrated probabilities; null when not used."
     )
 
 
@@ -87,6 +87,7 @@ class FacePart(ExpertPart):
         description="Every face the detector found, highest score first (empty: `reason` is `no_face`)."
     )
     used_face: int | None = Field(
+        default=None,
         description="Index in `faces` of the face classified (highest score × size prior); null if none."
     )
 
@@ -94,6 +95,7 @@ class FacePart(ExpertPart):
 class ImageResult(BaseModel):
     used: bool = Field(description="Whether any expert of the image (face, scene) counted.")
     probabilities: Probabilities | None = Field(
+        default=None,
         description="The image's probabilities: the used experts' probabilities combined (product of "
         "experts with prior correction); equal to the face part's when only the face counts."
     )
@@ -147,8 +149,79 @@ class Timings(BaseModel):
     batch_size: int = Field(description="Number of requests in that batched call.")
 
 
+_P = {"negative": 0.02, "neutral": 0.08, "positive": 0.9}
+_PRIOR = {"negative": 0.3333, "neutral": 0.3333, "positive": 0.3334}
+_TIMINGS = {"preprocess_ms": 61.2, "queue_ms": 1.1, "inference_ms": 17.9, "total_ms": 80.4, "batch_size": 1}
+_MODEL = {"name": "fused-sentiment", "version": "1", "execution_provider": "CPUExecutionProvider"}
+#: Response examples in the OpenAPI schema (tests/api/test_docs.py validates them against this model).
+PREDICT_RESPONSE_EXAMPLES: list[dict[str, object]] = [
+    {
+        "label": "positive",
+        "reason": None,
+        "probabilities": _P,
+        "probabilities_are_prior": False,
+        "modalities": {
+            "image": {
+                "used": True,
+                "reason": None,
+                "probabilities": _P,
+                "faces": 2,
+                "face_box": {"x": 1210, "y": 640, "width": 380, "height": 470},
+                "face": {
+                    "used": True,
+                    "reason": None,
+                    "probabilities": _P,
+                    "faces": [
+                        {"x": 1210, "y": 640, "width": 380, "height": 470, "score": 0.9991},
+                        {"x": 3105, "y": 802, "width": 41, "height": 52, "score": 0.9213},
+                    ],
+                    "used_face": 0,
+                },
+                "format": "JPEG",
+                "width": 4032,
+                "height": 3024,
+            }
+        },
+        "model": _MODEL,
+        "timings": _TIMINGS,
+        "request_id": "5f0c2a4e9b1d4c7f",
+    },
+    {
+        "label": None,
+        "reason": "no_usable_evidence",
+        "probabilities": _PRIOR,
+        "probabilities_are_prior": True,
+        "modalities": {
+            "image": {
+                "used": False,
+                "reason": "no_face",
+                "probabilities": None,
+                "faces": 0,
+                "face_box": None,
+                "face": {
+                    "used": False,
+                    "reason": "no_face",
+                    "probabilities": None,
+                    "faces": [],
+                    "used_face": None,
+                },
+                "format": "PNG",
+                "width": 8,
+                "height": 8,
+            }
+        },
+        "model": _MODEL,
+        "timings": _TIMINGS,
+        "request_id": "9a41d07c33e2485b",
+    },
+]
+
+
 class PredictResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": PREDICT_RESPONSE_EXAMPLES})
+
     label: Label | None = Field(
+        default=None,
         description="Most probable class of the fused prediction; null when nothing in the request could be "
         "used (see `reason`)."
     )
