@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.config import JsonDict
 
 from app.api.errors import ErrorDetail
 
@@ -88,7 +89,7 @@ class FacePart(ExpertPart):
     )
     used_face: int | None = Field(
         default=None,
-        description="Index in `faces` of the face classified (highest score × size prior); null if none."
+        description="Index in `faces` of the face classified (highest score × size prior); null if none.",
     )
 
 
@@ -97,7 +98,7 @@ class ImageResult(BaseModel):
     probabilities: Probabilities | None = Field(
         default=None,
         description="The image's probabilities: the used experts' probabilities combined (product of "
-        "experts with prior correction); equal to the face part's when only the face counts."
+        "experts with prior correction); equal to the face part's when only the face counts.",
     )
     reason: str | None = Field(
         default=None, description="Why the image did not count (e.g. `no_face`); null when used."
@@ -149,12 +150,18 @@ class Timings(BaseModel):
     batch_size: int = Field(description="Number of requests in that batched call.")
 
 
-_P = {"negative": 0.02, "neutral": 0.08, "positive": 0.9}
-_PRIOR = {"negative": 0.3333, "neutral": 0.3333, "positive": 0.3334}
-_TIMINGS = {"preprocess_ms": 61.2, "queue_ms": 1.1, "inference_ms": 17.9, "total_ms": 80.4, "batch_size": 1}
-_MODEL = {"name": "fused-sentiment", "version": "1", "execution_provider": "CPUExecutionProvider"}
+_P: JsonDict = {"negative": 0.02, "neutral": 0.08, "positive": 0.9}
+_PRIOR: JsonDict = {"negative": 0.3333, "neutral": 0.3333, "positive": 0.3334}
+_TIMINGS: JsonDict = {
+    "preprocess_ms": 61.2,
+    "queue_ms": 1.1,
+    "inference_ms": 17.9,
+    "total_ms": 80.4,
+    "batch_size": 1,
+}
+_MODEL: JsonDict = {"name": "fused-sentiment", "version": "1", "execution_provider": "CPUExecutionProvider"}
 #: Response examples in the OpenAPI schema (tests/api/test_docs.py validates them against this model).
-PREDICT_RESPONSE_EXAMPLES: list[dict[str, object]] = [
+PREDICT_RESPONSE_EXAMPLES: list[JsonValue] = [
     {
         "label": "positive",
         "reason": None,
@@ -223,7 +230,7 @@ class PredictResponse(BaseModel):
     label: Label | None = Field(
         default=None,
         description="Most probable class of the fused prediction; null when nothing in the request could be "
-        "used (see `reason`)."
+        "used (see `reason`).",
     )
     reason: str | None = Field(
         default=None,
