@@ -124,6 +124,20 @@ def main() -> None:
             ),
             "detector_ms_per_image": round(seconds[name] / len(rows) * 1000, 1),
         }
+    # Both detectors found a face: the same photos, each detector's own crop (alignment, margin) → F1.
+    both = sorted({k for k, _ in found["retinaface"]} & {k for k, _ in found["haar"]})
+    y_both = mv.combined_label[rows][np.array(both, dtype=int)]
+    for name, hits in found.items():
+        by_k = dict(hits)
+        q = (
+            image_only(session, np.stack([by_k[k] for k in both]).astype(np.float32))
+            if both
+            else np.zeros((0, 3))
+        )
+        result[name]["both_found_image_only_macro_f1"] = round(
+            float(f1_score(y_both, q.argmax(1), average="macro", labels=[0, 1, 2])), 4
+        )
+    result["n_both_found"] = len(both)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
