@@ -260,6 +260,12 @@ def _key(item: tuple[str, Any]) -> int:
     return int(head) if head.isdigit() else 10**9
 
 
+def face_module_max_side() -> int:
+    import app.preprocessing.face as face_module
+
+    return int(face_module.DETECTION_MAX_SIDE)
+
+
 def run(data_dir: Path, images: int, n_backgrounds: int, seed: int) -> dict[str, Any]:
     haar, detector = Haar(), default_detector()
     bgs = backgrounds(data_dir, n_backgrounds, seed, haar)
@@ -296,7 +302,7 @@ def run(data_dir: Path, images: int, n_backgrounds: int, seed: int) -> dict[str,
             "images": images,
             "backgrounds": [p.name for p in bgs],
             "seed": seed,
-            "detection_max_side": DETECTION_MAX_SIDE,
+            "detection_max_side": face_module_max_side(),
             "score_threshold": SCORE_THRESHOLD,
         },
         "retinaface": evaluate(records, "retinaface", SCORE_THRESHOLD),
@@ -323,7 +329,13 @@ def main() -> None:
     parser.add_argument("--backgrounds", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--max-side", type=int, default=DETECTION_MAX_SIDE, help="RetinaFace's copy size (Haar stays at 640)"
+    )
     args = parser.parse_args()
+    import app.preprocessing.face as face_module
+
+    face_module.DETECTION_MAX_SIDE = args.max_side  # read by detection_scale at call time
     result = run(args.data_dir, args.images, args.backgrounds, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
