@@ -64,16 +64,18 @@ def detector_file(settings: Settings) -> Path:
 
 def face_detector(model: InferenceModel, settings: Settings) -> FaceDetector:
     """The face detector session, on the execution providers the fused model really got (so it runs on the
-    GPU when the model does), one intra-op thread, spinning off (:meth:`FaceDetector.load`).
+    GPU when the model does), one intra-op thread, spinning off (:meth:`FaceDetector.load`); cuDNN's
+    convolution search as ``SENTIMENT_CUDA_CONV_ALGO_SEARCH``, but never ``EXHAUSTIVE`` (each image size is
+    a new input shape).
 
     Raises:
         ModelLoadError: the detector file is missing or ONNX Runtime cannot load it.
     """
     path = detector_file(settings)
+    providers = list(model.loaded.active_providers) or ["CPUExecutionProvider"]
+    search = "HEURISTIC" if settings.cuda_conv_algo_search == "EXHAUSTIVE" else settings.cuda_conv_algo_search
     try:
-        return FaceDetector.load(
-            path, providers=list(model.loaded.active_providers) or ["CPUExecutionProvider"]
-        )
+        return FaceDetector.load(path, providers=providers, cuda_conv_algo_search=search)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
         raise ModelLoadError(f"could not load face detector {path}: {type(exc).__name__}: {exc}") from exc
 

@@ -205,9 +205,12 @@ class FaceDetector:
         path: Path = DETECTOR_FILE,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         intra_op_threads: int = 1,
+        cuda_conv_algo_search: str = "HEURISTIC",
     ) -> FaceDetector:
         """Create the session: ``intra_op_threads`` threads (1–2: preprocessing already runs in a pool),
-        spinning off, sequential execution, the given execution providers.
+        spinning off, sequential execution, the given execution providers. Every image has its own input
+        size, so the CUDA provider gets ``cudnn_conv_algo_search`` (default ``HEURISTIC``: ONNX Runtime's
+        default ``EXHAUSTIVE`` would benchmark the convolutions again for every new size).
 
         Raises:
             FileNotFoundError: ``path`` does not exist. Other errors of ``onnxruntime.InferenceSession``.
@@ -220,7 +223,9 @@ class FaceDetector:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
-        return cls(ort.InferenceSession(str(path), sess_options=options, providers=list(providers)))
+        cuda = {"cudnn_conv_algo_search": cuda_conv_algo_search, "arena_extend_strategy": "kSameAsRequested"}
+        wanted: list[Any] = [(p, cuda) if p == "CUDAExecutionProvider" else p for p in providers]
+        return cls(ort.InferenceSession(str(path), sess_options=options, providers=wanted))
 
     def detect(self, image: Image.Image, score_threshold: float = SCORE_THRESHOLD) -> Detections:
         """Detect faces in an RGB (or any mode) Pillow image, already EXIF-oriented; ``score_threshold``
