@@ -266,9 +266,14 @@ def face_module_max_side() -> int:
     return int(face_module.DETECTION_MAX_SIDE)
 
 
-def run(data_dir: Path, images: int, n_backgrounds: int, seed: int) -> dict[str, Any]:
+def run(
+    data_dir: Path, images: int, n_backgrounds: int, seed: int, max_side: int = DETECTION_MAX_SIDE
+) -> dict[str, Any]:
     haar, detector = Haar(), default_detector()
-    bgs = backgrounds(data_dir, n_backgrounds, seed, haar)
+    bgs = backgrounds(data_dir, n_backgrounds, seed, haar)  # chosen at the shipped size, for any max_side
+    import app.preprocessing.face as face_module
+
+    face_module.DETECTION_MAX_SIDE = max_side  # read by detection_scale at call time
     pool = faces()
     rng = random.Random(seed)
     records = []
@@ -332,13 +337,12 @@ def main() -> None:
     parser.add_argument(
         "--max-side", type=int, default=DETECTION_MAX_SIDE, help="RetinaFace's copy size (Haar stays at 640)"
     )
+    parser.add_argument("--records", action="store_true", help="also write every image's detections")
     args = parser.parse_args()
-    import app.preprocessing.face as face_module
-
-    face_module.DETECTION_MAX_SIDE = args.max_side  # read by detection_scale at call time
-    result = run(args.data_dir, args.images, args.backgrounds, args.seed)
+    result = run(args.data_dir, args.images, args.backgrounds, args.seed, args.max_side)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    saved = result if args.records else {k: v for k, v in result.items() if k != "records"}
+    args.out.write_text(json.dumps(saved, indent=1))
     for name in ("retinaface", "haar"):
         summary = {k: v for k, v in result[name].items() if not k.startswith("recall_by")}
         print(name, json.dumps(summary))
