@@ -73,9 +73,13 @@ def num_frames(num_samples: int) -> int:
 #: model's ``config.json`` has no ``experts`` list (contract v1 and the test models).
 V1_EXPERTS: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     ("text", "text", ("input_ids", "attention_mask")),
-    ("image", "image", ("face",)),
+    ("face", "image", ("face",)),
     ("audio", "audio", ("audio_features", "audio_mask")),
 )
+#: Old expert names → the registry's: v1 configs list ``"modalities": ["text", "image", "audio"]``, where
+#: ``image`` is the face expert (the only image expert then). Since the scene expert, an image has several
+#: experts, so the face expert is called ``face`` everywhere (registry, metrics, /v2 metadata, responses).
+V1_EXPERT_ALIASES: Final[dict[str, str]] = {"image": "face"}
 #: Value of the one-element dummy an absent expert's tensor gets (mask tensors: 1, so that no branch sees
 #: an all-zero mask; everything else 0). ``config.json`` may override it per input with ``absent_fill``.
 DEFAULT_ABSENT_FILL: Final[dict[str, float]] = {"attention_mask": 1.0, "audio_mask": 1.0}
@@ -172,10 +176,11 @@ class ModelContract:
         """Build the contract from a model's ``config.json`` (v1 defaults for every missing key).
 
         ``experts``: list of ``{"name", "modality", "inputs": [names]}`` (or of names known to
-        :data:`V1_EXPERTS`); ``inputs``: name → ``{"dtype", "shape", "absent_fill"?}`` with the batch axis
-        first; ``mask_input`` and ``output_names`` name the mask and the two outputs. An expert's languages
-        come from its entry's ``"languages"`` list, else from the top-level ``"languages"`` mapping (expert
-        name → list, for configs whose experts are plain names), else from :data:`V1_LANGUAGES`.
+        :data:`V1_EXPERTS` or their old names in :data:`V1_EXPERT_ALIASES`); ``inputs``: name →
+        ``{"dtype", "shape", "absent_fill"?}`` with the batch axis first; ``mask_input`` and ``output_names``
+        name the mask and the two outputs. An expert's languages come from its entry's ``"languages"`` list,
+        else from the top-level ``"languages"`` mapping (expert name → list, for configs whose experts are
+        plain names), else from :data:`V1_LANGUAGES`.
 
         Raises:
             ContractError: an expert without inputs, an input without dtype/shape, or an unknown expert name.
@@ -188,6 +193,7 @@ class ModelContract:
         experts = []
         for entry in config.get("experts") or config.get("modalities") or [n for n, _, _ in V1_EXPERTS]:
             if isinstance(entry, str):
+                entry = V1_EXPERT_ALIASES.get(entry, entry)
                 if entry not in known:
                     raise ContractError(f"expert {entry!r} is not a v1 expert; give its modality and inputs")
                 entry = {"name": entry, "modality": known[entry][0], "inputs": list(known[entry][1])}
@@ -196,8 +202,11 @@ class ModelContract:
                 raise ContractError(f"expert {entry.get('name')!r} lists no inputs")
             tensors = tuple(_tensor(n, declared.get(n)) for n in names)
             name = str(entry["name"])
+            alias = V1_EXPERT_ALIASES.get(name)
+            if alias is not None and names == list(known[alias][1]):
+                name = alias  # {"name": "image", "inputs": ["face"]}: the face expert under its v1 name
             langs = entry.get("languages", languages.get(name, V1_LANGUAGES.get(name, ())))
-            modality = str(entry.get("modality", name))
+            modality = str(entry.get("modality", entry["name"]))
             experts.append(ExpertSpec(name, modality, tensors, tuple(str(c) for c in langs or ())))
         outputs = config.get("output_names") or list(OUTPUT_NAMES)
         return cls(

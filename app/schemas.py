@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.config import JsonDict
 
 from app.api.errors import ErrorDetail
 
@@ -84,14 +85,60 @@ class TextResult(BaseModel):
     )
 
 
-class ImageResult(BaseModel):
-    used: bool = Field(description="False when no face was found: the image then does not count.")
-    probabilities: Probabilities | None = Field(description="Face branch probabilities (largest face).")
+class DetectedFace(BaseModel):
+    """One detected face: box in pixels of the EXIF-oriented image (top-left corner, width, height) and the
+    detector's score in [0, 1]."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    score: float = Field(ge=0, le=1, description="RetinaFace detection score.")
+
+
+class ExpertPart(BaseModel):
+    """One expert's share of a modality (an image has a face expert and, in models that have it, a scene
+    expert)."""
+
+    used: bool = Field(description="Whether this expert contributed to the fused probabilities.")
     reason: str | None = Field(
-        default=None, description="Why this modality did not count (e.g. `no_face`); null when used."
+        default=None, description="Why this expert did not count (e.g. `no_face`); null when used."
     )
-    faces: int = Field(description="Number of faces detected; only the largest one is classified.")
-    face_box: FaceBoxModel | None = Field(description="Box of the face that was classified.")
+    probabilities: Probabilities | None = Field(
+        default=None, description="This expert's own calibrated probabilities; null when not used."
+    )
+
+
+class FacePart(ExpertPart):
+    """The face expert's part: every face found and which one was classified."""
+
+    faces: list[DetectedFace] = Field(
+        description="Every face the detector found, highest score first (empty: `reason` is `no_face`)."
+    )
+    used_face: int | None = Field(
+        default=None,
+        description="Index in `faces` of the face classified (highest score × size prior); null if none.",
+    )
+
+
+class ImageResult(BaseModel):
+    used: bool = Field(description="Whether any expert of the image (face, scene) counted.")
+    probabilities: Probabilities | None = Field(
+        default=None,
+        description="The image's probabilities: the used experts' probabilities combined (product of "
+        "experts with prior correction); equal to the face part's when only the face counts.",
+    )
+    reason: str | None = Field(
+        default=None, description="Why the image did not count (e.g. `no_face`); null when used."
+    )
+    faces: int = Field(default=0, description="Number of faces detected (= length of `face.faces`).")
+    face_box: FaceBoxModel | None = Field(
+        default=None, description="Box of the face that was classified (`face.faces[face.used_face]`)."
+    )
+    face: FacePart | None = Field(default=None, description="The face expert's part.")
+    scene: ExpertPart | None = Field(
+        default=None, description="The scene expert's part (null when the model has no scene expert)."
+    )
     format: str = Field(description="Image format detected from the bytes.")
     width: int
     height: int
@@ -140,9 +187,101 @@ class Timings(BaseModel):
     batch_size: int = Field(description="Number of requests in that batched call.")
 
 
+_P: JsonDict = {"negative": 0.02, "neutral": 0.08, "positive": 0.9}
+_PRIOR: JsonDict = {"negative": 0.3333, "neutral": 0.3333, "positive": 0.3334}
+_TIMINGS: JsonDict = {
+    "preprocess_ms": 61.2,
+    "queue_ms": 1.1,
+    "inference_ms": 17.9,
+    "total_ms": 80.4,
+    "batch_size": 1,
+}
+_MODEL: JsonDict = {"name": "fused-sentiment", "version": "1", "execution_provider": "CPUExecutionProvider"}
+#: Response examples in the OpenAPI schema (tests/api/test_docs.py validates them against this model).
+PREDICT_RESPONSE_EXAMPLES: list[JsonValue] = [
+    {
+        "label": "positive",
+        "reason": None,
+        "probabilities": _P,
+        "probabilities_are_prior": False,
+        "modalities": {
+            "image": {
+                "used": True,
+                "reason": None,
+                "probabilities": _P,
+                "faces": 2,
+                "face_box": {"x": 1210, "y": 640, "width": 380, "height": 470},
+                "face": {
+                    "used": True,
+                    "reason": None,
+                    "probabilities": _P,
+                    "faces": [
+                        {"x": 1210, "y": 640, "width": 380, "height": 470, "score": 0.9991},
+                        {"x": 3105, "y": 802, "width": 41, "height": 52, "score": 0.9213},
+                    ],
+                    "used_face": 0,
+                },
+                "format": "JPEG",
+                "width": 4032,
+                "height": 3024,
+            }
+        },
+        "model": _MODEL,
+        "timings": _TIMINGS,
+        "request_id": "5f0c2a4e9b1d4c7f",
+    },
+    {
+        "label": None,
+        "reason": "no_usable_evidence",
+        "probabilities": _PRIOR,
+        "probabilities_are_prior": True,
+        "modalities": {
+            "image": {
+                "used": False,
+                "reason": "no_face",
+                "probabilities": None,
+                "faces": 0,
+                "face_box": None,
+                "face": {
+                    "used": False,
+                    "reason": "no_face",
+                    "probabilities": None,
+                    "faces": [],
+                    "used_face": None,
+                },
+                "format": "PNG",
+                "width": 8,
+                "height": 8,
+            }
+        },
+        "model": _MODEL,
+        "timings": _TIMINGS,
+        "request_id": "9a41d07c33e2485b",
+    },
+]
+
+
 class PredictResponse(BaseModel):
-    label: Label = Field(description="Most probable class of the fused prediction.")
-    probabilities: Probabilities = Field(description="Fused probabilities over the present modalities.")
+    model_config = ConfigDict(json_schema_extra={"examples": PREDICT_RESPONSE_EXAMPLES})
+
+    label: Label | None = Field(
+        default=None,
+        description="Most probable class of the fused prediction; null when nothing in the request could be "
+        "used (see `reason`).",
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why there is no label: `no_usable_evidence` when no expert was used (e.g. an image "
+        "without a face and nothing else); null when there is a label.",
+    )
+    probabilities: Probabilities = Field(
+        description="Fused probabilities over the used experts; the prior when `probabilities_are_prior`."
+    )
+    probabilities_are_prior: bool = Field(
+        default=False,
+        description="True when no expert was used: `probabilities` are then the class prior the experts were "
+        "calibrated to, not evidence about this input.",
+    )
     modalities: Modalities
     model: ModelRef
     timings: Timings

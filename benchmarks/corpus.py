@@ -2,7 +2,7 @@
 
 * text: MVSA-Single tweets (``mvsa_single/labels.csv``).
 * image: MVSA-Single JPEGs (longest side ≤ 256 px) in which the service's own face detector
-  (:func:`app.preprocessing.face.largest_face_input`) finds a face, so the image modality is really
+  (:func:`app.preprocessing.face.face_input`) finds a face, so the image modality is really
   present and the face branch runs.
 * audio: CREMA-D Ogg/Opus clips decoded with soundfile and re-written as 16-bit PCM WAV at 16 kHz (what a
   typical client uploads).
@@ -77,7 +77,7 @@ def build(
                 )
             _synthesise(cache, n, seed)
             return build(data_dir, cache, n, seed, synthesise_ok=False)
-        from app.preprocessing.face import largest_face_input
+        from app.preprocessing.face import face_input
 
         rng = random.Random(seed)
         with open(mvsa / "labels.csv", newline="", encoding="utf-8") as fh:
@@ -90,7 +90,7 @@ def build(
             path = mvsa / r["image"]
             try:
                 with Image.open(path) as im:
-                    face, _ = largest_face_input(im.convert("RGB"))
+                    face, _ = face_input(im.convert("RGB"))
             except OSError:
                 continue
             if face is not None:

@@ -29,7 +29,7 @@ if [[ "${1:-}" == "--download" ]]; then
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
         "onnxruntime-gpu==1.31.1" "fastapi>=0.115" "uvicorn[standard]>=0.30" "pydantic-settings>=2.3" \
         "python-multipart>=0.0.9" "httpx>=0.27" "Pillow>=10.4" "soundfile>=0.12" "soxr>=0.4" "av>=12" \
-        "tokenizers>=0.19" "opencv-python-headless>=4.9,<5" "psutil>=5.9" "tqdm>=4.66" "matplotlib>=3.8"
+        "tokenizers>=0.19" "psutil>=5.9" "tqdm>=4.66" "matplotlib>=3.8"
     echo "wheels in .whl/: $(find .whl -name '*.whl' | wc -l) files, $(du -sh .whl | cut -f1)"
     exit 0
 fi
@@ -71,7 +71,7 @@ say "checking imports"
 "$PYTHON" - <<'PY'
 import importlib, sys
 missing = [m for m in ("onnxruntime", "fastapi", "uvicorn", "pydantic_settings", "multipart", "httpx", "PIL",
-                       "soundfile", "soxr", "av", "tokenizers", "cv2", "psutil", "tqdm", "numpy")
+                       "soundfile", "soxr", "av", "tokenizers", "psutil", "tqdm", "numpy")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"missing Python packages: {missing}; run benchmarks/gpu_check.sh --download where pip works "

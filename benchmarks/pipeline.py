@@ -1,7 +1,7 @@
 """Preprocessing + batched ONNX run, shared by the in-process ceiling and every peer server.
 
 Everything model-specific goes through the service's own functions in :mod:`app.preprocessing`
-(``decode_image`` → ``largest_face_input``; ``decode_audio`` → ``log_mel``; ``encode_text``) and its batch
+(``decode_image`` → ``face_input``; ``decode_audio`` → ``log_mel``; ``encode_text``) and its batch
 collation (``app.inference.collate.collate``), so the peers and the ceiling do the service's work.
 """
 
@@ -17,7 +17,7 @@ import onnxruntime as ort
 from app.contract import LABELS
 from app.inference.collate import collate
 from app.preprocessing.audio import decode_audio, log_mel
-from app.preprocessing.face import largest_face_input
+from app.preprocessing.face import face_input
 from app.preprocessing.image import decode_image
 from app.preprocessing.pipeline import PreparedItem
 from app.preprocessing.text import encode_text, load_tokenizer
@@ -73,7 +73,7 @@ class Pipeline:
         enc = encode_text(self.tokenizer, text) if text else None
         face = None
         if image is not None:
-            face, _ = largest_face_input(decode_image(image, max_pixels=MAX_IMAGE_PIXELS).image)
+            face, _ = face_input(decode_image(image, max_pixels=MAX_IMAGE_PIXELS).image)
         mel = (
             log_mel(decode_audio(audio, max_seconds=MAX_AUDIO_SECONDS).waveform)
             if audio is not None
@@ -83,7 +83,7 @@ class Pipeline:
         if enc is not None:
             parts["text"] = {"input_ids": enc.input_ids, "attention_mask": np.ones(enc.num_tokens, np.int64)}
         if face is not None:
-            parts["image"] = {"face": face}
+            parts["face"] = {"face": face}
         if mel is not None:
             parts["audio"] = {"audio_features": mel, "audio_mask": np.ones(mel.shape[0], np.float32)}
         return PreparedItem.of(**parts)

@@ -21,7 +21,6 @@ PACKAGES = [
     "soundfile>=0.12",
     "soxr>=0.4",
     "av>=12",
-    "opencv-python-headless>=4.9,<5",
     "psutil>=5.9",
 ]
 
@@ -32,7 +31,7 @@ def ensure(venv: Path = VENV) -> Path:
     if (
         python.exists()
         and subprocess.run(
-            [str(python), "-c", "import pytriton, onnxruntime, cv2, av"], capture_output=True, check=False
+            [str(python), "-c", "import pytriton, onnxruntime, av"], capture_output=True, check=False
         ).returncode
         == 0
     ):

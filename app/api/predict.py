@@ -56,6 +56,10 @@ _OPENAPI_BODY: dict[str, Any] = {
                         "summary": "Text and a base64 image (an 8×8 PNG without a face: it does not count)",
                         "value": {"text": "Not bad at all.", "image_base64": _EXAMPLE_PNG_BASE64},
                     },
+                    "image_without_face": {
+                        "summary": "Only an image without a face: no usable evidence, `label: null`",
+                        "value": {"image_base64": _EXAMPLE_PNG_BASE64},
+                    },
                 },
             },
             "multipart/form-data": {
@@ -72,7 +76,7 @@ _OPENAPI_BODY: dict[str, Any] = {
                             "type": "string",
                             "format": "binary",
                             "description": "Image file (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF); "
-                            "the largest face is used.",
+                            "the detected face with the highest score (small faces discounted) is used.",
                         },
                         "audio": {
                             "type": "string",
@@ -224,7 +228,9 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
     summary="Sentiment probabilities for text, an image and/or an audio clip",
     description="Send at least one modality as multipart/form-data (`text` field, `image`/`audio` files) or "
     "as JSON (`text`, `image_base64`, `audio_base64`). The fused probabilities combine the present "
-    "modalities; an image without a detectable face does not count (`faces: 0`).",
+    "modalities; an image without a detectable face does not count (`faces: 0`). When nothing in the "
+    "request can be used, `label` is null, `reason` is `no_usable_evidence` and `probabilities_are_prior` "
+    "is true.",
     openapi_extra=_OPENAPI_BODY,
     dependencies=[Depends(require_api_key)],
 )

@@ -37,8 +37,42 @@ def _facts(value: Any) -> dict[str, Any]:
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else {}
 
 
+def _part_fields(value: Any) -> dict[str, Any]:
+    """An expert's facts as its part reports them (``part_fields()`` when the facts define it)."""
+    method = getattr(value, "part_fields", None)
+    return dict(method()) if callable(method) else _facts(value)
+
+
+def _summary(value: Any) -> dict[str, Any]:
+    """What an expert's facts add to its modality's own result (``modality_summary()``, else nothing)."""
+    method = getattr(value, "modality_summary", None)
+    return dict(method()) if callable(method) else {}
+
+
+def prior(model: InferenceModel) -> npt.NDArray[np.float64]:
+    """The class prior π the experts were calibrated to (``config.json`` ``prior``; uniform if absent),
+    float64 [3] in ``LABELS`` order; the fused output equals it when no expert is used."""
+    raw = model.spec.config.get("prior") if isinstance(model.spec.config, dict) else None
+    vec = np.array([float(raw[k]) for k in LABELS] if isinstance(raw, dict) else [1.0] * len(LABELS))
+    out: npt.NDArray[np.float64] = vec / vec.sum()
+    return out
+
+
+def combine(rows: list[npt.NDArray[np.float32]], pi: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """Product of experts with prior correction of several experts' probabilities [3] (DESIGN.md, "Fusion
+    without paired data"): p ∝ Π p_m / π^(k−1). One row is returned unchanged."""
+    if len(rows) == 1:
+        return rows[0]
+    logp = np.sum([np.log(np.clip(r, 1e-12, 1.0)) for r in rows], axis=0) - (len(rows) - 1) * np.log(pi)
+    p = np.exp(logp - logp.max())
+    out: npt.NDArray[np.float32] = (p / p.sum()).astype(np.float32)
+    return out
+
+
 def modality_results(prediction: Prediction, model: InferenceModel) -> Modalities:
-    """One result per request field that was sent (``used``, ``reason``, ``probabilities`` + facts)."""
+    """One result per request field that was sent: ``used`` (any of its experts), ``reason``, its
+    ``probabilities`` (the used experts' combined by :func:`combine`) and facts; an expert whose name is not
+    the field's (``face`` and ``scene`` read ``image``) also gets its own part under its name."""
     out, item = prediction.output, prediction.item
     results: dict[str, dict[str, Any]] = {}
     for modality, facts in item.modalities.items():
@@ -49,28 +83,53 @@ def modality_results(prediction: Prediction, model: InferenceModel) -> Modalitie
             part = item.experts.get(expert.name)
             if expert.modality != modality or part is None:
                 continue
-            fields.update(_facts(part.facts))
-            if out.modality_mask[index]:
+            expert_used = bool(out.modality_mask[index])
+            if expert.name == modality:
+                fields.update(_facts(part.facts))
+            else:
+                fields.update(_summary(part.facts))
+                fields[expert.name] = {
+                    **_part_fields(part.facts),
+                    "used": expert_used,
+                    "reason": None if expert_used else (part.reason or "not_used"),
+                    "probabilities": probabilities(out.modality_probabilities[index])
+                    if expert_used
+                    else None,
+                }
+            if expert_used:
                 used.append(index)
             elif part.reason:
                 reasons.append(part.reason)
+        combined = combine([out.modality_probabilities[i] for i in used], prior(model)) if used else None
         results[modality] = {
             **fields,
             "used": bool(used),
             "reason": None if used else (reasons[0] if reasons else "not_used"),
-            "probabilities": probabilities(out.modality_probabilities[used[0]]) if used else None,
+            "probabilities": probabilities(combined) if combined is not None else None,
         }
     return Modalities.model_validate(results)
+
+
+#: Top-level ``reason`` when no expert of the request was used (the label is then null).
+NO_USABLE_EVIDENCE = "no_usable_evidence"
 
 
 def predict_response(
     prediction: Prediction, model: InferenceModel, request_id: str | None
 ) -> PredictResponse:
-    """The body of a successful ``POST /v1/predict``."""
+    """The body of a successful ``POST /v1/predict``.
+
+    When no expert was used (every expert's mask is 0: e.g. an image without a face and nothing else),
+    the fused probabilities are the prior, so ``label`` is null, ``reason`` is ``no_usable_evidence`` and
+    ``probabilities_are_prior`` is true; a tie is never reported as a class.
+    """
     fused = prediction.output.probabilities
+    evidence = bool(np.any(prediction.output.modality_mask))
     return PredictResponse(
-        label=LABELS[int(np.argmax(fused))],  # type: ignore[arg-type]
+        label=LABELS[int(np.argmax(fused))] if evidence else None,  # type: ignore[arg-type]
+        reason=None if evidence else NO_USABLE_EVIDENCE,
         probabilities=probabilities(fused),
+        probabilities_are_prior=not evidence,
         modalities=modality_results(prediction, model),
         model=ModelRef(
             name=model.spec.name,

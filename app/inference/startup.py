@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,7 @@ from app.config import Settings
 from app.inference.model import InferenceModel
 from app.inference.repository import ModelLoadError
 from app.preprocessing.experts import Expert, Limits, Resources
+from app.preprocessing.face import DETECTOR_FILE, FaceDetector
 from app.preprocessing.language import LanguageGate
 from app.preprocessing.pipeline import PreprocessingPipeline, RawInput
 from app.preprocessing.text import load_tokenizer
@@ -36,16 +38,16 @@ def limit_blas_threads() -> None:
 def build_pipeline(
     model: InferenceModel, settings: Settings, experts: Mapping[str, Expert]
 ) -> PreprocessingPipeline:
-    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the voice activity
-    detector (:class:`~app.preprocessing.vad.VoiceActivityDetector`, built once here on the main model's
-    active execution providers: CUDA when the model runs on it, else the CPU), the language gate of its text
-    expert (built once here, when ``settings.language_gate`` is on and a text expert declares languages;
-    shared by every preprocessing thread), the request limits.
+    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the face detector
+    (when the model has an expert that reads images), the voice activity detector
+    (:class:`~app.preprocessing.vad.VoiceActivityDetector`), both built once here on the main model's active
+    execution providers (CUDA when the model runs on it, else the CPU), the language gate of its text expert
+    (built once here, when ``settings.language_gate`` is on and a text expert declares languages; shared by
+    every preprocessing thread), the request limits.
 
     Raises:
-        ModelLoadError: the tokenizer, the voice activity model or the language detector cannot be loaded,
-            or an expert of the model
-            has no registry entry.
+        ModelLoadError: the tokenizer, the face detector, the voice activity model or the language detector
+            cannot be loaded, or an expert of the model has no registry entry.
     """
     try:
         tokenizer = load_tokenizer(model.spec.tokenizer_file)
@@ -56,6 +58,7 @@ def build_pipeline(
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
         raise ModelLoadError(f"could not load the voice activity detector: {exc}") from exc
     limits = Limits(settings.max_text_chars, settings.max_image_pixels, settings.max_audio_seconds)
+    detector = face_detector(model, settings) if "image" in model.contract.modalities else None
     text_experts = (e for e in model.contract.experts if e.modality == "text" and e.languages)
     languages = next((e.languages for e in text_experts), ())
     gate = None
@@ -65,9 +68,35 @@ def build_pipeline(
         except Exception as exc:  # noqa: BLE001 - a missing package or a corrupt model file
             raise ModelLoadError(f"could not load the language detector (py3langid): {exc}") from exc
     try:
-        return PreprocessingPipeline(model.contract, Resources(tokenizer, vad, gate), limits, experts)
+        resources = Resources(tokenizer, vad, gate, detector)
+        return PreprocessingPipeline(model.contract, resources, limits, experts)
     except KeyError as exc:
         raise ModelLoadError(f"model {model.spec.name}: {exc.args[0]}") from exc
+
+
+def detector_file(settings: Settings) -> Path:
+    """``<model_dir>/detectors/retinaface_mnet025.onnx`` when a mounted model repository brings one, else
+    the file committed with the service (:data:`app.preprocessing.face.DETECTOR_FILE`)."""
+    mounted = settings.model_dir / "detectors" / DETECTOR_FILE.name
+    return mounted if mounted.is_file() else DETECTOR_FILE
+
+
+def face_detector(model: InferenceModel, settings: Settings) -> FaceDetector:
+    """The face detector session, on the execution providers the fused model really got (so it runs on the
+    GPU when the model does), one intra-op thread, spinning off (:meth:`FaceDetector.load`); cuDNN's
+    convolution search as ``SENTIMENT_CUDA_CONV_ALGO_SEARCH``, but never ``EXHAUSTIVE`` (each image size is
+    a new input shape).
+
+    Raises:
+        ModelLoadError: the detector file is missing or ONNX Runtime cannot load it.
+    """
+    path = detector_file(settings)
+    providers = list(model.loaded.active_providers) or ["CPUExecutionProvider"]
+    search = "HEURISTIC" if settings.cuda_conv_algo_search == "EXHAUSTIVE" else settings.cuda_conv_algo_search
+    try:
+        return FaceDetector.load(path, providers=providers, cuda_conv_algo_search=search)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
+        raise ModelLoadError(f"could not load face detector {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def probe_upload() -> RawInput:

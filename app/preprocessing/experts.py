@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 from app.contract import SAMPLE_RATE
 from app.preprocessing.audio import DecodedAudio, decode_audio, log_mel
 from app.preprocessing.errors import InputTooLargeError, PreprocessingError
-from app.preprocessing.face import FaceBox, largest_face_input
+from app.preprocessing.face import FaceBox, FaceDetector, face_input
 from app.preprocessing.image import DecodedImage, decode_image
 from app.preprocessing.language import LanguageGate
 from app.preprocessing.text import encode_text, normalize_text
@@ -97,10 +97,26 @@ class TokenFacts:
 
 @dataclass(frozen=True, slots=True)
 class FaceFacts:
-    """Face expert facts: number of faces found and the box of the one classified (None if none)."""
+    """Face expert facts: every face found (original pixels after EXIF orientation, highest score first)
+    and the index of the one classified (None when none is found; rule:
+    :func:`app.preprocessing.face.choice_key`)."""
 
-    faces: int
-    face_box: FaceBox | None
+    faces: tuple[FaceBox, ...]
+    used_face: int | None
+
+    def modality_summary(self) -> dict[str, Any]:
+        """What the image result reports besides the face part (kept from the v1 response): ``faces``
+        (count) and ``face_box`` (the face used, or None)."""
+        box = self.faces[self.used_face] if self.used_face is not None else None
+        return {"faces": len(self.faces), "face_box": _box(box) if box is not None else None}
+
+    def part_fields(self) -> dict[str, Any]:
+        """The face part's fields: ``faces`` (boxes with scores) and ``used_face`` (index or None)."""
+        return {"faces": [{**_box(f), "score": f.score} for f in self.faces], "used_face": self.used_face}
+
+
+def _box(face: FaceBox) -> dict[str, int]:
+    return {"x": face.x, "y": face.y, "width": face.width, "height": face.height}
 
 
 # --------------------------------------------------------------------------- decoded modalities
@@ -173,11 +189,15 @@ class Resources:
         tokenizer: the text expert's WordPiece tokenizer.
         vad: the voice activity detector of the audio expert.
         language_gate: the text expert's language gate (thread-safe, shared), or None: every text is used.
+        face_detector: the face detector session (built with the model's execution providers by
+            ``app.inference.startup.build_pipeline``); None → the process-wide CPU detector
+            (:func:`app.preprocessing.face.default_detector`).
     """
 
     tokenizer: Tokenizer
     vad: VoiceActivityDetector
     language_gate: LanguageGate | None = None
+    face_detector: FaceDetector | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +260,11 @@ def prepare_text(text: str, resources: Resources) -> ExpertInput:
     return ExpertInput(tensors, facts=facts)
 
 
-def prepare_face(image: Image.Image, _: Resources) -> ExpertInput:
-    """Detect faces and normalise the largest (:func:`app.preprocessing.face.largest_face_input`):
+def prepare_face(image: Image.Image, resources: Resources) -> ExpertInput:
+    """Detect faces, choose one, align and normalise it (:func:`app.preprocessing.face.face_input`):
     ``face`` float32 [1, 64, 64] in [-1, 1]; not used (``no_face``) when none is found."""
-    face, boxes = largest_face_input(image)
-    facts = FaceFacts(faces=len(boxes), face_box=boxes[0] if boxes else None)
+    face, found = face_input(image, resources.face_detector)
+    facts = FaceFacts(faces=found.faces, used_face=found.chosen)
     if face is None:
         return ExpertInput(None, reason=NO_FACE, facts=facts)
     return ExpertInput({"face": face}, facts=facts)
@@ -270,9 +290,10 @@ def prepare_audio(waveform: npt.NDArray[np.float32], resources: Resources) -> Ex
     )
 
 
-#: The experts this service knows, by the names a model's ``config.json`` uses.
+#: The experts this service knows, by the names a model's ``config.json`` uses (a v1 config's ``image``
+#: expert is the ``face`` expert: :data:`app.contract.V1_EXPERT_ALIASES`).
 DEFAULT_EXPERTS: Mapping[str, Expert] = {
     "text": Expert("text", prepare_text),
-    "image": Expert("image", prepare_face),
+    "face": Expert("image", prepare_face),
     "audio": Expert("audio", prepare_audio),
 }

@@ -16,13 +16,13 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from app.contract import SAMPLE_RATE
 from app.preprocessing import audio as audio_pre
 from app.preprocessing.audio import log_mel
-from app.preprocessing.face import largest_face_input
+from app.preprocessing.face import DETECTOR_FILE, face_input
 from app.preprocessing.text import encode_text, load_tokenizer
 from app.preprocessing.vad import VAD_MODEL_FILE, VoiceActivityDetector, trim_to_speech
 from app.training.fingerprint import cache_key, code_fingerprint, file_fingerprint, versions
@@ -173,26 +173,30 @@ def text_states(
 
 # ------------------------------------------------------------------------------------------- MVSA faces
 def face_of_image(path: str) -> F32 | None:
-    """Largest detected face float32 [1, 64, 64] of the image file (``largest_face_input`` on its RGB
-    conversion), or None when no face is found or the file cannot be read."""
+    """The chosen face float32 [1, 64, 64] of the image file (``face_input``, the service's function, on the
+    EXIF-oriented RGB image), or None when no face is found or the file cannot be read."""
     try:
         with Image.open(path) as im:
-            face, _ = largest_face_input(im.convert("RGB"))
+            face, _ = face_input(ImageOps.exif_transpose(im).convert("RGB"))
     except OSError:
         return None
     return face
 
 
 def mvsa_faces_key(image_paths: list[str]) -> str:
-    """Cache key of :func:`mvsa_faces`: the image names, OpenCV/Pillow versions (Haar cascade, resizing) and
-    the code of ``largest_face_input`` (detection, crop, ``normalize_face``) and :func:`face_of_image`."""
-    params = versions("opencv-python-headless", "Pillow")
-    code = code_fingerprint(largest_face_input, face_of_image)
+    """Cache key of :func:`mvsa_faces`: the image names, ONNX Runtime/Pillow versions, the face detector's
+    bytes (``models/detectors/retinaface_mnet025.onnx``) and the code of ``face_input`` (detection, choice,
+    alignment, ``normalize_face``) and :func:`face_of_image`."""
+    params = {
+        **versions("onnxruntime", "onnxruntime-gpu", "Pillow"),
+        "detector": file_fingerprint(DETECTOR_FILE),
+    }
+    code = code_fingerprint(face_input, face_of_image)
     return cache_key(params, code, [Path(p).name for p in image_paths])
 
 
 def mvsa_faces(image_paths: list[str], cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Largest detected face of every MVSA image (``app.preprocessing.face.largest_face_input``).
+    """The chosen face of every MVSA image (``app.preprocessing.face.face_input``).
 
     Returns ``faces`` float32 [N, 1, 64, 64] (zeros where none) and ``found`` bool [N]; cached, keyed by
     :func:`mvsa_faces_key`.

@@ -131,7 +131,9 @@ def _preprocessing_section(tokenizer_sha256: str) -> dict[str, Any]:
             "grayscale": "ITU-R 601-2 luma",
             "resize": "bilinear",
             "scale": "x / 127.5 - 1",
-            "face_detector": "OpenCV Haar cascade frontalface_default (largest face)",
+            "face_detector": "RetinaFace-MobileNet0.25 (models/detectors/retinaface_mnet025.onnx; "
+            "face = highest score x size prior, eye-aligned, square crop 0.9 x box side; "
+            "app.preprocessing.face)",
         },
         "audio": {
             "sample_rate": SAMPLE_RATE,

@@ -107,6 +107,30 @@ def test_json_request_examples_validate_and_are_answered_200(client: TestClient)
         assert r.status_code == 200, (name, r.text)
 
 
+def test_predict_response_examples_validate_against_the_schema(client: TestClient) -> None:
+    spec = _spec(client)
+    schema = spec["components"]["schemas"]["PredictResponse"]
+    examples = schema["examples"]
+    # one with a label, one without evidence (FastAPI drops null values from examples: label is absent)
+    assert {e.get("label") for e in examples} == {"positive", None}
+    for example in examples:
+        jsonschema.validate(example, _resolve(spec, schema))
+    wrong = {**examples[1], "label": "tie"}  # the check can fail
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wrong, _resolve(spec, schema))
+
+
+def test_the_no_usable_evidence_example_is_what_the_service_answers(client: TestClient) -> None:
+    spec = _spec(client)
+    request = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    answer = client.post("/v1/predict", json=request["image_without_face"]["value"]).json()
+    example = spec["components"]["schemas"]["PredictResponse"]["examples"][1]
+    for key in ("label", "reason", "probabilities_are_prior"):
+        assert answer[key] == example.get(key)
+    face = {k: v for k, v in answer["modalities"]["image"]["face"].items() if v is not None}
+    assert face == example["modalities"]["image"]["face"]
+
+
 def test_multipart_example_validates_and_is_answered_200(client: TestClient) -> None:
     spec = _spec(client)
     form = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]

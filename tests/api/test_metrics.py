@@ -99,8 +99,8 @@ def test_an_image_without_a_face_counts_as_an_abstention_with_reason_no_face(fre
     r = fresh.post("/v1/predict", data={"text": "ok"}, files={"image": ("x.png", no_face_png(), "image/png")})
     assert r.status_code == 200 and r.json()["modalities"]["image"]["used"] is False
     samples = _samples(fresh)
-    assert _value(samples, "sentiment_expert_abstained_total", expert="image", reason="no_face") == 1
-    assert _value(samples, "sentiment_expert_used_total", expert="image") == 0
+    assert _value(samples, "sentiment_expert_abstained_total", expert="face", reason="no_face") == 1
+    assert _value(samples, "sentiment_expert_used_total", expert="face") == 0
     assert _value(samples, "sentiment_expert_used_total", expert="text") == 1
 
 

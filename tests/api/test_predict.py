@@ -276,3 +276,31 @@ def test_unknown_route_and_wrong_method_use_the_error_schema(client: TestClient)
 def test_trailing_slash_is_a_404_in_the_error_schema_not_a_redirect(client: TestClient) -> None:
     response = client.post("/v1/predict/", data={"text": "hello"}, follow_redirects=False)
     _assert_error(response, 404, "not_found")
+
+
+def test_image_without_face_alone_has_no_label_and_the_prior(client: TestClient) -> None:
+    r = client.post("/v1/predict", files={"image": ("x.png", no_face_png(), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] is None and body["reason"] == "no_usable_evidence"
+    assert body["probabilities_are_prior"] is True
+    face = body["modalities"]["image"]["face"]
+    assert face == {"used": False, "reason": "no_face", "probabilities": None, "faces": [], "used_face": None}
+    # With some evidence the label is back and the flag is off.
+    r = client.post(
+        "/v1/predict", data={"text": "ok"}, files={"image": ("x.png", no_face_png(), "image/png")}
+    )
+    assert r.json()["label"] in LABELS and r.json()["reason"] is None
+    assert r.json()["probabilities_are_prior"] is False
+
+
+def test_face_part_lists_every_face_and_the_one_used(client: TestClient) -> None:
+    r = client.post("/v1/predict", files={"image": ("face.jpg", face_jpeg(), "image/jpeg")})
+    assert r.status_code == 200, r.text
+    image = r.json()["modalities"]["image"]
+    face = image["face"]
+    assert face["used"] is True and face["reason"] is None and len(face["faces"]) == image["faces"] == 1
+    used = face["faces"][face["used_face"]]
+    assert 0.9 <= used["score"] <= 1.0
+    assert {k: used[k] for k in ("x", "y", "width", "height")} == image["face_box"]
+    assert face["probabilities"] == image["probabilities"]  # the only image expert of this model

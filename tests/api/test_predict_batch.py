@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.media import face_jpeg
+from tests.media import face_jpeg, no_face_png
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -156,3 +156,15 @@ def test_openapi_documents_the_batch_route(batch_client: TestClient) -> None:
     assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [200] * len(
         example["items"]
     )
+
+
+def test_a_batch_item_without_usable_evidence_has_no_label(batch_client: TestClient) -> None:
+    items = [{"image_base64": base64.b64encode(no_face_png()).decode()}, {"text": "what a great day"}]
+    r = batch_client.post("/v1/predict/batch", json={"items": items})
+    first, second = (x["result"] for x in r.json()["results"])
+    assert (
+        first["label"] is None
+        and first["reason"] == "no_usable_evidence"
+        and first["probabilities_are_prior"]
+    )
+    assert second["label"] is not None and second["reason"] is None and not second["probabilities_are_prior"]

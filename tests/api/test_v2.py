@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from app.config import Settings
 from app.main import create_app
-from tests.media import face_jpeg, wav
+from tests.media import face_jpeg, no_face_png, wav
 from tests.robustness.server import running_server
 
 LABELS = ("negative", "neutral", "positive")
@@ -110,6 +110,25 @@ def test_infer_json_all_modalities_match_v1(client: TestClient) -> None:
     assert set(out) == {"probabilities"}
     expected = _v1_probs(client, text=TEXT, image_base64=image, audio_base64=audio)
     np.testing.assert_allclose(out["probabilities"]["data"], expected, atol=1e-6)
+
+
+def test_no_usable_evidence_is_an_all_zero_expert_mask_with_the_prior(client: TestClient) -> None:
+    images = [_b64(no_face_png()), _b64(face_jpeg())]
+    inputs = [{"name": "image", "shape": [2], "datatype": "BYTES", "data": images}]
+    r = client.post(INFER, json={"inputs": inputs})
+    assert r.status_code == 200, r.text
+    out = _outputs(r.json())
+    mask = np.array(out["expert_mask"]["data"]).reshape(2, -1)
+    assert mask[0].sum() == 0 and mask[1].sum() == 1  # item 0: nothing usable; item 1: the face
+    assert client.get("/v2/models/fused-sentiment").json()["parameters"]["experts"] == [
+        "text",
+        "face",
+        "audio",
+    ]
+    v1 = client.post("/v1/predict", json={"image_base64": images[0]}).json()
+    assert v1["label"] is None and v1["probabilities_are_prior"] is True
+    probs = np.array(out["probabilities"]["data"]).reshape(2, 3)
+    np.testing.assert_allclose(probs[0], [v1["probabilities"][label] for label in LABELS], atol=1e-6)
 
 
 def test_infer_n_items_each_match_v1(client: TestClient) -> None:

@@ -40,14 +40,21 @@ def assert_error(r: httpx.Response, status: int, type_: str) -> dict[str, Any]:
 
 
 def assert_prediction(r: httpx.Response) -> dict[str, Any]:
-    """200 with a valid fused probability vector; returns the body."""
+    """200 with a valid fused probability vector and its label (null, with reason ``no_usable_evidence``,
+    exactly when no expert was used: the probabilities are then the prior); returns the body."""
     assert r.status_code == 200, f"expected 200, got {r.status_code}: {r.text[:300]}"
     body: dict[str, Any] = r.json()
     probs = body["probabilities"]
     assert set(probs) == set(LABELS)
     assert all(0.0 <= v <= 1.0 and math.isfinite(v) for v in probs.values())
     assert math.isclose(sum(probs.values()), 1.0, abs_tol=1e-4)
-    assert body["label"] == max(probs, key=probs.get)
+    used = [m for m in body["modalities"].values() if m is not None and m["used"]]
+    if used:
+        assert body["label"] == max(probs, key=probs.get) and body["reason"] is None
+        assert body["probabilities_are_prior"] is False
+    else:
+        assert body["label"] is None and body["reason"] == "no_usable_evidence"
+        assert body["probabilities_are_prior"] is True
     return body
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from app.preprocessing.audio import DecodedAudio, decode_audio, log_mel
 from app.preprocessing.errors import PreprocessingError
-from app.preprocessing.face import largest_face_input
+from app.preprocessing.face import face_input
 from app.preprocessing.image import decode_image
 from tests.media import astronaut, image_bytes, pyav_bytes, sf_bytes, speech_with_pause, tone
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for fmt in IMAGE_SEEDS:
         for _, mutant in mutants(IMAGE_SEEDS[fmt], f"{args.salt}-{fmt}", args.mutations):
             try:
-                largest_face_input(decode_image(mutant, max_pixels=40_000_000).image)
+                face_input(decode_image(mutant, max_pixels=40_000_000).image)
                 images["decoded"] += 1
             except PreprocessingError:
                 images["refused"] += 1

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.preprocessing.errors import PreprocessingError
-from app.preprocessing.face import largest_face_input
+from app.preprocessing.face import face_input
 from app.preprocessing.image import decode_image
 from tests.robustness.helpers import post_file
 from tests.robustness.mutation import (
@@ -40,7 +40,7 @@ def _mutants(seed_fn: Callable[[], bytes], salt: str) -> list[bytes]:
 def test_mutated_images_raise_only_typed_errors(fmt: str) -> None:
     for mutant in _mutants(IMAGE_SEEDS[fmt], fmt):
         try:
-            largest_face_input(decode_image(mutant, max_pixels=40_000_000).image)
+            face_input(decode_image(mutant, max_pixels=40_000_000).image)
         except PreprocessingError:
             pass
 

@@ -11,7 +11,7 @@ control so the test can fail):
   control, the same signal 12 dB quieter, moves the output by more than that.
 * lossy images (JPEG quality 100 and 95, AVIF quality 90): 0.1 on probabilities and ±3 px on the face box.
   The tiny face branch is a random linear map of the 64 × 64 crop (no spatial smoothness), so the 1 px box
-  shift JPEG ringing can cause moves it by up to 0.07; the control (the mirrored face) moves it by > 0.3.
+  shift JPEG ringing can cause moves it by up to 0.07; the control (the mirrored face) moves it by > 0.2.
 
 The audio tests check decoding and resampling, so the voice activity detector is replaced here by one that
 keeps every sample (the synthetic voice-like signal is not speech to Silero VAD, and would not be used); the
@@ -194,7 +194,9 @@ def test_image_control_mirrored_face_exceeds_the_tolerance(
     mirrored, _ = image_probs(
         client, image_bytes(upright_face().transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG")
     )
-    assert np.abs(mirrored - image_reference[0]).max() > 3 * LOSSY_IMAGE
+    # > 2× the tolerance (was 3× with the Haar crop: the eye-aligned RetinaFace crop of the mirror image
+    # moves the tiny model by 0.24, measured; still well outside what lossy coding does, ≤ 0.07).
+    assert np.abs(mirrored - image_reference[0]).max() > 2 * LOSSY_IMAGE
 
 
 def test_text_same_content_in_json_form_and_multipart(client: TestClient) -> None:

@@ -108,7 +108,12 @@ def test_mvsa_faces_key_follows_the_face_code(tmp_path: Path, monkeypatch: pytes
     key = cache.mvsa_faces_key(images)
     assert cache.mvsa_faces_key(list(images)) == key
     fake = _module(tmp_path, monkeypatch, "fake_face")
-    monkeypatch.setattr(cache, "largest_face_input", fake.produce)
+    with monkeypatch.context() as m:  # another face function (as after an edit of the detector code)
+        m.setattr(cache, "face_input", fake.produce)
+        assert cache.mvsa_faces_key(images) != key
+    other = tmp_path / "detector.onnx"  # other detector weights
+    other.write_bytes(b"not the committed detector")
+    monkeypatch.setattr(cache, "DETECTOR_FILE", other)
     assert cache.mvsa_faces_key(images) != key
 
 

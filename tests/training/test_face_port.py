@@ -104,10 +104,10 @@ def test_port_rates_the_astronaut_face_happy(fer_hdf5: Path) -> None:
     from PIL import Image
     from skimage import data
 
-    from app.preprocessing.face import largest_face_input
+    from app.preprocessing.face import face_input
 
-    face, boxes = largest_face_input(Image.fromarray(data.astronaut()))
-    assert face is not None and boxes
+    face, found = face_input(Image.fromarray(data.astronaut()))
+    assert face is not None and found.faces
     ref = keras_reference(fer_hdf5, face.transpose(1, 2, 0)[None])
     with torch.no_grad():
         got = torch.softmax(load_mini_xception(fer_hdf5)(torch.from_numpy(face[None])), -1).numpy()

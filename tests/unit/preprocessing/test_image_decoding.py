@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from app.preprocessing.errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaError
-from app.preprocessing.face import largest_face_input
+from app.preprocessing.face import face_input
 from app.preprocessing.image import decode_image
 from tests.media import astronaut, image_bytes, no_face_png
 
@@ -42,10 +42,11 @@ def test_rotated_phone_photo_still_finds_the_face() -> None:
     upright = astronaut()
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # sensor orientation; display needs 90° clockwise
     decoded = decode_image(_with_orientation(stored, 6), max_pixels=LIMIT)
-    face, boxes = largest_face_input(decoded.image)
+    face, found = face_input(decoded.image)
     assert face is not None and face.shape == (1, 64, 64)
-    _, upright_boxes = largest_face_input(upright)
-    assert abs(boxes[0].x - upright_boxes[0].x) < 15 and abs(boxes[0].y - upright_boxes[0].y) < 15
+    _, upright_found = face_input(upright)
+    box, upright_box = found.faces[0], upright_found.faces[0]
+    assert abs(box.x - upright_box.x) < 15 and abs(box.y - upright_box.y) < 15
 
 
 def test_cmyk_jpeg_decodes_to_rgb() -> None:
@@ -99,11 +100,11 @@ def test_animated_gif_uses_the_first_frame() -> None:
 
 
 def test_astronaut_has_one_face_and_no_face_image_has_none() -> None:
-    face, boxes = largest_face_input(decode_image(image_bytes(astronaut(), "JPEG"), max_pixels=LIMIT).image)
-    assert face is not None and len(boxes) == 1
+    face, found = face_input(decode_image(image_bytes(astronaut(), "JPEG"), max_pixels=LIMIT).image)
+    assert face is not None and len(found.faces) == 1 and found.chosen == 0
     assert face.dtype == np.float32 and face.min() >= -1 and face.max() <= 1
-    face2, boxes2 = largest_face_input(decode_image(no_face_png(), max_pixels=LIMIT).image)
-    assert face2 is None and boxes2 == []
+    face2, found2 = face_input(decode_image(no_face_png(), max_pixels=LIMIT).image)
+    assert face2 is None and found2.faces == () and found2.chosen is None
 
 
 def test_pixel_limit_checked_from_the_header() -> None:
