@@ -8,9 +8,12 @@ import math
 from typing import Any
 
 import pytest
+import soundfile as sf
 from fastapi.testclient import TestClient
 
-from tests.media import face_jpeg, no_face_png, speech_wav, wav
+from tests.media import SPEECH_WAV, face_jpeg, no_face_png, speech_wav, wav
+
+SPEECH_S = sf.info(str(SPEECH_WAV)).duration  # the turn2 speech clip's length (s)
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -37,7 +40,7 @@ def _files(text: bool, image: bool, audio: bool) -> tuple[dict[str, str], dict[s
     if image:
         files["image"] = ("face.jpg", face_jpeg(), "image/jpeg")
     if audio:
-        files["audio"] = ("speech.wav", wav(1.5), "audio/wav")
+        files["audio"] = ("speech.wav", speech_wav(), "audio/wav")  # speech: a tone is no_speech
     return data, files
 
 
@@ -66,7 +69,8 @@ def test_predict_multipart_every_modality_combination(
         assert 100 < box["x"] < 300 and 0 < box["y"] < 200 and box["width"] > 50  # astronaut's face
         assert mods["image"]["format"] == "JPEG"
     if audio:
-        assert mods["audio"]["duration_s"] == pytest.approx(1.5, abs=0.01)
+        assert mods["audio"]["used"] and mods["audio"]["speech_s"] >= 0.5
+        assert mods["audio"]["duration_s"] == pytest.approx(SPEECH_S, abs=0.01)
         assert mods["audio"]["sample_rate"] == 16000 and mods["audio"]["channels"] == 1
     assert float(r.headers["X-Queue-Time-Ms"]) >= 0
     assert float(r.headers["X-Inference-Time-Ms"]) > 0
