@@ -21,6 +21,7 @@ from app.preprocessing.audio import DecodedAudio, decode_audio, log_mel
 from app.preprocessing.errors import InputTooLargeError, PreprocessingError
 from app.preprocessing.face import FaceBox, largest_face_input
 from app.preprocessing.image import DecodedImage, decode_image
+from app.preprocessing.scene import scene_pixels
 from app.preprocessing.text import encode_text, normalize_text
 
 V = TypeVar("V")
@@ -209,9 +210,17 @@ def prepare_audio(waveform: npt.NDArray[np.float32], _: Resources) -> ExpertInpu
     )
 
 
+def prepare_scene(image: Image.Image, _: Resources) -> ExpertInput:
+    """The whole image for the scene expert (:func:`app.preprocessing.scene.scene_pixels`): ``scene``
+    uint8 [224, 224, 3] RGB; always used (every decoded image has a scene)."""
+    return ExpertInput({"scene": scene_pixels(image)})
+
+
 #: The experts this service knows, by the names a model's ``config.json`` uses.
 DEFAULT_EXPERTS: Mapping[str, Expert] = {
     "text": Expert("text", prepare_text),
     "image": Expert("image", prepare_face),
+    "face": Expert("image", prepare_face),  # contract v2's name of the face expert
+    "scene": Expert("image", prepare_scene),
     "audio": Expert("audio", prepare_audio),
 }
