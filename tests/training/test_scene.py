@@ -107,7 +107,9 @@ def test_scene_probabilities_are_the_calibrated_retargeted_expert(exported) -> N
         want = torch.softmax(q + model.fusion.log_prior, -1).numpy()
     np.testing.assert_allclose(ep[:, 2], want, atol=1e-4)
     np.testing.assert_allclose(p, want, atol=1e-4)
-    np.testing.assert_allclose(ep[:, [0, 1, 3]], np.broadcast_to(np.exp(model.fusion.log_prior.numpy()), (2, 3, 3)), atol=1e-6)
+    np.testing.assert_allclose(
+        ep[:, [0, 1, 3]], np.broadcast_to(np.exp(model.fusion.log_prior.numpy()), (2, 3, 3)), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("expert", range(4), ids=["text", "face", "scene", "audio"])
@@ -162,7 +164,9 @@ def test_folded_head_predicts_as_the_scaler_plus_logistic_regression() -> None:
     xv, yv = x[:60] + 0.1, y[:60]
     head, info = fit_head(x, y, xv, yv, ((0.01, None), (0.1, "balanced")))
     sc = StandardScaler().fit(x)
-    ref = LogisticRegression(C=info["C"], class_weight=info["class_weight"], max_iter=3000).fit(sc.transform(x), y)
+    ref = LogisticRegression(C=info["C"], class_weight=info["class_weight"], max_iter=3000).fit(
+        sc.transform(x), y
+    )
     with torch.no_grad():
         got = head(torch.from_numpy(xv)).numpy()
     np.testing.assert_allclose(got, ref.decision_function(sc.transform(xv)), atol=1e-3)
@@ -196,12 +200,16 @@ def test_mobilenet_v2_loads_torchvision_weights_and_recognises_an_espresso(scene
 
 
 @pytest.mark.needs_data
-def test_scene_stage_trains_calibrates_and_caches_on_a_few_images(scene_weights: Path, tmp_path: Path) -> None:
+def test_scene_stage_trains_calibrates_and_caches_on_a_few_images(
+    scene_weights: Path, tmp_path: Path
+) -> None:
     require_data("mvsa_single")
     from .conftest import data_dir
 
     mv = D.load_mvsa(data_dir(), 0)
-    rows = np.concatenate([np.where(mv.split == s)[0][:n] for s, n in (("train", 24), ("val", 12), ("test", 12))])
+    rows = np.concatenate(
+        [np.where(mv.split == s)[0][:n] for s, n in (("train", 24), ("val", 12), ("test", 12))]
+    )
     small = D.MvsaSet(
         ids=[mv.ids[i] for i in rows], images=[mv.images[i] for i in rows], texts=[mv.texts[i] for i in rows],
         text_label=mv.text_label[rows], image_label=mv.image_label[rows],
