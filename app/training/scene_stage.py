@@ -116,12 +116,13 @@ def fit_head(
 @dataclass
 class SceneStage:
     """The scene expert with its trained head, its temperature and training prior [3] (uniform when the
-    head was trained with balanced class weights), and its metrics."""
+    head was trained with balanced class weights), its metrics and the MVSA features it was trained on."""
 
     clf: SceneClassifier
     temperature: float
     prior: np.ndarray
     metrics: dict[str, Any]
+    feats: np.ndarray  # float32 [N, 1280]: the frozen features of every MVSA-Single image
 
 
 def train_scene(
@@ -157,4 +158,4 @@ def train_scene(
         "n_val": int(len(val)),
         "n_test": int(len(test)),
     }
-    return SceneStage(clf, temp, prior, metrics)
+    return SceneStage(clf, temp, prior, metrics, feats)

@@ -4,6 +4,7 @@ MVSA-Single images."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from app.training.fusion_v2 import (
     v2_config,
     with_scene,
 )
+from app.training.mvsa_stage import MvsaPairs
 from app.training.scene_model import (
     MobileNetV2,
     SceneClassifier,
@@ -35,6 +37,7 @@ from app.training.scene_model import (
     load_mobilenet_v2,
     shipped_encoder,
 )
+from app.training.scene_pipeline import mvsa_v2_metrics, write_v2_config
 from app.training.scene_stage import fit_head, train_scene
 
 from .conftest import REPO, require_data
@@ -228,3 +231,59 @@ def test_scene_stage_trains_calibrates_and_caches_on_a_few_images(
         pix = torch.from_numpy(np.stack([scene_pixels(Image.open(small.images[0]).convert("RGB"))]))
         z = stage.clf(pix)
     assert z.shape == (1, 3)
+
+
+# ------------------------------------------------------------------------------------ msa train glue
+def _pairs(n: int, found: np.ndarray) -> MvsaPairs:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, n)
+    mv = D.MvsaSet(
+        ids=[str(i) for i in range(n)], images=[""] * n, texts=[""] * n, text_label=labels,
+        image_label=labels, combined_label=labels, split=np.array(["test"] * n),
+    )  # fmt: skip
+    feat = torch.from_numpy(rng.normal(0, 1, (n, 5, 128, 4, 4)).astype(np.float32))
+    return MvsaPairs(mv, found, rng.normal(0, 1, (n, 384)).astype(np.float32), feat)
+
+
+def test_mvsa_v2_metrics_without_faces_image_only_is_the_scene_expert(exported) -> None:  # noqa: ANN001
+    model, _ = exported
+    n = 40
+    pairs = _pairs(n, np.zeros(n, dtype=bool))
+    feats = np.random.default_rng(4).normal(0, 1, (n, 1280)).astype(np.float32)
+    m = mvsa_v2_metrics(model, pairs, feats, np.arange(n))
+    assert m["face_coverage"] == 0.0
+    assert m["image_only_vs_image_label_macro_f1"] == m["scene_only_vs_image_label_macro_f1"]
+    with torch.no_grad():
+        z = model.scene.head(torch.from_numpy(feats))
+    from app.training.common import macro_f1
+
+    assert m["scene_only_vs_image_label_macro_f1"] == macro_f1(pairs.mv.image_label, z.argmax(1).numpy())
+    assert m["fused_minus_text_only"] == m["fused_macro_f1"] - m["text_only_macro_f1"]
+    with_faces = mvsa_v2_metrics(model, _pairs(n, np.ones(n, dtype=bool)), feats, np.arange(n))
+    assert with_faces["face_coverage"] == 1.0
+
+
+def test_write_v2_config_is_served_as_contract_v2(exported, tmp_path: Path) -> None:  # noqa: ANN001
+    from app.training.outputs import _inputs_section
+
+    model, _ = exported
+    v1 = {
+        "name": "fused-sentiment",
+        "modalities": ["text", "image", "audio"],
+        "inputs": _inputs_section(),
+        "labels": ["negative", "neutral", "positive"],
+        "metrics": {},
+        "fusion": {"mode": "product_of_experts"},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(v1))
+    (tmp_path / "MODEL_CARD.md").write_text("# card\n")
+    write_v2_config(tmp_path, model)
+    config = json.loads((tmp_path / "config.json").read_text())
+    contract = ModelContract.from_config(config)
+    assert contract.expert_names == ("text", "face", "scene", "audio")
+    assert contract.input_names == V2_INPUT_NAMES
+    assert set(config["inputs"]) == set(V2_INPUT_NAMES)
+    assert config["temperatures"]["scene"] == pytest.approx(1.7, rel=1e-5)
+    assert config["branch_priors"]["scene"]["negative"] == pytest.approx(0.5, rel=1e-5)
+    assert len(config["fusion"]["weight"]) == 4 and config["fusion"]["mode"] == "product_of_experts"
+    assert "## Scene expert" in (tmp_path / "MODEL_CARD.md").read_text()
