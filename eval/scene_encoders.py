@@ -212,6 +212,12 @@ def select_head(
     return best
 
 
+def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((n, values.shape[1]), values.dtype)
+    out[rows] = values
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
@@ -222,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", default=None, help="report test macro-F1 for this candidate (the final choice)")
     p.add_argument("--latency-only", action="store_true")
     p.add_argument("--no-flip", action="store_true", help="no flipped train copies (extraction and head)")
+    p.add_argument(
+        "--train-subsample",
+        type=int,
+        default=0,
+        help="use only this many (random, seed 0) train images + all val images (no flip, no test): for a "
+        "slow encoder; the others are re-scored on the same rows from their full features",
+    )
     p.add_argument("--out", type=Path, default=Path("/tmp/scene_feats/scene_encoders.json"))
     args = p.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -230,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     keep = mv.image_label >= 0
     split, y = np.where(keep, mv.split, "none"), mv.image_label
     train_idx = np.where(mv.split == "train")[0]
+    rows = np.arange(len(split))
+    if args.train_subsample:
+        sampled = np.random.default_rng(0).choice(train_idx, args.train_subsample, replace=False)
+        rows = np.sort(np.concatenate([sampled, np.where(mv.split == "val")[0]]))
+        split = np.where(np.isin(np.arange(len(split)), rows), split, "none")
+        args.no_flip, args.test = True, None
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.candidates:
         package, kind, build = CANDIDATES[name]
@@ -237,12 +256,16 @@ def main(argv: list[str] | None = None) -> int:
         sess = session(onnx_path, args.threads)
         lat = latency_ms(sess)
         print(f"{name}: {lat} (load {os.getloadavg()})", flush=True)
-        r = {**results.get(name, {}), "package": package, "params": n_params, "fp16_mb": n_params * 2 / 1e6,
+        key = f"{name}@train{args.train_subsample}" if args.train_subsample else name
+        r = {**results.get(key, {}), "package": package, "params": n_params, "fp16_mb": n_params * 2 / 1e6,
              "latency": lat, "loadavg_at_latency": os.getloadavg()[0]}  # fmt: skip
         if not args.latency_only:
             fpath = args.cache / f"{name}_features.npz"
+            if not fpath.exists() and args.train_subsample:
+                fpath = args.cache / f"{name}_features_sub{args.train_subsample}.npz"
             if not fpath.exists():
-                feats = extract(sess, pix, kind)
+                feats = extract(sess, pix[rows], kind)
+                feats = {k: _scatter(v, rows, len(pix)) for k, v in feats.items()}
                 flip = {} if args.no_flip else extract(sess, pix[train_idx][:, :, ::-1], kind)
                 np.savez(
                     fpath, **{f"o_{k}": v for k, v in feats.items()}, **{f"f_{k}": v for k, v in flip.items()}
@@ -261,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 x = feats[str(best["pool"])][split == "test"]
                 pred = best["_clf"].predict(best["_sc"].transform(x))  # type: ignore[attr-defined]
                 r["test_macro_f1"] = float(f1_score(y[split == "test"], pred, average="macro"))
-        results[name] = r
+        results[key] = r
         args.out.write_text(json.dumps(results, indent=1, default=str))
         print(json.dumps(r, default=str), flush=True)
     print(
