@@ -53,8 +53,10 @@ from app.training.mvsa_stage import choose_fusion, fit_learned_fusion, mvsa_pair
 from app.training.options import build_parser
 from app.training.outputs import DATASETS, cache_status, export_stage, parity_cases, write_outputs
 from app.training.run import Run, process_start_time, round_metrics
+from app.training.scene_model import fetch_scene_weights
 from app.training.scene_pipeline import build_v2, export_v2, v2_parity_cases, write_v2_config
 from app.training.scene_pipeline import stage_scene as train_scene_stage
+from app.training.scene_stage import warm_scene_cache
 from app.training.text_stage import (
     LOCO_CORPORA,
     TextData,
@@ -249,14 +251,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _branch_worker(args: argparse.Namespace, jobs_dir: Path, states_ready: Event) -> None:
-    """Worker process: fine-tune the face branch (checkpoint in the cache) and run face detection on
-    MVSA-Single (cached), while the main process trains the text and then the audio branch; then take
-    leave-one-corpus-out jobs (:func:`run_loco_jobs`) once the main process has cached the text states."""
+    """Worker process: fine-tune the face branch (checkpoint in the cache), run face detection on
+    MVSA-Single and (``--scene``) compute its scene features (both cached), while the main process trains
+    the text and then the audio branch; then take leave-one-corpus-out jobs (:func:`run_loco_jobs`) once the
+    main process has cached the text states."""
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     run = Run(args)
     stage_face(run)
-    mvsa_faces(D.load_mvsa(args.data_dir, args.seed).images, args.cache_dir)  # face detection, cached
+    mv = D.load_mvsa(args.data_dir, args.seed)
+    mvsa_faces(mv.images, args.cache_dir)  # face detection, cached
+    if args.scene:  # the scene features too, so the main process finds them cached
+        warm_scene_cache(mv, fetch_scene_weights(args.cache_dir, args.scene_weights), args.cache_dir)
     parent = os.getppid()
     while not states_ready.wait(10):
         if os.getppid() != parent:  # the main process died before caching the text states

@@ -83,6 +83,13 @@ def mvsa_scene_features(
     return feats, flipped
 
 
+def warm_scene_cache(mv: D.MvsaSet, weights: Path, cache_dir: Path) -> None:
+    """Compute (or find) the cached MVSA-Single scene features :func:`train_scene` will use, e.g. in the
+    face worker process while the main process trains the text and audio branches."""
+    clf = SceneClassifier(shipped_encoder(load_mobilenet_v2(weights))).eval()
+    mvsa_scene_features(clf, mv.images, np.where(mv.split == "train")[0], weights, cache_dir)
+
+
 def fit_head(
     x: np.ndarray,
     y: np.ndarray,
