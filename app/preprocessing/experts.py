@@ -23,6 +23,7 @@ from app.preprocessing.errors import InputTooLargeError, PreprocessingError
 from app.preprocessing.face import FaceBox, FaceDetector, face_input
 from app.preprocessing.image import DecodedImage, decode_image
 from app.preprocessing.language import LanguageGate
+from app.preprocessing.scene import scene_pixels
 from app.preprocessing.text import encode_text, normalize_text
 from app.preprocessing.vad import VoiceActivityDetector, trim_to_speech
 
@@ -290,10 +291,17 @@ def prepare_audio(waveform: npt.NDArray[np.float32], resources: Resources) -> Ex
     )
 
 
+def prepare_scene(image: Image.Image, _: Resources) -> ExpertInput:
+    """The whole image for the scene expert (:func:`app.preprocessing.scene.scene_pixels`): ``scene``
+    uint8 [224, 224, 3] RGB; always used (every decoded image has a scene)."""
+    return ExpertInput({"scene": scene_pixels(image)})
+
+
 #: The experts this service knows, by the names a model's ``config.json`` uses (a v1 config's ``image``
 #: expert is the ``face`` expert: :data:`app.contract.V1_EXPERT_ALIASES`).
 DEFAULT_EXPERTS: Mapping[str, Expert] = {
     "text": Expert("text", prepare_text),
     "face": Expert("image", prepare_face),
+    "scene": Expert("image", prepare_scene),
     "audio": Expert("audio", prepare_audio),
 }

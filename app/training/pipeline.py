@@ -7,7 +7,8 @@ Stages (each with tqdm progress bars, seeds fixed by ``--seed``):
 3. audio: log-mel CNN on CREMA-D with an actor-disjoint split;
 4. calibration: a temperature per branch on validation data; ECE before/after on test data;
 5. MVSA-Single: face detection, emotion → sentiment map for "surprise", text/image/fused evaluation,
-   learned fusion vs product of experts;
+   learned fusion vs product of experts; with ``--scene`` (default) the scene expert (frozen MobileNetV2
+   features cached, linear head on image labels) joins as the contract-v2 model's fourth expert;
 6. export: one ONNX graph (float16-stored weights), ORT parity, config.json, MODEL_CARD.md, eval/REPORT.md.
 
 Two processes share the 2 cores: this one trains text then audio, a worker trains the face branch; then
@@ -47,10 +48,15 @@ from app.training.calibration import (
 from app.training.common import seed_everything
 from app.training.evaluation import evaluate_final
 from app.training.fusion import FusedSentiment
+from app.training.fusion_v2 import FusedSentimentV2
 from app.training.mvsa_stage import choose_fusion, fit_learned_fusion, mvsa_pairs
 from app.training.options import build_parser
 from app.training.outputs import DATASETS, cache_status, export_stage, parity_cases, write_outputs
 from app.training.run import Run, process_start_time, round_metrics
+from app.training.scene_model import fetch_scene_weights
+from app.training.scene_pipeline import build_v2, export_v2, v2_parity_cases, write_v2_config
+from app.training.scene_pipeline import stage_scene as train_scene_stage
+from app.training.scene_stage import warm_scene_cache
 from app.training.text_stage import (
     LOCO_CORPORA,
     TextData,
@@ -195,6 +201,16 @@ def fusion_stage(run: Run, tr: Trained, c: Calibrated) -> tuple[FusedSentiment, 
     return final, ship_learned
 
 
+def scene_stage(run: Run, tr: Trained, c: Calibrated, final: FusedSentiment) -> FusedSentimentV2:
+    """Stage 5b (``--scene``): the scene expert on MVSA-Single, the contract-v2 model built from ``final``,
+    its held-out MVSA-Single metrics, and its export (``1/model.onnx``) with the parity check."""
+    mv = tr.text.data.mv
+    stage = train_scene_stage(run, mv)
+    v2 = build_v2(run, final, stage, mvsa_pairs(tr.text, final, c.faces, c.found))
+    export_v2(run, v2, v2_parity_cases(parity_cases(tr.text, tr.face, tr.audio), mv))
+    return v2
+
+
 def main(argv: list[str] | None = None) -> int:
     """``msa train``: stages 1-6 (module docstring); 0 on success, 2 for missing data, 1 when the face
     worker failed."""
@@ -223,22 +239,30 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     evaluate_final(run, tr.text, tr.face, tr.audio, c.branches, c.logits, final)
     run.tick("evaluation", t0)
-    export_stage(run, final, tr.text, tr.face, tr.audio)
+    v2 = scene_stage(run, tr, c, final) if args.scene else None
+    if v2 is None:
+        export_stage(run, final, tr.text, tr.face, tr.audio)
     run.metrics["caches"] = cache_status(args, cache_at_start)
     write_outputs(run, final, c.branches.priors, ship_learned)
+    if v2 is not None:
+        write_v2_config(run.out, v2)
     print(f"done in {time.time() - run.t0:.0f} s → {run.out}", flush=True)
     return 0
 
 
 def _branch_worker(args: argparse.Namespace, jobs_dir: Path, states_ready: Event) -> None:
-    """Worker process: fine-tune the face branch (checkpoint in the cache) and run face detection on
-    MVSA-Single (cached), while the main process trains the text and then the audio branch; then take
-    leave-one-corpus-out jobs (:func:`run_loco_jobs`) once the main process has cached the text states."""
+    """Worker process: fine-tune the face branch (checkpoint in the cache), run face detection on
+    MVSA-Single and (``--scene``) compute its scene features (both cached), while the main process trains
+    the text and then the audio branch; then take leave-one-corpus-out jobs (:func:`run_loco_jobs`) once the
+    main process has cached the text states."""
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     run = Run(args)
     stage_face(run)
-    mvsa_faces(D.load_mvsa(args.data_dir, args.seed).images, args.cache_dir)  # face detection, cached
+    mv = D.load_mvsa(args.data_dir, args.seed)
+    mvsa_faces(mv.images, args.cache_dir)  # face detection, cached
+    if args.scene:  # the scene features too, so the main process finds them cached
+        warm_scene_cache(mv, fetch_scene_weights(args.cache_dir, args.scene_weights), args.cache_dir)
     parent = os.getppid()
     while not states_ready.wait(10):
         if os.getppid() != parent:  # the main process died before caching the text states

@@ -1,0 +1,216 @@
+"""The scene expert's preprocessing (``scene_pixels``) and its routing: a contract-v2 model (experts text,
+face, scene, audio; ``expert_mask``) gets every image's pixels as ``scene`` through the default registry, and
+a face-free photo is used through the scene expert while the face expert reports ``no_face``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from app.config import REPO_ROOT, Settings
+from app.contract import SCENE_SIZE, V1_EXPERT_ALIASES, ModelContract
+from app.inference.predictor import Predictor
+from app.preprocessing.experts import DEFAULT_EXPERTS, NO_FACE
+from app.preprocessing.image import decode_image
+from app.preprocessing.pipeline import RawInput
+from app.preprocessing.scene import scene_pixels
+from tests.media import astronaut, face_jpeg, image_bytes, no_face_png
+from tests.tiny_model import branch_nodes, branch_weights
+
+PRIOR = np.array([0.3, 0.4, 0.3], np.float32)
+EXPERTS = [
+    {"name": "text", "modality": "text", "inputs": ["input_ids", "attention_mask"]},
+    {"name": "face", "modality": "image", "inputs": ["face"]},
+    {"name": "scene", "modality": "image", "inputs": ["scene"]},
+    {"name": "audio", "modality": "audio", "inputs": ["audio_features", "audio_mask"]},
+]
+W_SCENE = np.random.default_rng(8).normal(0, 3, (3, 3)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ scene_pixels
+def test_scene_pixels_is_the_centred_square_as_uint8_rgb() -> None:
+    """A 600 × 300 image red | green | blue (thirds of 200 px): the centred 300 px square is 50 px of red,
+    the green third and 50 px of blue, so the middle column is green and the edges are red / blue."""
+    arr = np.zeros((300, 600, 3), np.uint8)
+    arr[:, :200, 0] = 255
+    arr[:, 200:400, 1] = 255
+    arr[:, 400:, 2] = 255
+    out = scene_pixels(Image.fromarray(arr))
+    assert out.dtype == np.uint8 and out.shape == (SCENE_SIZE, SCENE_SIZE, 3)
+    assert out.flags.writeable
+    np.testing.assert_array_equal(out[:, SCENE_SIZE // 2], [[0, 255, 0]] * SCENE_SIZE)
+    np.testing.assert_array_equal(out[:, :30], np.broadcast_to([255, 0, 0], (SCENE_SIZE, 30, 3)))
+    np.testing.assert_array_equal(out[:, -30:], np.broadcast_to([0, 0, 255], (SCENE_SIZE, 30, 3)))
+    tall = scene_pixels(Image.fromarray(np.ascontiguousarray(arr.transpose(1, 0, 2))))
+    np.testing.assert_array_equal(tall, out.transpose(1, 0, 2))
+
+
+def test_scene_pixels_converts_modes_and_mirrors_with_the_image() -> None:
+    img = astronaut()
+    out = scene_pixels(img)
+    np.testing.assert_array_equal(scene_pixels(img.convert("RGBA")), out)
+    mirrored = scene_pixels(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert np.abs(mirrored.astype(int) - out[:, ::-1].astype(int)).max() <= 1
+    small = scene_pixels(img.resize((40, 30)))  # upscaled too
+    assert small.shape == (SCENE_SIZE, SCENE_SIZE, 3)
+    with pytest.raises(ValueError, match="no pixels"):
+        scene_pixels(Image.new("RGB", (0, 5)))
+
+
+def test_exif_orientation_is_applied_before_the_scene_crop() -> None:
+    """The same photo stored rotated with EXIF orientation 6 gives the same scene input (decode_image
+    transposes it first)."""
+    img = astronaut().resize((320, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    stored = img.transpose(Image.Transpose.ROTATE_90)  # what a camera writes for orientation 6
+    data = image_bytes(stored, "PNG", exif=exif)
+    got = scene_pixels(decode_image(data, max_pixels=10**7).image)
+    want = scene_pixels(decode_image(image_bytes(img, "PNG"), max_pixels=10**7).image)
+    np.testing.assert_array_equal(got, want)
+
+
+# --------------------------------------------------------------------------------- a contract-v2 model
+def _graph() -> onnx.ModelProto:
+    n = helper.make_node
+    consts = {
+        **branch_weights(np.random.default_rng(5)),
+        "w_scene": W_SCENE,
+        "prior": PRIOR[None, :],
+        "ax12": np.array([1, 2], np.int64),
+        "half": np.array(0.5, np.float32),
+        "inv255": np.array(1 / 255, np.float32),
+        "log_prior3": (3.0 * np.log(PRIOR))[None, :],
+        **{f"m{i}": np.array([i], np.int64) for i in range(5)},
+    }
+    nodes = [
+        *branch_nodes(),
+        n("Cast", ["scene"], ["sf"], to=TensorProto.FLOAT),
+        n("Mul", ["sf", "inv255"], ["sn"]),
+        n("ReduceMean", ["sn", "ax12"], ["rgb"], keepdims=0),
+        n("MatMul", ["rgb", "w_scene"], ["l_scene"]),
+        n("Softmax", ["l_scene"], ["p_scene"], axis=-1),
+    ]
+    p_node = {"text": "p_text", "face": "p_face", "scene": "p_scene", "audio": "p_audio"}
+    names = [e["name"] for e in EXPERTS]
+    for i, e in enumerate(names):
+        nodes += [
+            n("Slice", ["expert_mask", f"m{i}", f"m{i + 1}", "m1"], [f"mk_{e}"]),
+            n("Greater", [f"mk_{e}", "half"], [f"has_{e}"]),
+            n("Where", [f"has_{e}", p_node[e], "prior"], [f"q_{e}"]),
+            n("Log", [f"q_{e}"], [f"lq_{e}"]),
+            n("Unsqueeze", [f"q_{e}", "ax1"], [f"u_{e}"]),
+        ]
+    nodes += [n("Sum", [f"lq_{e}" for e in names], ["lsum"]), n("Sub", ["lsum", "log_prior3"], ["fl"])]
+    nodes += [n("Softmax", ["fl"], ["probabilities"], axis=-1)]
+    nodes += [n("Concat", [f"u_{e}" for e in names], ["expert_probabilities"], axis=1)]
+    f, i64, u8 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.UINT8
+    inputs = [
+        helper.make_tensor_value_info("input_ids", i64, ["B", "L"]),
+        helper.make_tensor_value_info("attention_mask", i64, ["B", "L"]),
+        helper.make_tensor_value_info("face", f, ["B", 1, 64, 64]),
+        helper.make_tensor_value_info("scene", u8, ["B", SCENE_SIZE, SCENE_SIZE, 3]),
+        helper.make_tensor_value_info("audio_features", f, ["B", "T", 64]),
+        helper.make_tensor_value_info("audio_mask", f, ["B", "T"]),
+        helper.make_tensor_value_info("expert_mask", f, ["B", 4]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("probabilities", f, ["B", 3]),
+        helper.make_tensor_value_info("expert_probabilities", f, ["B", 4, 3]),
+    ]
+    graph = helper.make_graph(
+        nodes, "v2_scene", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in consts.items()]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def v2_settings(model_dir: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("v2")
+    folder = root / "scene-v2"
+    (folder / "1").mkdir(parents=True)
+    onnx.save(_graph(), str(folder / "1" / "model.onnx"))
+    shutil.copy(model_dir / "fused-sentiment" / "tokenizer.json", folder / "tokenizer.json")
+    config: dict[str, Any] = {
+        "name": "scene-v2",
+        "contract_version": 2,
+        "labels": ["negative", "neutral", "positive"],
+        "experts": EXPERTS,
+        "inputs": {
+            "input_ids": {"dtype": "int64", "shape": ["batch", "text_length"]},
+            "attention_mask": {"dtype": "int64", "shape": ["batch", "text_length"]},
+            "face": {"dtype": "float32", "shape": ["batch", 1, 64, 64]},
+            "scene": {"dtype": "uint8", "shape": ["batch", SCENE_SIZE, SCENE_SIZE, 3]},
+            "audio_features": {"dtype": "float32", "shape": ["batch", "audio_frames", 64]},
+            "audio_mask": {"dtype": "float32", "shape": ["batch", "audio_frames"]},
+            "expert_mask": {"dtype": "float32", "shape": ["batch", 4]},
+        },
+        "mask_input": "expert_mask",
+        "output_names": ["probabilities", "expert_probabilities"],
+    }
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return settings.model_copy(update={"model_dir": root, "model_name": "scene-v2", "warmup": False})
+
+
+def _predict(settings: Settings, raw: RawInput) -> Any:
+    predictor = Predictor(settings)  # the default registry: no experts= override
+
+    async def main() -> Any:
+        await predictor.start()
+        try:
+            return await predictor.predict(raw)
+        finally:
+            await predictor.stop()
+
+    return asyncio.run(main())
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_a_face_free_photo_is_used_through_the_scene_expert(v2_settings: Settings) -> None:
+    data = no_face_png(300)
+    prediction = _predict(v2_settings, RawInput(image=data))
+    out = prediction.output
+    assert out.modality_mask.tolist() == [0, 0, 1, 0]  # text, face (no_face), scene, audio
+    assert not prediction.item.experts["face"].used and prediction.item.experts["face"].reason == NO_FACE
+    scene = prediction.item.tensors("scene")
+    assert scene is not None
+    want_pixels = scene_pixels(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(scene["scene"], want_pixels)
+    rgb = want_pixels.astype(np.float32).mean(axis=(0, 1)) / 255
+    np.testing.assert_allclose(out.modality_probabilities[2], _softmax(rgb @ W_SCENE), atol=1e-5)
+    np.testing.assert_allclose(out.probabilities, out.modality_probabilities[2], atol=1e-5)
+
+
+def test_a_face_photo_feeds_both_image_experts(v2_settings: Settings) -> None:
+    prediction = _predict(v2_settings, RawInput(text="a fine day", image=face_jpeg()))
+    assert prediction.output.modality_mask.tolist() == [1, 1, 1, 0]
+    assert prediction.item.tensors("scene")["scene"].shape == (SCENE_SIZE, SCENE_SIZE, 3)
+
+
+def test_one_registry_serves_the_v1_model_with_the_scene_expert_dormant() -> None:
+    """One entry per expert: the committed v1 model's ``image`` expert is the registry's ``face`` through
+    :data:`app.contract.V1_EXPERT_ALIASES` (no duplicate entry), and its contract has no scene expert, so
+    the scene entry stays dormant until a contract-v2 model is served."""
+    assert set(DEFAULT_EXPERTS) == {"text", "face", "scene", "audio"}
+    assert DEFAULT_EXPERTS["scene"].modality == DEFAULT_EXPERTS["face"].modality == "image"
+    assert V1_EXPERT_ALIASES["image"] == "face"
+    shipped = REPO_ROOT / "models" / "fused-sentiment" / "config.json"
+    config = json.loads(shipped.read_text(encoding="utf-8"))
+    assert ModelContract.from_config(config).expert_names == ("text", "face", "audio")
