@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from app.config import REPO_ROOT, Settings
 from app.contract import SCENE_SIZE, V1_EXPERT_ALIASES, ModelContract
 from app.inference.predictor import Predictor
+from app.main import create_app
 from app.preprocessing.experts import DEFAULT_EXPERTS, NO_FACE
 from app.preprocessing.image import decode_image
 from app.preprocessing.pipeline import RawInput
@@ -214,3 +216,23 @@ def test_one_registry_serves_the_v1_model_with_the_scene_expert_dormant() -> Non
     shipped = REPO_ROOT / "models" / "fused-sentiment" / "config.json"
     config = json.loads(shipped.read_text(encoding="utf-8"))
     assert ModelContract.from_config(config).expert_names == ("text", "face", "audio")
+
+
+def test_the_response_of_a_face_free_photo_reports_the_scene_part_used_and_the_face_part_no_face(
+    v2_settings: Settings,
+) -> None:
+    """Over HTTP with the contract-v2 model: ``modalities.image`` is used through its ``scene`` part, the
+    ``face`` part says ``no_face``, and the answer has a label (the scene is usable evidence)."""
+    with TestClient(create_app(settings=v2_settings), raise_server_exceptions=False) as client:
+        r = client.post("/v1/predict", files={"image": ("photo.png", no_face_png(300), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    image = body["modalities"]["image"]
+    assert image["used"] is True and image["reason"] is None
+    assert image["face"]["used"] is False and image["face"]["reason"] == NO_FACE
+    assert image["scene"]["used"] is True and image["scene"]["reason"] is None
+    labels = ("negative", "neutral", "positive")
+    scene = [image["scene"]["probabilities"][k] for k in labels]
+    np.testing.assert_allclose([image["probabilities"][k] for k in labels], scene, atol=1e-6)
+    np.testing.assert_allclose([body["probabilities"][k] for k in labels], scene, atol=1e-5)
+    assert body["label"] is not None and body["reason"] is None
