@@ -217,28 +217,18 @@ def evaluate(records: list[dict[str, Any]], method: str, threshold: float | None
     def table(h: dict[str, list[int]]) -> dict[str, Any]:
         return {k: {"n": len(v), "recall": round(sum(v) / len(v), 4)} for k, v in sorted(h.items(), key=_key)}
 
-    big = [
-        int(
+    def found(r: dict[str, Any]) -> int:
+        """1 when a detection (above ``threshold``) overlaps the true face at IoU ≥ 0.5."""
+        return int(
             any(
                 iou(tuple(d["box"]), tuple(r["truth"])) >= 0.5
                 for d in r[method]
                 if threshold is None or d["score"] >= threshold
             )
         )
-        for r in records
-        if r["side"] >= 24
-    ]
-    big_det = [
-        int(
-            any(
-                iou(tuple(d["box"]), tuple(r["truth"])) >= 0.5
-                for d in r[method]
-                if threshold is None or d["score"] >= threshold
-            )
-        )
-        for r in records
-        if r["det_side"] >= 24
-    ]
+
+    big = [found(r) for r in records if r["side"] >= 24]
+    big_det = [found(r) for r in records if r["det_side"] >= 24]
     return {
         "images": n,
         "recall_all": round(sum(sum(v) for v in hits.values()) / n, 4),

@@ -35,7 +35,7 @@ REQUIRED = {
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if not report.skipped:
+    if not report.skipped or hasattr(report, "wasxfail"):  # an expected failure (xfail) is not a skip
         return
     for marker, (variable, required) in REQUIRED.items():
         if required and item.get_closest_marker(marker) is not None:

@@ -39,7 +39,7 @@ TIMEOUT_MS = 30_000
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``msa serve`` with the bundled model on a free port (tests/robustness/server.py)."""
     if not (MODEL_ROOT / "fused-sentiment" / "1" / "model.onnx").is_file():
@@ -48,7 +48,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API is open, its event loop counts as running in the
+# main thread, and every later test's ``asyncio.run`` would fail ("cannot be called from a running event
+# loop"). Closing it after the last browser test gives the rest of the suite a clean thread.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
@@ -60,14 +63,14 @@ def _launch(playwright: Playwright, extra: list[str]) -> Browser:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + extra)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     b = _launch(playwright, [])
     yield b
     b.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def media_browser(playwright: Playwright) -> Iterator[Browser]:
     """A browser with a fake camera and microphone (webcam snapshot and recording tests)."""
     b = _launch(playwright, FAKE_MEDIA_ARGS)
