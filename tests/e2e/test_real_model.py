@@ -118,13 +118,17 @@ def test_real_model_padding_and_masks_do_not_change_outputs(real_settings: Setti
         RawInput(text="mixed", audio=speech_wav(2, 44100)),
     ]
     items = [predictor.prepare(r) for r in raws]
-    batch_feeds = collate(items, text_multiple=1, audio_buckets=predictor.audio_buckets)
+    assert predictor.model is not None
+    contract = predictor.model.contract
+    batch_feeds = collate(items, contract=contract, text_multiple=1, audio_buckets=predictor.audio_buckets)
     length, frames = batch_feeds["input_ids"].shape[1], batch_feeds["audio_features"].shape[1]
     together = predictor.run_batch(items)
     for item, row in zip(items, together, strict=True):
         assert predictor.model is not None
-        tight = predictor.model.run(collate([item]))  # batch of 1, no padding at all
-        padded = predictor.model.run(collate([item], text_multiple=length, audio_buckets=[frames]))
+        tight = predictor.model.run(collate([item], contract=contract))  # batch of 1, no padding at all
+        padded = predictor.model.run(
+            collate([item], contract=contract, text_multiple=length, audio_buckets=[frames])
+        )
         np.testing.assert_allclose(padded[0], tight[0], atol=1e-5, rtol=0)
         np.testing.assert_allclose(padded[1], tight[1], atol=1e-5, rtol=0)
         assert isinstance(row, ModelOutput)

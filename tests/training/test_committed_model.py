@@ -1,4 +1,5 @@
-"""The committed models/fused-sentiment/1/model.onnx follows the DESIGN.md contract on ONNX Runtime CPU."""
+"""The committed models/fused-sentiment/1/model.onnx follows the DESIGN.md contract (the version its
+config.json declares: v2, experts text, face, scene, audio) on ONNX Runtime CPU."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import numpy as np
 import onnx
 import pytest
 
-from app.contract import FACE_SIZE, INPUT_NAMES, LABELS, MODALITIES, N_MELS, OUTPUT_NAMES
+from app.contract import FACE_SIZE, LABELS, N_MELS, SCENE_SIZE, ModelContract
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "fused-sentiment"
 ONNX_PATH = MODEL_DIR / "1" / "model.onnx"
+CONTRACT = ModelContract.from_config(json.loads((MODEL_DIR / "config.json").read_text()))
+OUTPUT_NAMES = list(CONTRACT.outputs)
+N_EXPERTS = len(CONTRACT.experts)
+TEXT, FACE, SCENE, AUDIO = (CONTRACT.expert_names.index(n) for n in ("text", "face", "scene", "audio"))
 
 
 @pytest.fixture(scope="module")
@@ -51,25 +56,31 @@ def _feeds(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, n
         "input_ids": ids,
         "attention_mask": am,
         "face": rng.uniform(-1, 1, (batch, 1, FACE_SIZE, FACE_SIZE)).astype(np.float32),
+        "scene": rng.integers(0, 256, (batch, SCENE_SIZE, SCENE_SIZE, 3), dtype=np.uint8),
         "audio_features": rng.normal(-6, 3, (batch, frames, N_MELS)).astype(np.float32),
         "audio_mask": np.ones((batch, frames), np.float32),
-        "modality_mask": np.ones((batch, 3), np.float32),
+        CONTRACT.mask_input: np.ones((batch, N_EXPERTS), np.float32),
     }
 
 
 def test_graph_signature_follows_the_contract(config: dict) -> None:
+    assert config.get("contract_version") == 2
+    assert CONTRACT.expert_names == ("text", "face", "scene", "audio")
+    assert CONTRACT.mask_input == "expert_mask"
+    assert CONTRACT.outputs == ("probabilities", "expert_probabilities")
     m = onnx.load(str(ONNX_PATH), load_external_data=False)
     assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
     types = {i.name: i.type.tensor_type for i in m.graph.input}
-    assert list(types) == list(INPUT_NAMES)
+    assert list(types) == list(CONTRACT.input_names)
     expect = {
         "input_ids": (7, 2),
         "attention_mask": (7, 2),
         "face": (1, 4),
+        "scene": (2, 4),
         "audio_features": (1, 3),
         "audio_mask": (1, 2),
-        "modality_mask": (1, 2),
-    }  # (elem_type, rank): 7 = int64, 1 = float32
+        "expert_mask": (1, 2),
+    }  # (elem_type, rank): 7 = int64, 1 = float32, 2 = uint8
     for name, (elem, rank) in expect.items():
         assert types[name].elem_type == elem
         dims = types[name].shape.dim
@@ -77,43 +88,54 @@ def test_graph_signature_follows_the_contract(config: dict) -> None:
         assert dims[0].dim_param, f"{name}: batch axis must be dynamic"
     assert types["input_ids"].shape.dim[1].dim_param and types["audio_features"].shape.dim[1].dim_param
     assert [d.dim_value for d in types["face"].shape.dim[1:]] == [1, FACE_SIZE, FACE_SIZE]
+    assert [d.dim_value for d in types["scene"].shape.dim[1:]] == [SCENE_SIZE, SCENE_SIZE, 3]
     assert types["audio_features"].shape.dim[2].dim_value == N_MELS
-    assert [o.name for o in m.graph.output] == list(OUTPUT_NAMES)
-    assert config["labels"] == list(LABELS) and config["modalities"] == list(MODALITIES)
-    assert config["input_names"] == list(INPUT_NAMES) and config["output_names"] == list(OUTPUT_NAMES)
+    assert [o.name for o in m.graph.output] == OUTPUT_NAMES
+    assert config["labels"] == list(LABELS)
+    assert config["input_names"] == list(CONTRACT.input_names) and config["output_names"] == OUTPUT_NAMES
 
 
 def test_committed_files_fit_the_size_budget() -> None:
-    total = sum(p.stat().st_size for p in MODEL_DIR.rglob("*") if p.is_file())
-    assert total <= 60e6, f"model folder is {total / 1e6:.1f} MB"
+    """Issue 12: the model files together (fused model and the detectors) ≤ 120 MB."""
+    files = [p for d in (MODEL_DIR, MODEL_DIR.parent / "detectors") for p in d.rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    assert total <= 120e6, f"model files are {total / 1e6:.1f} MB"
 
 
 @pytest.mark.parametrize(("batch", "text_len", "frames"), [(1, 12, 1), (4, 40, 250)])
 def test_outputs_have_contract_shapes_and_are_distributions(
     session, batch: int, text_len: int, frames: int
 ) -> None:
-    p, mp = session.run(list(OUTPUT_NAMES), _feeds(batch, text_len, frames))
+    p, mp = session.run(OUTPUT_NAMES, _feeds(batch, text_len, frames))
     assert p.dtype == np.float32 and p.shape == (batch, 3)
-    assert mp.dtype == np.float32 and mp.shape == (batch, 3, 3)
+    assert mp.dtype == np.float32 and mp.shape == (batch, N_EXPERTS, 3)
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
     np.testing.assert_allclose(mp.sum(2), 1.0, atol=1e-5)
 
 
-def test_absent_modalities_are_ignored_and_give_the_prior(session, config: dict) -> None:
-    feeds = _feeds(3, 16, 80)
-    feeds["modality_mask"][:] = [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
-    ref = session.run(list(OUTPUT_NAMES), feeds)
+def test_absent_experts_are_ignored_and_give_the_prior(session, config: dict) -> None:
+    """Every expert: garbage in an absent expert's inputs changes nothing; no expert present → the prior."""
+    feeds = _feeds(4, 16, 80)
+    mask = np.zeros((4, N_EXPERTS), np.float32)
+    mask[0, TEXT] = 1
+    mask[1, [FACE, SCENE, AUDIO]] = 1
+    mask[2, SCENE] = 1
+    feeds[CONTRACT.mask_input] = mask
+    ref = session.run(OUTPUT_NAMES, feeds)
     bad = {k: v.copy() for k, v in feeds.items()}
     bad["input_ids"][1:] = 999_999_999
-    bad["face"][[0, 2]] = np.nan
-    bad["audio_features"][[0, 2]] = np.inf
-    bad["audio_mask"][[0, 2]] = np.nan
-    got = session.run(list(OUTPUT_NAMES), bad)
+    bad["face"][[0, 2, 3]] = np.nan
+    bad["scene"][[0, 3]] = 255 - bad["scene"][[0, 3]]
+    bad["audio_features"][[0, 2, 3]] = np.inf
+    bad["audio_mask"][[0, 2, 3]] = np.nan
+    got = session.run(OUTPUT_NAMES, bad)
     for r, g in zip(ref, got, strict=True):
         np.testing.assert_array_equal(g, r)
     prior = np.array([config["prior"][k] for k in LABELS], np.float32)
-    np.testing.assert_allclose(ref[0][2], prior, atol=1e-6)
-    np.testing.assert_allclose(ref[1][0, 1:], np.stack([prior, prior]), atol=1e-6)
+    np.testing.assert_allclose(ref[0][3], prior, atol=1e-6)
+    absent = mask == 0
+    np.testing.assert_allclose(ref[1][absent], np.broadcast_to(prior, (int(absent.sum()), 3)), atol=1e-6)
+    np.testing.assert_allclose(ref[0][2], ref[1][2, SCENE], atol=1e-6)  # one expert: fused = that expert
 
 
 def test_padding_text_and_audio_does_not_change_the_output(session) -> None:
@@ -125,14 +147,13 @@ def test_padding_text_and_audio_does_not_change_the_output(session) -> None:
         base["audio_features"], ((0, 0), (0, 63), (0, 0)), constant_values=-13.8
     )
     padded["audio_mask"] = np.pad(base["audio_mask"], ((0, 0), (0, 63)))
-    for r, g in zip(
-        session.run(list(OUTPUT_NAMES), base), session.run(list(OUTPUT_NAMES), padded), strict=True
-    ):
+    for r, g in zip(session.run(OUTPUT_NAMES, base), session.run(OUTPUT_NAMES, padded), strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
 
 
 def test_text_branch_separates_obvious_sentiment(session) -> None:
     feeds = _feeds(3, 0, 10)
-    feeds["modality_mask"][:] = [1, 0, 0]
-    _, mp = session.run(list(OUTPUT_NAMES), feeds)
-    assert mp[0, 0].argmax() == 2 and mp[1, 0].argmax() == 0  # "love ... best day" / "awful ... hate"
+    feeds[CONTRACT.mask_input][:] = 0
+    feeds[CONTRACT.mask_input][:, TEXT] = 1
+    _, mp = session.run(OUTPUT_NAMES, feeds)
+    assert mp[0, TEXT].argmax() == 2 and mp[1, TEXT].argmax() == 0  # "love ... best day" / "awful ... hate"

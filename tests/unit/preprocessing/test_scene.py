@@ -206,16 +206,18 @@ def test_a_face_photo_feeds_both_image_experts(v2_settings: Settings) -> None:
     assert prediction.item.tensors("scene")["scene"].shape == (SCENE_SIZE, SCENE_SIZE, 3)
 
 
-def test_one_registry_serves_the_v1_model_with_the_scene_expert_dormant() -> None:
-    """One entry per expert: the committed v1 model's ``image`` expert is the registry's ``face`` through
-    :data:`app.contract.V1_EXPERT_ALIASES` (no duplicate entry), and its contract has no scene expert, so
-    the scene entry stays dormant until a contract-v2 model is served."""
+def test_one_registry_serves_v1_and_the_committed_v2_model() -> None:
+    """One entry per expert: a v1 config's ``image`` expert is the registry's ``face`` through
+    :data:`app.contract.V1_EXPERT_ALIASES` (no duplicate entry, no scene expert: it stays dormant for v1
+    models); the committed model is contract v2 and names all four entries."""
     assert set(DEFAULT_EXPERTS) == {"text", "face", "scene", "audio"}
     assert DEFAULT_EXPERTS["scene"].modality == DEFAULT_EXPERTS["face"].modality == "image"
     assert V1_EXPERT_ALIASES["image"] == "face"
+    v1 = {"modalities": ["text", "image", "audio"]}
+    assert ModelContract.from_config(v1).expert_names == ("text", "face", "audio")
     shipped = REPO_ROOT / "models" / "fused-sentiment" / "config.json"
     config = json.loads(shipped.read_text(encoding="utf-8"))
-    assert ModelContract.from_config(config).expert_names == ("text", "face", "audio")
+    assert ModelContract.from_config(config).expert_names == ("text", "face", "scene", "audio")
 
 
 def test_the_response_of_a_face_free_photo_reports_the_scene_part_used_and_the_face_part_no_face(
