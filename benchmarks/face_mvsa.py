@@ -26,9 +26,11 @@ import onnxruntime as ort
 from PIL import Image, ImageOps
 from sklearn.metrics import f1_score
 
-from app.contract import V1_CONTRACT
+from app.contract import ModelContract
+from app.inference.collate import collate
 from app.preprocessing.face import face_input
 from app.preprocessing.image import normalize_face
+from app.preprocessing.pipeline import PreparedItem
 from app.training.data import load_mvsa
 from benchmarks.face_detection import Haar
 
@@ -56,23 +58,15 @@ def haar_face(haar: Haar, image: Image.Image) -> np.ndarray | None:
 
 
 def image_only(session: Any, faces: np.ndarray) -> np.ndarray:
-    """Calibrated face-expert probabilities [N, 3] of the ONNX model (only the face present)."""
-    face_index = V1_CONTRACT.expert_names.index("face")
+    """Calibrated face-expert probabilities [N, 3] of the ONNX model (only the face present), for a model
+    of either contract version (the one its ``config.json`` declares)."""
+    contract = ModelContract.from_config(json.loads((MODEL.parents[1] / "config.json").read_text()))
+    face_index = contract.expert_names.index("face")
     out = []
     for s in range(0, len(faces), 32):
-        f = faces[s : s + 32]
-        n = len(f)
-        mask = np.zeros((n, 3), np.float32)
-        mask[:, face_index] = 1
-        feeds = {
-            "input_ids": np.zeros((n, 1), np.int64),
-            "attention_mask": np.ones((n, 1), np.int64),
-            "face": f,
-            "audio_features": np.zeros((n, 1, 64), np.float32),
-            "audio_mask": np.ones((n, 1), np.float32),
-            "modality_mask": mask,
-        }
-        out.append(session.run(["modality_probabilities"], feeds)[0][:, face_index])
+        items = [PreparedItem.of(face={"face": f}) for f in faces[s : s + 32]]
+        feeds = collate(items, contract=contract)
+        out.append(session.run([contract.outputs[1]], feeds)[0][:, face_index])
     return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
 
 

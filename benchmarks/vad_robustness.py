@@ -96,7 +96,7 @@ class AudioModel:
         if part.tensors is None:
             return None
         feeds = collate([PreparedItem.of(audio=dict(part.tensors))], contract=self.contract)
-        _, experts, head = self.session.run(["probabilities", "modality_probabilities", HEAD], feeds)
+        _, experts, head = self.session.run([*self.contract.outputs, HEAD], feeds)
         return np.asarray(experts[0, self.audio_index])[self.order], np.asarray(head[0])
 
 
