@@ -61,7 +61,8 @@ MIN_SILENCE_MS: Final[int] = 100
 SPEECH_PAD_MS: Final[int] = 30
 
 #: Longest part (s) of a pause kept between two speech segments by :func:`speech_only`, beyond the 30 ms of
-#: padding each segment already carries. Measured with the committed model and :data:`EDGE_S` = 0.5 on 120
+#: padding each segment already carries. Measured with the audio network trained on whole clips (before the
+#: bundled one, which is trained on clips trimmed by this function) and :data:`EDGE_S` = 0.5 on 120
 #: CREMA-D test clips with a 1.5 s pause inserted (``python -m benchmarks.vad_robustness --clips 120
 #: --max-pause X``): the audio label stayed the same in 81 % of clips with 0 s and 67 % with 0.3 s; but
 #: with 0–0.2 s the turn2 case ``pause_speech.wav`` (a near-tie, 0.58 / 0.40) flips its label against
@@ -70,8 +71,9 @@ SPEECH_PAD_MS: Final[int] = 30
 MAX_PAUSE_S: Final[float] = 0.3
 
 #: Non-speech (s) kept before the first and after the last segment by :func:`speech_only`, beyond the
-#: segments' 30 ms padding. The committed audio network was trained on whole CREMA-D clips, which hold
-#: about 0.3–0.5 s of room tone around the sentence: on 500 CREMA-D test clips its 6-class accuracy was
+#: segments' 30 ms padding. CREMA-D clips hold about 0.3–0.5 s of room tone around the sentence. Chosen
+#: with the audio network trained on whole clips (the bundled one is trained on clips trimmed with this
+#: value): on 500 CREMA-D test clips that network's 6-class accuracy was
 #: 0.516 with 0 s kept, 0.560 with 0.25 s, 0.580 with 0.5 s and 0.566 without the VAD
 #: (``python -m benchmarks.vad_robustness --clips 500 --only NONE --edge X``).
 EDGE_S: Final[float] = 0.5
