@@ -23,7 +23,7 @@ from app.preprocessing.errors import InputTooLargeError, PreprocessingError
 from app.preprocessing.face import FaceBox, FaceDetector, face_input
 from app.preprocessing.image import DecodedImage, decode_image
 from app.preprocessing.language import LanguageGate
-from app.preprocessing.scene import scene_pixels
+from app.preprocessing.scene import scene_content_reason, scene_pixels
 from app.preprocessing.text import encode_text, normalize_text
 from app.preprocessing.vad import VoiceActivityDetector, trim_to_speech
 
@@ -292,9 +292,15 @@ def prepare_audio(waveform: npt.NDArray[np.float32], resources: Resources) -> Ex
 
 
 def prepare_scene(image: Image.Image, _: Resources) -> ExpertInput:
-    """The whole image for the scene expert (:func:`app.preprocessing.scene.scene_pixels`): ``scene``
-    uint8 [224, 224, 3] RGB; always used (every decoded image has a scene)."""
-    return ExpertInput({"scene": scene_pixels(image)})
+    """The image's central square for the scene expert (:func:`app.preprocessing.scene.scene_pixels`):
+    ``scene`` uint8 [224, 224, 3] RGB; not used, with the reason, when
+    :func:`app.preprocessing.scene.scene_content_reason` finds a blank image or one without spatial
+    structure (noise)."""
+    pixels = scene_pixels(image)
+    reason = scene_content_reason(pixels)
+    if reason is not None:
+        return ExpertInput(None, reason=reason)
+    return ExpertInput({"scene": pixels})
 
 
 #: The experts this service knows, by the names a model's ``config.json`` uses (a v1 config's ``image``

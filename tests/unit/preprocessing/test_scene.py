@@ -25,7 +25,7 @@ from app.main import create_app
 from app.preprocessing.experts import DEFAULT_EXPERTS, NO_FACE
 from app.preprocessing.image import decode_image
 from app.preprocessing.pipeline import RawInput
-from app.preprocessing.scene import scene_pixels
+from app.preprocessing.scene import BLANK_IMAGE, NOT_A_PHOTO, scene_content_reason, scene_pixels
 from tests.media import astronaut, face_jpeg, image_bytes, no_face_png
 from tests.tiny_model import branch_nodes, branch_weights
 
@@ -238,3 +238,61 @@ def test_the_response_of_a_face_free_photo_reports_the_scene_part_used_and_the_f
     np.testing.assert_allclose([image["probabilities"][k] for k in labels], scene, atol=1e-6)
     np.testing.assert_allclose([body["probabilities"][k] for k in labels], scene, atol=1e-5)
     assert body["label"] is not None and body["reason"] is None
+
+
+def _square(image: Image.Image) -> np.ndarray:
+    return scene_pixels(image.convert("RGB"))
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_a_blank_image_has_no_scene_content(value: int) -> None:
+    flat = Image.new("RGB", (1920, 1080), (value, value // 2, 255 - value))
+    assert scene_content_reason(_square(flat)) == BLANK_IMAGE
+    # a faint sensor-noise-like speckle (std ≈ 1 grey level) is still blank
+    rng = np.random.default_rng(0)
+    speckle = np.clip(128 + rng.normal(0, 1, (600, 800, 3)), 0, 255).astype(np.uint8)
+    assert scene_content_reason(_square(Image.fromarray(speckle))) == BLANK_IMAGE
+
+
+@pytest.mark.parametrize("size", [(224, 224), (1920, 1080), (4000, 3000)])
+def test_independent_noise_is_not_a_photo(size: tuple[int, int]) -> None:
+    noise = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    assert scene_content_reason(_square(Image.fromarray(noise))) == NOT_A_PHOTO
+
+
+def test_photos_drawings_and_screenshots_have_scene_content() -> None:
+    """Real photos (the bundled face photo, skimage's astronaut), a gradient drawing and a screenshot-like
+    image with text lines keep the scene expert."""
+    screenshot = Image.new("RGB", (1920, 1080), (250, 250, 250))
+    pixels = np.array(screenshot)
+    pixels[100:140, :] = (40, 90, 200)  # a title bar
+    for row in range(200, 1000, 30):  # lines of "text": dark dashes of varying length
+        for col in range(80, 1800, 160):
+            pixels[row : row + 12, col : col + 120 - (row // 30 % 5) * 10] = 20
+    for image in (
+        Image.open(io.BytesIO(face_jpeg())),
+        astronaut(),
+        Image.open(io.BytesIO(no_face_png(300))),
+        Image.fromarray(pixels),
+    ):
+        assert scene_content_reason(_square(image)) is None
+
+
+def test_a_blank_or_noise_image_alone_gets_no_label(v2_settings: Settings) -> None:
+    """Over HTTP with the contract-v2 model: a grey screen or a noise image has neither a face nor a scene
+    to judge, so the answer is no label (no_usable_evidence), never a confident class."""
+    grey = image_bytes(Image.new("RGB", (1920, 1080), (128, 128, 128)), "PNG")
+    noise = image_bytes(
+        Image.fromarray(np.random.default_rng(2).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)), "PNG"
+    )
+    with TestClient(create_app(settings=v2_settings), raise_server_exceptions=False) as client:
+        for data, reason in ((grey, BLANK_IMAGE), (noise, NOT_A_PHOTO)):
+            r = client.post("/v1/predict", files={"image": ("x.png", data, "image/png")})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["label"] is None and body["reason"] == "no_usable_evidence"
+            assert body["probabilities_are_prior"] is True
+            image = body["modalities"]["image"]
+            assert image["used"] is False
+            assert image["scene"] == {"used": False, "reason": reason, "probabilities": None}
+            assert image["face"]["used"] is False and image["face"]["reason"] == NO_FACE
