@@ -34,6 +34,9 @@ NO_FACE = "no_face"
 #: Reason the text expert reports for text in a language it was not trained on
 #: (:class:`app.preprocessing.language.LanguageGate`).
 UNSUPPORTED_LANGUAGE = "unsupported_language"
+#: Reason the text expert reports for text whose every token is unknown to its tokenizer's vocabulary
+#: (``[UNK]``: e.g. emoji only; all-MiniLM-L6-v2's WordPiece vocabulary has no emoji).
+OUT_OF_VOCABULARY = "out_of_vocabulary"
 #: Reason the audio expert reports when the voice activity detector found less than :data:`MIN_SPEECH_S`.
 NO_SPEECH = "no_speech"
 #: Reason the audio expert reports for a clip shorter than :data:`MIN_SPEECH_S` (nothing to judge).
@@ -234,11 +237,11 @@ def prepare_text(text: str, resources: Resources) -> ExpertInput:
     """Tokenise (:func:`app.preprocessing.text.encode_text`): ``input_ids`` int64 [L] and
     ``attention_mask`` int64 [L] of ones, L ≤ 128. Text the language gate refuses
     (:meth:`app.preprocessing.language.LanguageGate.assess`) is not used: reason ``unsupported_language``,
-    the detected language in the facts.
+    the detected language in the facts; text of [UNK] tokens only (e.g. emoji only) is not used either:
+    reason :data:`OUT_OF_VOCABULARY` (the other fields of the request still count).
 
     Raises:
-        PreprocessingError: text in a supported language with nothing but [CLS]/[SEP] or only [UNK] tokens
-            left (e.g. emoji only).
+        PreprocessingError: nothing but [CLS]/[SEP] left after normalisation (e.g. zero-width characters).
     """
     encoded = encode_text(resources.tokenizer, text)
     gate = resources.language_gate
@@ -251,9 +254,11 @@ def prepare_text(text: str, resources: Resources) -> ExpertInput:
     )
     if verdict is not None and not verdict.supported:
         return ExpertInput(None, reason=UNSUPPORTED_LANGUAGE, facts=facts)
-    unknown = resources.tokenizer.token_to_id("[UNK]")
-    if encoded.num_tokens <= 2 or all(int(i) == unknown for i in encoded.input_ids[1:-1]):
+    if encoded.num_tokens <= 2:
         raise PreprocessingError("text contains no tokens the model can read")
+    unknown = resources.tokenizer.token_to_id("[UNK]")
+    if all(int(i) == unknown for i in encoded.input_ids[1:-1]):
+        return ExpertInput(None, reason=OUT_OF_VOCABULARY, facts=facts)
     tensors = {
         "input_ids": encoded.input_ids,
         "attention_mask": np.ones(encoded.num_tokens, dtype=np.int64),

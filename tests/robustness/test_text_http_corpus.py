@@ -14,6 +14,7 @@ from tests.robustness.helpers import assert_error, assert_prediction, probs
 
 PREDICT = "/v1/predict"
 UNSUPPORTED = "unsupported_language"
+OUT_OF_VOCABULARY = "out_of_vocabulary"
 
 
 def multipart(
@@ -36,8 +37,8 @@ TEXT_CASES: list[tuple[str, str, tuple[Any, ...]]] = [
     ("empty", "", (422, "invalid_input")),
     ("whitespace_only", " \t\r\n\u00a0\u3000 ", (422, "invalid_input")),
     ("zero_width_only", "\u200b\u200c\u200d\u2060\ufeff", (422, "invalid_input")),
-    # all-MiniLM's WordPiece vocabulary has no emoji: every one is [UNK], so the text carries nothing.
-    ("emoji_only", "😍🎉👍🔥", (422, "invalid_input")),
+    # all-MiniLM's WordPiece vocabulary has no emoji: every one is [UNK]; the text is sent but not used.
+    ("emoji_only", "😍🎉👍🔥", ("not_used", OUT_OF_VOCABULARY)),
     ("emoji_and_words", "😍 what a great day 🎉", ("ok",)),
     ("mixed_scripts", "I love this place so much, 日本語 and ελληνικά menus too", ("ok",)),
     # Most letters outside the Latin script: the language gate refuses it (200, text not used).
@@ -66,6 +67,18 @@ def test_text_corpus(client: TestClient, text: str, expected: tuple[Any, ...], h
         assert_error(r, 422, "missing_modality")
     else:
         assert_error(r, *expected)
+
+
+def test_emoji_only_text_leaves_the_answer_to_the_image(client: TestClient) -> None:
+    """Emoji-only text is not used (out_of_vocabulary), and the request is answered from the image alone."""
+    r = client.post(
+        PREDICT, files={"text": (None, "😡😡😡".encode()), "image": ("f.jpg", face_jpeg(), "image/jpeg")}
+    )
+    body = assert_prediction(r)
+    text, image = body["modalities"]["text"], body["modalities"]["image"]
+    assert (text["used"], text["reason"]) == (False, OUT_OF_VOCABULARY)
+    assert image["used"] is True and body["label"] is not None
+    assert body["probabilities"] == pytest.approx(image["probabilities"], abs=1e-5)
 
 
 def test_text_longer_than_the_limit(client: TestClient, settings: Settings) -> None:
