@@ -249,6 +249,7 @@ PREDICT_RESPONSE_EXAMPLES: list[JsonValue] = [
                     "faces": [],
                     "used_face": None,
                 },
+                "scene": {"used": False, "reason": "blank_image", "probabilities": None},
                 "format": "PNG",
                 "width": 8,
                 "height": 8,
@@ -271,8 +272,8 @@ class PredictResponse(BaseModel):
     )
     reason: str | None = Field(
         default=None,
-        description="Why there is no label: `no_usable_evidence` when no expert was used (e.g. an image "
-        "without a face and nothing else); null when there is a label.",
+        description="Why there is no label: `no_usable_evidence` when no expert was used (e.g. only a blank "
+        "image, or only a recording without speech); null when there is a label.",
     )
     probabilities: Probabilities = Field(
         description="Fused probabilities over the used experts; the prior when `probabilities_are_prior`."

@@ -27,10 +27,11 @@ router = APIRouter()
 
 _FIELDS = ("text", "image", "audio")
 
-#: An 8×8 grayscale PNG (80 bytes, no face in it: the response says ``used: false``, ``reason: no_face``),
-#: so the JSON example with an image answers 200 when run from Swagger UI.
+#: A blank 8×8 grey PNG (73 bytes): no face (``no_face``) and nothing for a scene expert
+#: (``blank_image``), so the image counts for no model and the JSON examples with it answer 200 from
+#: Swagger UI as their summaries say.
 _EXAMPLE_PNG_BASE64 = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAAF0lEQVR42mNkYIEARgUog4UUBuMDKAMAR1gCmCOa8dUAAAAASUVORK5CYII="
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAAEElEQVR42mNsYIAAJgaKGAAmCACQtTEKkQAAAABJRU5ErkJggg=="
 )
 
 # JSON comes first: Swagger UI opens "Try it out" on the first media type, and its examples are complete
@@ -53,11 +54,11 @@ _OPENAPI_BODY: dict[str, Any] = {
                         "value": {"text": "This is awful, I hate it."},
                     },
                     "text_and_image": {
-                        "summary": "Text and a base64 image (an 8×8 PNG without a face: it does not count)",
+                        "summary": "Text and a base64 image (a blank 8×8 PNG: no face, no scene; it does not count)",  # noqa: E501
                         "value": {"text": "Not bad at all.", "image_base64": _EXAMPLE_PNG_BASE64},
                     },
                     "image_without_face": {
-                        "summary": "Only an image without a face: no usable evidence, `label: null`",
+                        "summary": "Only a blank image (no face, no scene): no usable evidence, `label: null`",  # noqa: E501
                         "value": {"image_base64": _EXAMPLE_PNG_BASE64},
                     },
                 },

@@ -136,3 +136,15 @@ def test_real_model_padding_and_masks_do_not_change_outputs(real_settings: Setti
         # identical rows (measured 1.7e-4 on the audio branch, independent of padding, thread count and
         # graph optimisation level), so a mixed batch vs. single requests is compared at 1e-3.
         np.testing.assert_allclose(row.probabilities, tight[0][0], atol=1e-3, rtol=0)
+
+
+def test_the_docs_no_usable_evidence_example_holds_for_the_bundled_model(real_client: TestClient) -> None:
+    """The OpenAPI example "only a blank image" answers no label with the bundled (scene-expert) model too:
+    no face, and the scene expert refuses the blank image."""
+    spec = real_client.get("/openapi.json").json()
+    examples = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    body = real_client.post("/v1/predict", json=examples["image_without_face"]["value"]).json()
+    assert body["label"] is None and body["reason"] == "no_usable_evidence"
+    assert body["probabilities_are_prior"] is True
+    scene = body["modalities"]["image"]["scene"]
+    assert (scene["used"], scene["reason"]) == (False, "blank_image")
