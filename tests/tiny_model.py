@@ -10,7 +10,10 @@ Weights are random with a fixed seed.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -130,3 +133,42 @@ def build_tiny_model(path: Path, vocab_size: int = 30522, seed: int = 0) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+#: ``config.json`` inputs of the text, face and audio experts (the v1 tensors), for tiny models with more.
+BASE_INPUTS: dict[str, dict[str, Any]] = {
+    "input_ids": {"dtype": "int64", "shape": ["batch", "text_length"]},
+    "attention_mask": {"dtype": "int64", "shape": ["batch", "text_length"]},
+    "face": {"dtype": "float32", "shape": ["batch", 1, 64, 64]},
+    "audio_features": {"dtype": "float32", "shape": ["batch", "audio_frames", 64]},
+    "audio_mask": {"dtype": "float32", "shape": ["batch", "audio_frames"]},
+}
+
+
+def write_expert_model(
+    root: Path,
+    name: str,
+    model: onnx.ModelProto,
+    tokenizer: Path,
+    experts: list[dict[str, Any]],
+    extra_inputs: dict[str, dict[str, Any]],
+    **config: Any,
+) -> None:
+    """A model folder ``root/name`` (``1/model.onnx``, ``tokenizer.json``, ``config.json``) for a graph with
+    an ``expert_mask`` [B, E] input and ``probabilities`` / ``expert_probabilities`` outputs: the experts'
+    entries, :data:`BASE_INPUTS` plus ``extra_inputs``, and any other ``config`` keys."""
+    folder = root / name
+    (folder / "1").mkdir(parents=True)
+    onnx.save(model, str(folder / "1" / "model.onnx"))
+    shutil.copy(tokenizer, folder / "tokenizer.json")
+    mask = {"expert_mask": {"dtype": "float32", "shape": ["batch", len(experts)]}}
+    document = {
+        "name": name,
+        "labels": ["negative", "neutral", "positive"],
+        "experts": experts,
+        "inputs": {**BASE_INPUTS, **extra_inputs, **mask},
+        "mask_input": "expert_mask",
+        "output_names": ["probabilities", "expert_probabilities"],
+        **config,
+    }
+    (folder / "config.json").write_text(json.dumps(document), encoding="utf-8")

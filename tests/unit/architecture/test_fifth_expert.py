@@ -9,8 +9,6 @@ correction; absent experts are replaced by the prior inside the graph (``Where(m
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from app.preprocessing.experts import DEFAULT_EXPERTS, Expert, ExpertInput, Reso
 from app.preprocessing.pipeline import RawInput
 from app.preprocessing.text import normalize_text
 from tests.media import face_jpeg
-from tests.tiny_model import branch_nodes, branch_weights
+from tests.tiny_model import branch_nodes, branch_weights, write_expert_model
 
 PRIOR = np.array([0.3, 0.4, 0.3], np.float32)
 SCENE = 8
@@ -130,28 +128,12 @@ REGISTRY = {
 @pytest.fixture(scope="module")
 def five_settings(model_dir: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("five")
-    folder = root / "five-experts"
-    (folder / "1").mkdir(parents=True)
-    onnx.save(_graph(), str(folder / "1" / "model.onnx"))
-    shutil.copy(model_dir / "fused-sentiment" / "tokenizer.json", folder / "tokenizer.json")
-    config: dict[str, Any] = {
-        "name": "five-experts",
-        "labels": ["negative", "neutral", "positive"],
-        "experts": EXPERTS,
-        "inputs": {
-            "input_ids": {"dtype": "int64", "shape": ["batch", "text_length"]},
-            "attention_mask": {"dtype": "int64", "shape": ["batch", "text_length"]},
-            "face": {"dtype": "float32", "shape": ["batch", 1, 64, 64]},
-            "audio_features": {"dtype": "float32", "shape": ["batch", "audio_frames", 64]},
-            "audio_mask": {"dtype": "float32", "shape": ["batch", "audio_frames"]},
-            "scene": {"dtype": "uint8", "shape": ["batch", SCENE, SCENE, 3]},
-            "text_chars": {"dtype": "float32", "shape": ["batch", 1]},
-            "expert_mask": {"dtype": "float32", "shape": ["batch", len(EXPERTS)]},
-        },
-        "mask_input": "expert_mask",
-        "output_names": ["probabilities", "expert_probabilities"],
+    extra = {
+        "scene": {"dtype": "uint8", "shape": ["batch", SCENE, SCENE, 3]},
+        "text_chars": {"dtype": "float32", "shape": ["batch", 1]},
     }
-    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    tokenizer = model_dir / "fused-sentiment" / "tokenizer.json"
+    write_expert_model(root, "five-experts", _graph(), tokenizer, EXPERTS, extra)
     return settings.model_copy(update={"model_dir": root, "model_name": "five-experts"})
 
 

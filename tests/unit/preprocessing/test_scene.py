@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from app.preprocessing.image import decode_image
 from app.preprocessing.pipeline import RawInput
 from app.preprocessing.scene import BLANK_IMAGE, NOT_A_PHOTO, scene_content_reason, scene_pixels
 from tests.media import astronaut, face_jpeg, image_bytes, no_face_png
-from tests.tiny_model import branch_nodes, branch_weights
+from tests.tiny_model import branch_nodes, branch_weights, write_expert_model
 
 PRIOR = np.array([0.3, 0.4, 0.3], np.float32)
 EXPERTS = [
@@ -142,28 +141,9 @@ def _graph() -> onnx.ModelProto:
 @pytest.fixture(scope="module")
 def v2_settings(model_dir: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("v2")
-    folder = root / "scene-v2"
-    (folder / "1").mkdir(parents=True)
-    onnx.save(_graph(), str(folder / "1" / "model.onnx"))
-    shutil.copy(model_dir / "fused-sentiment" / "tokenizer.json", folder / "tokenizer.json")
-    config: dict[str, Any] = {
-        "name": "scene-v2",
-        "contract_version": 2,
-        "labels": ["negative", "neutral", "positive"],
-        "experts": EXPERTS,
-        "inputs": {
-            "input_ids": {"dtype": "int64", "shape": ["batch", "text_length"]},
-            "attention_mask": {"dtype": "int64", "shape": ["batch", "text_length"]},
-            "face": {"dtype": "float32", "shape": ["batch", 1, 64, 64]},
-            "scene": {"dtype": "uint8", "shape": ["batch", SCENE_SIZE, SCENE_SIZE, 3]},
-            "audio_features": {"dtype": "float32", "shape": ["batch", "audio_frames", 64]},
-            "audio_mask": {"dtype": "float32", "shape": ["batch", "audio_frames"]},
-            "expert_mask": {"dtype": "float32", "shape": ["batch", 4]},
-        },
-        "mask_input": "expert_mask",
-        "output_names": ["probabilities", "expert_probabilities"],
-    }
-    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    scene = {"scene": {"dtype": "uint8", "shape": ["batch", SCENE_SIZE, SCENE_SIZE, 3]}}
+    tokenizer = model_dir / "fused-sentiment" / "tokenizer.json"
+    write_expert_model(root, "scene-v2", _graph(), tokenizer, EXPERTS, scene, contract_version=2)
     return settings.model_copy(update={"model_dir": root, "model_name": "scene-v2", "warmup": False})
 
 
