@@ -251,7 +251,8 @@ DATASETS = {
     },
     "mvsa_single": {
         "use": "surprise mapping, fusion evaluation, learned fusion; with --mvsa-text (default) the "
-        "train/val-split tweet texts also train/select the text branch",
+        "train/val-split tweet texts also train/select the text branch; with --scene (default) the "
+        "train/val-split image labels train/select the scene head",
         "licence": "research benchmark (Niu et al., MMM 2016)",
         "source": "Niu et al., MMM 2016",
     },

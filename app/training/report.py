@@ -383,7 +383,7 @@ def _card_intro(config: dict[str, Any], size_bytes: int) -> list[str]:
         "One ONNX graph (`1/model.onnx`, opset 17, "
         + f"{size_bytes / 1e6:.1f} MB, float16-stored weights computed "
         "in float32) mapping text, a face crop"
-        + (", the whole photo (scene)" if v2 else "")
+        + (", the photo's central square (scene)" if v2 else "")
         + " and a log-mel spectrogram to probabilities of "
         "negative / neutral / "
         f"positive, fused and per {'expert' if v2 else 'modality'}. Fusion: product of experts with prior "
