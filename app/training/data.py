@@ -78,9 +78,11 @@ def _random_split(n: int, seed: int, fractions: tuple[float, float] = (0.7, 0.15
     return split.astype(str)
 
 
-def load_text(data_dir: Path, seed: int = 0) -> TextSet:
-    """VADER ICWSM-2014 (4 sub-corpora, random 70/15/15 split per sub-corpus, seed ``seed``) and MELD
-    (official train/dev/test split, dev used as validation)."""
+def load_text(data_dir: Path, seed: int = 0, tweeteval: bool = True) -> TextSet:
+    """VADER ICWSM-2014 (4 sub-corpora, random 70/15/15 split per sub-corpus, seed ``seed``), MELD
+    (official train/dev/test split, dev used as validation) and, with ``tweeteval``, TweetEval sentiment
+    (corpus ``tweeteval``: its train / val / test files, SemEval-2017 Task 4A). Raises
+    :class:`DataMissingError` when a folder is missing."""
     texts: list[str] = []
     labels: list[int] = []
     corpus: list[str] = []
@@ -110,6 +112,15 @@ def load_text(data_dir: Path, seed: int = 0) -> TextSet:
         labels += [LABEL_INDEX[r["Sentiment"].strip()] for r in rows2]
         corpus += ["meld"] * len(rows2)
         splits.append(np.array([split] * len(rows2)))
+    if tweeteval:
+        tdir = require(data_dir, "tweeteval_sentiment")
+        for split in ("train", "val", "test"):
+            with open(tdir / f"{split}.csv", encoding="utf-8", newline="") as fh:
+                rows3 = [r for r in csv.DictReader(fh) if r["text"].strip()]
+            texts += [r["text"].strip() for r in rows3]
+            labels += [LABEL_INDEX[r["label"]] for r in rows3]
+            corpus += ["tweeteval"] * len(rows3)
+            splits.append(np.array([split] * len(rows3)))
     return TextSet(texts, np.asarray(labels, dtype=np.int64), np.asarray(corpus), np.concatenate(splits))
 
 
@@ -152,6 +163,66 @@ def load_crema(data_dir: Path, seed: int = 0) -> CremaSet:
         emotion=emo,
         sentiment=sent,
         split=np.asarray([amap[int(a)] for a in actors]),
+    )
+
+
+#: EMOVO emotion codes → CREMA-D codes of the audio head; ``sor`` (surprise) has no class there and is
+#: left out of training and of the 3-class scores (its sentiment is ambiguous: ../shared/data/README.md).
+EMOVO_TO_CREMA: dict[str, str] = {
+    "dis": "DIS",
+    "gio": "HAP",
+    "neu": "NEU",
+    "pau": "FEA",
+    "rab": "ANG",
+    "tri": "SAD",
+}
+#: EMOVO speakers held out of training (one female, one male): the cross-corpus test speakers.
+EMOVO_TEST_SPEAKERS: tuple[str, ...] = ("f3", "m3")
+#: URDU emotion → sentiment class (angry, sad → negative; neutral; happy → positive).
+URDU_TO_SENTIMENT: dict[str, int] = {"Angry": 0, "Sad": 0, "Neutral": 1, "Happy": 2}
+
+
+@dataclass
+class SpeechSet:
+    """Clips of a second speech corpus (EMOVO or URDU): files, speakers, emotion index into
+    ``CREMA_EMOTIONS`` (−1 where the corpus' emotion has no class there), sentiment class, split."""
+
+    files: list[str]
+    speakers: np.ndarray  # str [N]
+    emotion: np.ndarray  # int64 [N], −1 = no CREMA-D class
+    sentiment: np.ndarray  # int64 [N], −1 = ambiguous (EMOVO surprise)
+    split: np.ndarray  # str [N]: train / test
+
+
+def load_emovo(data_dir: Path) -> SpeechSet:
+    """EMOVO (Italian, acted, 6 speakers): speakers :data:`EMOVO_TEST_SPEAKERS` are ``test``, the other four
+    ``train``; emotions mapped by :data:`EMOVO_TO_CREMA`. Raises :class:`DataMissingError`."""
+    edir = require(data_dir, "emovo")
+    with open(edir / "clips.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    emo = [EMOVO_TO_CREMA.get(r["emotion"]) for r in rows]
+    return SpeechSet(
+        files=[str(edir / r["file"]) for r in rows],
+        speakers=np.asarray([r["speaker"] for r in rows]),
+        emotion=np.asarray([CREMA_EMOTIONS.index(e) if e else -1 for e in emo], dtype=np.int64),
+        sentiment=np.asarray([CREMA_TO_SENTIMENT[e] if e else -1 for e in emo], dtype=np.int64),
+        split=np.asarray(["test" if r["speaker"] in EMOVO_TEST_SPEAKERS else "train" for r in rows]),
+    )
+
+
+def load_urdu(data_dir: Path) -> SpeechSet:
+    """URDU (natural talk-show Urdu, 400 clips), all ``test``: emotion is confounded with speaker, so the
+    corpus is only a cross-corpus test set (../shared/data/README.md). Raises :class:`DataMissingError`."""
+    udir = require(data_dir, "urdu")
+    with open(udir / "clips.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    crema = {"Angry": "ANG", "Sad": "SAD", "Neutral": "NEU", "Happy": "HAP"}
+    return SpeechSet(
+        files=[str(udir / r["file"]) for r in rows],
+        speakers=np.asarray([r["speaker"] for r in rows]),
+        emotion=np.asarray([CREMA_EMOTIONS.index(crema[r["emotion"]]) for r in rows], dtype=np.int64),
+        sentiment=np.asarray([URDU_TO_SENTIMENT[r["emotion"]] for r in rows], dtype=np.int64),
+        split=np.asarray(["test"] * len(rows)),
     )
 
 

@@ -1,5 +1,6 @@
 """Final branch metrics of the shipped weights: held-out text vs VADER, float16 vs float32 text weights,
-FER2013 PublicTest (7 emotions, 3 sentiments), CREMA-D test actors (6 emotions, 3 sentiments)."""
+FER2013 PublicTest (7 emotions, 3 sentiments), CREMA-D test actors (6 emotions, 3 sentiments), and the
+audio expert across corpora (EMOVO's held-out speakers, URDU)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from app.contract import LABELS
 from app.training import data as D
 from app.training.branch_logits import BranchLogits
 from app.training.branch_stages import AudioStage, FaceStage
+from app.training.cache import crema_logmels
 from app.training.calibration import Branches
 from app.training.common import accuracy, macro_f1, plot_confusion, softmax
 from app.training.fusion import FusedSentiment, TextClassifier
 from app.training.run import Run
 from app.training.text_model import load_minilm
 from app.training.text_stage import TextStage, eval_text
+from app.training.train_audio import predict_logits
 
 
 def text_metrics(run: Run, t: TextStage, lg: BranchLogits, final: FusedSentiment) -> dict[str, Any]:
@@ -134,6 +137,26 @@ def audio_metrics(run: Run, a: AudioStage, lg: BranchLogits, final: FusedSentime
     return out
 
 
+def cross_corpus_metrics(run: Run, a: AudioStage, lg: BranchLogits, final: FusedSentiment) -> dict[str, Any]:
+    """Cross-corpus scores of the audio expert: EMOVO's held-out speakers (:data:`D.EMOVO_TEST_SPEAKERS`;
+    surprise left out) and all of URDU. Per corpus: n, 3-class macro-F1 after calibration (uniform prior,
+    as the CREMA-D row), and the 6-emotion head's accuracy on the clips' mapped emotions."""
+    out: dict[str, Any] = {}
+    emovo, urdu = D.load_emovo(run.args.data_dir), D.load_urdu(run.args.data_dir)
+    for name, sset in (("emovo_test_speakers", emovo), ("urdu", urdu)):
+        rows = np.flatnonzero((sset.split == "test") & (sset.sentiment >= 0))
+        feats = crema_logmels([sset.files[i] for i in rows], run.args.cache_dir, corpus=name.split("_")[0])
+        a6 = predict_logits(a.net, feats)
+        p3 = softmax(a6) @ lg.audio_map.numpy().T
+        a3 = _calibrated_branch_argmax(final, np.log(p3 + 1e-12).astype(np.float32), 2)
+        out[name] = {
+            "n": int(len(rows)),
+            "macro_f1_3class": macro_f1(sset.sentiment[rows], a3),
+            "acc6": accuracy(sset.emotion[rows], a6.argmax(1)),
+        }
+    return out
+
+
 def evaluate_final(
     run: Run, t: TextStage, f: FaceStage, a: AudioStage, b: Branches, lg: BranchLogits, final: FusedSentiment
 ) -> None:
@@ -142,3 +165,4 @@ def evaluate_final(
     run.metrics["fp16_weights_vs_fp32"] = fp16_metrics(t, b, lg, final)
     run.metrics["face"] = face_metrics(run, f, b, lg, final)
     run.metrics["audio"] = audio_metrics(run, a, lg, final)
+    run.metrics["audio"]["cross_corpus"] = cross_corpus_metrics(run, a, lg, final)

@@ -126,6 +126,21 @@ def _add_branch_args(p: argparse.ArgumentParser) -> None:
         "in the development runs)",
     )
     p.add_argument("--audio-epochs", type=int, default=16)
+    p.add_argument(
+        "--audio-emovo",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the EMOVO clips of the four training speakers (Italian, acted; surprise left out) to the "
+        "audio expert's training data; speakers f3 and m3 stay held out as a cross-corpus test",
+    )
+    p.add_argument(
+        "--audio-augment-copies",
+        type=int,
+        default=2,
+        help="augmented copies of every audio training clip (noise 0-30 dB SNR, telephone band + mu-law, "
+        "Opus/AAC/AMR-NB round trips, gain, silence at the edges, inner pauses; "
+        "app/training/audio_augment.py), drawn per crop with the clean clip; 0 = off",
+    )
     p.add_argument("--audio-lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     p.add_argument(
         "--audio-mixup",

@@ -239,6 +239,12 @@ DATASETS = {
         "licence": "GPL-3.0 (MELD repository); research use",
         "source": "Poria et al., ACL 2019",
     },
+    "tweeteval_sentiment": {
+        "use": "text branch train (train file) / epoch selection (val) / test (held-out row)",
+        "licence": "TweetEval: released without restrictions; SemEval-2017 Task 4 data, Twitter terms apply; "
+        "research use",
+        "source": "Barbieri et al., Findings of EMNLP 2020; Rosenthal et al., SemEval-2017 Task 4A",
+    },
     "fer2013": {
         "use": "face branch fine-tuning (Training) and evaluation (PublicTest)",
         "licence": "none published; research use only (Kaggle / ICML 2013 challenge)",
@@ -248,6 +254,17 @@ DATASETS = {
         "use": "audio branch train/val/test (actor-disjoint)",
         "licence": "ODbL 1.0 + DbCL 1.0",
         "source": "Cao et al., IEEE TAC 2014",
+    },
+    "emovo": {
+        "use": "audio branch training (speakers f1, f2, m1, m2; surprise left out); speakers f3, m3 are a "
+        "cross-corpus test",
+        "licence": "none shipped; research use (Fondazione Ugo Bordoni, on request)",
+        "source": "Costantini et al., LREC 2014",
+    },
+    "urdu": {
+        "use": "audio cross-corpus test only (emotion confounded with speaker)",
+        "licence": "research use only (dataset README); no licence file",
+        "source": "Latif et al., 2018",
     },
     "mvsa_single": {
         "use": "surprise mapping, fusion evaluation, learned fusion; with --mvsa-text (default) the "

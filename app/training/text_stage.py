@@ -30,7 +30,10 @@ from app.training.vader_baseline import tune_threshold, vader_classes, vader_com
 #: Leave-one-corpus-out jobs, longest first (largest left-out test set) so two processes finish together.
 LOCO_CORPORA: tuple[str, ...] = ("meld", "movie", "nyt", "tweets", "amazon")
 #: Corpora of the held-out text metrics, in report order.
-HELDOUT_CORPORA: tuple[str, ...] = ("tweets", "movie", "amazon", "nyt", "meld")
+HELDOUT_CORPORA: tuple[str, ...] = ("tweets", "movie", "amazon", "nyt", "meld", "tweeteval")
+#: Corpora never in a leave-one-corpus-out model's training pool: TweetEval (45,616 training tweets) would
+#: outweigh the five corpora of the table and blur "tweets left out"; the shipped model trains on it.
+LOCO_EXCLUDED: tuple[str, ...] = ("tweeteval",)
 
 #: logits float32 [len(idx), 3] of the text rows ``idx``
 TextLogitsFn = Callable[[np.ndarray], np.ndarray]
@@ -47,7 +50,7 @@ class TextData:
         self.ts = D.load_text(args.data_dir, args.seed)
         self.mv = D.load_mvsa(args.data_dir, args.seed)
         self.split: int = args.text_split_layer
-        _, self.states, _ = text_states(
+        _, self.states = text_states(
             self.ts.texts + self.mv.texts, self.tokenizer_file, args.cache_dir, self.split
         )
         self.n = len(self.ts.texts)
@@ -99,11 +102,12 @@ class TextData:
         args, ts = self.args, self.ts
         t0 = time.time()
         name = f"text_loco_{corpus}_{self.tag}_e{args.loco_epochs}_n{args.loco_max_train}{self.suffix}.pt"
-        tr_c = np.where((ts.split == "train") & (ts.corpus != corpus))[0]
+        pool = (ts.corpus != corpus) & ~np.isin(ts.corpus, LOCO_EXCLUDED)
+        tr_c = np.where((ts.split == "train") & pool)[0]
         if args.loco_max_train > 0 and len(tr_c) > args.loco_max_train:
             sub = np.random.default_rng(args.seed).choice(tr_c, args.loco_max_train, replace=False)
             tr_c = np.sort(sub)
-        va_c = np.where((ts.split == "val") & (ts.corpus != corpus))[0]
+        va_c = np.where((ts.split == "val") & pool)[0]
         m_c, _ = self.load_or_train(stage_dir / name, tr_c, va_c, args.loco_epochs, f"text LOCO -{corpus}")
         te = np.where(ts.corpus == corpus)[0]
         pred = text_logits(m_c, self.states, te, self.split).argmax(1)

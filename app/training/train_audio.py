@@ -40,10 +40,20 @@ def predict_logits(model: AudioCNN, feats: list[np.ndarray], batch_size: int = 6
     return out
 
 
-def _crops(feats: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+def _crops(
+    feats: list[np.ndarray],
+    idx: np.ndarray,
+    rng: np.random.Generator,
+    views: list[list[np.ndarray]] | None = None,
+) -> list[np.ndarray]:
+    """A random 1.5 s crop of each clip ``idx``; with ``views`` (augmented copies, ``views[k][i]``), each
+    clip's source is drawn uniformly from its clean log-mel and its copies."""
     crops = []
     for i in idx:
         f = feats[i]
+        if views:
+            k = int(rng.integers(len(views) + 1))
+            f = views[k - 1][i] if k else f
         if len(f) > CROP_FRAMES:
             s = rng.integers(0, len(f) - CROP_FRAMES + 1)
             f = f[s : s + CROP_FRAMES]
@@ -105,13 +115,15 @@ def _train_epoch(
     batch_size: int,
     mixup_alpha: float,
     desc: str,
+    views: list[list[np.ndarray]] | None = None,
 ) -> None:
-    """One epoch over the training clips ``tr`` in random order, a random 1.5 s crop of each."""
+    """One epoch over the training clips ``tr`` in random order, a random 1.5 s crop of each (of a clean or
+    augmented version, see :func:`_crops`)."""
     model.train()
     perm = rng.permutation(tr)
     for b in tqdm(range(len(perm) // batch_size), desc=desc, mininterval=10):
         idx = perm[b * batch_size : (b + 1) * batch_size]
-        x, m = pad_feats(_crops(feats, idx, rng))
+        x, m = pad_feats(_crops(feats, idx, rng, views))
         y = torch.from_numpy(data.emotion[idx])
         loss = _mixup_loss(model, model.normalise(x, m), m, y, mixup_alpha, rng)
         opt.zero_grad()
@@ -133,9 +145,12 @@ def train_audio(
     batch_size: int = 32,
     mixup_alpha: float = 0.0,
     swa_epochs: int = 0,
+    views: list[list[np.ndarray]] | None = None,
 ) -> tuple[AudioCNN, dict[str, object]]:
     """Adam + one-cycle LR, random 1.5 s crops, SpecAugment, optional mixup (Zhang et al., ICLR 2018) of
-    normalised log-mels with Beta(``mixup_alpha``, ``mixup_alpha``) weights.
+    normalised log-mels with Beta(``mixup_alpha``, ``mixup_alpha``) weights. ``views``: augmented log-mels
+    of the same clips (``views[k][i]`` float32 [T, 64]; only training rows are read), drawn per crop with
+    the clean one (:func:`app.training.audio_augment.augment`).
 
     Model choice on the validation actors only: the best single epoch of the second half of the one-cycle
     schedule by 6-class accuracy (epochs of the first half, with the learning rate near its peak, are not
@@ -161,7 +176,7 @@ def train_audio(
 
     for ep in range(epochs):
         desc = f"audio epoch {ep + 1}/{epochs}"
-        _train_epoch(model, opt, sched, data, feats, tr, rng, batch_size, mixup_alpha, desc)
+        _train_epoch(model, opt, sched, data, feats, tr, rng, batch_size, mixup_alpha, desc, views)
         if swa_epochs > 1 and ep >= epochs - swa_epochs:
             swa_states.append(_state(model))
         if ep + 1 < (epochs + 1) // 2:  # time budget: no epoch of the high-LR first half is selected
@@ -179,6 +194,8 @@ def train_audio(
         "val_acc6_history": history,
         "epochs": epochs,
         "mixup_alpha": mixup_alpha,
+        "augmented_copies": len(views) if views else 0,
+        "n_train_clips": int(len(tr)),
     }
     chosen = "best_epoch"
     if swa_states:

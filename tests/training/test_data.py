@@ -29,6 +29,7 @@ def test_crema_split_is_speaker_independent_and_complete() -> None:
 
 def test_vader_labels_follow_the_documented_band() -> None:
     require_data("vader_icwsm2014")
+    require_data("tweeteval_sentiment")
     assert [D.vader_label(v) for v in (-0.51, -0.5, -0.49, 0.0, 0.49, 0.5, 3.2)] == [0, 0, 1, 1, 1, 2, 2]
     t = D.load_text(data_dir())
     for corpus in ("tweets", "movie", "amazon", "nyt"):
@@ -43,3 +44,35 @@ def test_fer_order_and_splits() -> None:
     f = D.load_fer(data_dir())
     assert f.images.shape[1:] == (48, 48) and f.images.dtype == np.uint8
     assert int((f.split == "Training").sum()) == 28709 and int((f.split == "PublicTest").sum()) == 3589
+
+
+def test_tweeteval_keeps_its_official_splits_in_the_text_set() -> None:
+    require_data("vader_icwsm2014")
+    require_data("tweeteval_sentiment")
+    t = D.load_text(data_dir())
+    tw = t.corpus == "tweeteval"
+    counts = {s: int((tw & (t.split == s)).sum()) for s in ("train", "val", "test")}
+    assert counts == {"train": 45616, "val": 2000, "test": 12284}
+    test_labels = np.bincount(t.labels[tw & (t.split == "test")], minlength=3)
+    assert test_labels.tolist() == [3972, 5937, 2375]  # negative / neutral / positive (data README)
+    texts = {s: {t.texts[i] for i in np.flatnonzero(tw & (t.split == s))} for s in ("train", "val", "test")}
+    assert not (texts["train"] & texts["val"]) and not (texts["train"] & texts["test"])
+    assert int((D.load_text(data_dir(), tweeteval=False).corpus == "tweeteval").sum()) == 0
+
+
+def test_emovo_holds_out_whole_speakers_and_leaves_surprise_out() -> None:
+    require_data("emovo")
+    e = D.load_emovo(data_dir())
+    assert len(e.files) == 588
+    assert set(e.speakers[e.split == "test"].tolist()) == set(D.EMOVO_TEST_SPEAKERS)
+    assert not set(e.speakers[e.split == "train"].tolist()) & set(D.EMOVO_TEST_SPEAKERS)
+    assert int((e.emotion < 0).sum()) == 84 and int((e.sentiment < 0).sum()) == 84  # sor
+    joy = np.asarray([f.split("/")[-1].startswith("gio-") for f in e.files])
+    assert set(e.emotion[joy].tolist()) == {D.CREMA_EMOTIONS.index("HAP")} and set(e.sentiment[joy]) == {2}
+
+
+def test_urdu_is_a_test_set_only_with_mapped_sentiment() -> None:
+    require_data("urdu")
+    u = D.load_urdu(data_dir())
+    assert len(u.files) == 400 and set(u.split.tolist()) == {"test"}
+    assert np.bincount(u.sentiment, minlength=3).tolist() == [200, 100, 100]

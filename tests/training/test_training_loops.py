@@ -78,3 +78,16 @@ def test_audio_loop_with_mixup_and_weight_average_gives_a_padding_invariant_mode
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     z = predict_logits(net, feats[-16:])
     assert z.shape == (16, 6) and np.isfinite(z).all()
+
+
+def test_audio_loop_draws_augmented_views_of_training_clips() -> None:
+    """With ``views``, crops come from the clean clips and their augmented copies: a copy that carries the
+    emotion signal while the clean clips do not still teaches it, and the run records the copies."""
+    torch.set_num_threads(1)
+    data, feats = _crema(80, 1)
+    rng = np.random.default_rng(1)
+    flat = [rng.normal(-6.0, 2.0, f.shape).astype(np.float32) for f in feats]  # clean: no signal
+    flat[-16:] = feats[-16:]  # validation clips keep theirs
+    net, info = train_audio(data, flat, 0, epochs=4, batch_size=16, views=[feats])
+    assert info["augmented_copies"] == 1 and info["n_train_clips"] == 64
+    assert float(info["best_val_acc6"]) > 0.5  # chance is 1/6: the signal came only from the view
