@@ -72,7 +72,8 @@ def render_server_conf(template: str, *, listen_port: int, upstreams: list[str])
 def main_conf(server_conf: Path, prefix: Path) -> str:
     """nginx.conf around the rendered template (the official image's /etc/nginx/nginx.conf plays this part
     there): one worker, temp paths and pid under ``prefix``, errors to stderr."""
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers otherwise drop to nobody: no access to prefix
+    # As root, workers would drop to nobody, who cannot enter the test's temporary folder.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     temp = "".join(f"    {kind}_temp_path {prefix / kind};\n" for kind in ("client_body", "proxy", "fastcgi"))
     temp += "".join(f"    {kind}_temp_path {prefix / kind};\n" for kind in ("uwsgi", "scgi"))
     return (
@@ -190,7 +191,9 @@ def _client(url: str, deadline: float, max_requests: int, think_s: float, result
             time.sleep(think_s)
 
 
-_LOG_LINE = re.compile(r'"POST /v1/predict[^"]*" \d+ .* upstream=(?P<up>[^ ]+(?:, [^ ]+)*) .* t=(?P<t>[\d.]+)$')
+_LOG_LINE = re.compile(
+    r'"POST /v1/predict[^"]*" \d+ .* upstream=(?P<up>[^ ]+(?:, [^ ]+)*) .* t=(?P<t>[\d.]+)$'
+)
 
 
 def _read_access_log(log: Path, kill_wall_time: float, result: FailoverResult) -> None:
