@@ -28,7 +28,10 @@ RUN python -m venv /opt/venv \
     && pip install --no-cache-dir -r /tmp/requirements-cpu.txt \
     && rm /tmp/cpu_requirements.py /tmp/requirements-cpu.txt
 COPY app ./app
-RUN pip install --no-cache-dir --no-deps . \
+# Editable (-e): the package stays in /app, where the service looks for the files committed beside it
+# (models/detectors: the voice activity detector and the face detector, found relative to app/; a
+# non-editable install would put app/ in site-packages and the start-up would fail on the missing VAD).
+RUN pip install --no-cache-dir --no-deps -e . \
     && groupadd --gid 10001 sentiment \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin sentiment
 
@@ -72,7 +75,8 @@ WORKDIR /app
 # Dependencies first (cached layer), then the code. Versions are bounded in pyproject.toml.
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install --no-cache-dir . \
+# Editable (-e) for the same reason as in the cpu stage: models/detectors is found relative to app/.
+RUN pip install --no-cache-dir -e . \
     && groupadd --gid 10001 sentiment \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin sentiment
 

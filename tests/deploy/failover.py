@@ -192,7 +192,7 @@ def _client(url: str, deadline: float, max_requests: int, think_s: float, result
 
 
 _LOG_LINE = re.compile(
-    r'"POST /v1/predict[^"]*" \d+ .* upstream=(?P<up>[^ ]+(?:, [^ ]+)*) .* t=(?P<t>[\d.]+)$'
+    r'"POST /v1/predict[^"]*" \d+ .* upstream=(?P<up>[^ ,]+(?:, [^ ,]+)*) upstream_status=.* t=(?P<t>[\d.]+)$'
 )
 
 

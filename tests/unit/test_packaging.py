@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 
 from app.cli import main
 from app.config import REPO_ROOT, Settings
+from app.preprocessing.vad import VAD_MODEL_FILE
 
 
 def _tool(name: str) -> str:
@@ -53,13 +54,19 @@ def test_dockerfile_has_a_cpu_and_a_cuda_target_the_cuda_one_last() -> None:
         assert "\nUSER 10001:10001" in stage  # non-root, numeric (Kubernetes' runAsNonRoot can check it)
         assert "HEALTHCHECK" in stage and "/readyz" in stage
         assert "COPY models ./models" in stage and "SENTIMENT_MODEL_DIR=/app/models" in stage
+        # The voice activity detector is found relative to the package (app/../models/detectors), so the
+        # package must stay in WORKDIR /app beside models/: an editable install, never into site-packages.
+        assert "WORKDIR /app\n" in stage and "COPY app ./app" in stage
+        installs = [line for line in stage.splitlines() if "pip install" in line and " -r " not in line]
+        assert installs and all(line.rstrip(" \\").endswith("-e .") for line in installs), installs
+    assert VAD_MODEL_FILE == REPO_ROOT / "models" / "detectors" / VAD_MODEL_FILE.name
 
 
 def test_cpu_image_installs_onnxruntime_and_no_cuda_build() -> None:
     stage = _dockerfile_stages()["cpu"]
     assert "cpu_requirements.py pyproject.toml > /tmp/requirements-cpu.txt" in stage
-    assert "pip install --no-cache-dir --no-deps ." in stage  # the package's own Linux deps are skipped
-    assert "pip install --no-cache-dir ." not in stage
+    assert "pip install --no-cache-dir --no-deps -e ." in stage  # the package's own Linux deps are skipped
+    assert "pip install --no-cache-dir -e ." not in stage
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "deploy" / "docker" / "cpu_requirements.py"), "pyproject.toml"],
         capture_output=True,
