@@ -11,7 +11,9 @@ harness is tests/deploy/failover.py, which the short test in tests/deploy also r
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +22,12 @@ from pathlib import Path
 from tests.deploy.failover import nginx_binary, run_failover
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _nginx_version() -> str:
+    binary = nginx_binary()
+    result = subprocess.run([binary or "nginx", "-v"], capture_output=True, text=True, timeout=10)
+    return (result.stderr or result.stdout).strip()  # "nginx version: nginx/1.22.1"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines = [
         f"# Failover through nginx (deploy/compose/nginx/default.conf.template), {time.strftime('%Y-%m-%d')}",
-        f"machine: {platform.machine()}, {platform.system()} {platform.release()}; nginx {nginx_binary()}",
+        f"machine: {platform.machine()}, {platform.system()} {platform.release()}, {os.cpu_count()} CPUs; "
+        f"{_nginx_version()}",
         f"command: python -m benchmarks.failover --duration {args.duration:g} --kill-at {args.kill_at:g} "
         f"--clients {args.clients} --think-ms {args.think_ms:g}",
         f"client requests: {result.requests}",

@@ -168,8 +168,10 @@ def test_hpa_scales_on_a_metric_the_adapter_builds_from_the_service_metrics() ->
     assert gpu_hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == pods_metric
 
 
-def test_pdb_keeps_a_pod_when_the_hpa_runs_its_minimum() -> None:
-    pdb, hpa = _find(BASE, "PodDisruptionBudget"), _find(BASE, "HorizontalPodAutoscaler")
+@pytest.mark.parametrize("variant", ["base", "gpu"])
+def test_pdb_keeps_a_pod_when_the_hpa_runs_its_minimum(variant: str) -> None:
+    objects = BASE if variant == "base" else GPU
+    pdb, hpa = _find(objects, "PodDisruptionBudget"), _find(objects, "HorizontalPodAutoscaler")
     assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
     labels = _find(BASE, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
