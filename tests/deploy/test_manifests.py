@@ -6,7 +6,9 @@ compose-spec schema; and the manifests agree with the service (probe routes, dra
 from __future__ import annotations
 
 import copy
+import inspect
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from referencing import Registry, Resource
 from ruamel.yaml import YAML
@@ -21,6 +24,7 @@ from ruamel.yaml import YAML
 from app.cli import GRACEFUL_SHUTDOWN_TIMEOUT_S
 from app.config import REPO_ROOT, Settings
 from app.metrics import ServiceMetrics
+from tests.deploy.failover import TEMPLATE, render_server_conf
 from tests.unit.test_packaging import _tool
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -267,3 +271,33 @@ def test_scale_out_compose_file_puts_replicas_behind_the_tested_nginx_template()
     ).resolve()
     assert lb["environment"]["SENTIMENT_UPSTREAM"] == "sentiment:8000"
     assert lb["depends_on"]["sentiment"]["condition"] == "service_healthy"
+
+
+def test_nginx_template_renders_one_server_line_per_replica_with_passive_health_checks() -> None:
+    conf = render_server_conf(
+        TEMPLATE.read_text(encoding="utf-8"), listen_port=18080, upstreams=["10.0.0.1:8000", "10.0.0.2:8000"]
+    )
+    assert "listen 18080;" in conf
+    for address in ("10.0.0.1:8000", "10.0.0.2:8000"):
+        assert f"server {address} max_fails=3 fail_timeout=10s;" in conf
+    assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in conf
+
+
+def test_nginx_template_limits_fit_the_service_defaults() -> None:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    settings = Settings()
+    body = re.search(r"client_max_body_size (\d+)m;", text)
+    assert body and int(body[1]) * 2**20 >= settings.max_body_bytes  # the service answers 413 itself
+    read = re.search(r"proxy_read_timeout (\d+)s;", text)
+    assert read and int(read[1]) > settings.request_timeout_s  # the service answers 504 itself first
+    idle = re.search(r"keepalive_timeout (\d+)s;", text)
+    # msa serve keeps uvicorn's default keep-alive timeout; nginx must close idle connections first.
+    uvicorn_keep_alive_s = inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default
+    assert idle and int(idle[1]) < uvicorn_keep_alive_s
+
+
+def test_nginx_render_refuses_a_template_with_an_unknown_placeholder() -> None:
+    with pytest.raises(ValueError, match="NGINX_WORKERS"):
+        render_server_conf(
+            "server ${SENTIMENT_UPSTREAM};\nworker ${NGINX_WORKERS};", listen_port=1, upstreams=["a:1"]
+        )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.failover import TEMPLATE, nginx_binary, render_server_conf, run_failover
+from tests.deploy.failover import nginx_binary, run_failover
 
 pytestmark = pytest.mark.nginx
 
@@ -33,20 +33,3 @@ def test_killing_one_of_two_replicas_mid_load_fails_no_client_request(tmp_path: 
     # nginx tried the dead replica at least once (connection refused or reset) and sent the request on.
     assert result.retried >= 1, result.summary()
     assert result.requests >= 100, result.summary()  # the load really ran (≈ 35 requests/s here)
-
-
-def test_template_renders_one_server_line_per_replica_with_passive_health_checks() -> None:
-    conf = render_server_conf(
-        TEMPLATE.read_text(encoding="utf-8"), listen_port=18080, upstreams=["10.0.0.1:8000", "10.0.0.2:8000"]
-    )
-    assert "listen 18080;" in conf
-    for address in ("10.0.0.1:8000", "10.0.0.2:8000"):
-        assert f"server {address} max_fails=3 fail_timeout=10s;" in conf
-    assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in conf
-
-
-def test_render_refuses_a_template_with_an_unknown_placeholder() -> None:
-    with pytest.raises(ValueError, match="NGINX_WORKERS"):
-        render_server_conf(
-            "server ${SENTIMENT_UPSTREAM};\nworker ${NGINX_WORKERS};", listen_port=1, upstreams=["a:1"]
-        )
