@@ -1,7 +1,59 @@
-# Multimodal sentiment service on the GPU.
+# Multimodal sentiment service: two images, one build stage each (named targets).
+#   cuda (default, the last stage): NVIDIA GPU, onnxruntime-gpu
+#       docker build -t multimodal-sentiment:0.1.0 .
+#   cpu: python:3.12-slim with the plain onnxruntime wheel, no CUDA libraries
+#       docker build --target cpu -t multimodal-sentiment:0.1.0-cpu .
+# Both: the model baked in at /app/models (SENTIMENT_MODEL_DIR; mount another model repository there
+# read-only to replace it), non-root numeric user 10001, `msa serve` on 0.0.0.0:8000, HEALTHCHECK on /readyz.
+
+# ---------------------------------------------------------------------------------------------- cpu
+FROM python:3.12-slim-bookworm AS cpu
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+WORKDIR /app
+
+# pyproject.toml's dependencies with onnxruntime in place of onnxruntime-gpu (deploy/docker/
+# cpu_requirements.py), so no CUDA wheel is downloaded; then the package itself without dependencies.
+# Every wheel the service needs bundles its native libraries: no apt packages.
+COPY pyproject.toml README.md ./
+COPY deploy/docker/cpu_requirements.py /tmp/cpu_requirements.py
+RUN python -m venv /opt/venv \
+    && python /tmp/cpu_requirements.py pyproject.toml > /tmp/requirements-cpu.txt \
+    && pip install --no-cache-dir -r /tmp/requirements-cpu.txt \
+    && rm /tmp/cpu_requirements.py /tmp/requirements-cpu.txt
+COPY app ./app
+# Editable (-e): the package stays in /app, where the service looks for the files committed beside it
+# (models/detectors: the voice activity detector and the face detector, found relative to app/; a
+# non-editable install would put app/ in site-packages and the start-up would fail on the missing VAD).
+RUN pip install --no-cache-dir --no-deps -e . \
+    && groupadd --gid 10001 sentiment \
+    && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin sentiment
+
+COPY models ./models
+
+ENV SENTIMENT_HOST=0.0.0.0 \
+    SENTIMENT_PORT=8000 \
+    SENTIMENT_MODEL_DIR=/app/models \
+    SENTIMENT_PROVIDERS=CPUExecutionProvider
+
+USER 10001:10001
+EXPOSE 8000
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+
+CMD ["msa", "serve"]
+
+# --------------------------------------------------------------------------------------------- cuda
 # CUDA 13 + cuDNN 9 runtime: what onnxruntime-gpu 1.31 is built against (its CUDA EP loads libcublasLt.so.13
 # and cuDNN 9); a CUDA 12 base would make ONNX Runtime fall back to the CPU silently.
-FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 AS cuda
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -23,7 +75,8 @@ WORKDIR /app
 # Dependencies first (cached layer), then the code. Versions are bounded in pyproject.toml.
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install --no-cache-dir . \
+# Editable (-e) for the same reason as in the cpu stage: models/detectors is found relative to app/.
+RUN pip install --no-cache-dir -e . \
     && groupadd --gid 10001 sentiment \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin sentiment
 

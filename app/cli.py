@@ -26,6 +26,11 @@ from pydantic import ValidationError
 from app.config import Settings
 from app.logging_setup import configure_logging, log_config
 
+#: Seconds ``msa serve`` lets requests in flight finish after SIGTERM or SIGINT before it closes them
+#: (uvicorn's ``timeout_graceful_shutdown``). Deployments wait longer before SIGKILL: Kubernetes'
+#: terminationGracePeriodSeconds and compose's stop_grace_period in deploy/ (tests/deploy check them).
+GRACEFUL_SHUTDOWN_TIMEOUT_S = 30
+
 
 class CliError(Exception):
     """A user error: printed as ``msa <command>: <message>`` (one line), exit status 1."""
@@ -83,7 +88,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         # One handler and format for uvicorn's lines and the service's, applied in every worker process.
         log_config=log_config(settings.log_level, settings.log_format),
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT_S,
         access_log=False,  # app.access logs one line per request with its request id
         http=HeadLimitedHttpToolsProtocol,  # request-head size limit and deadline (app/head_guard.py)
     )

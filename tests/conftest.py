@@ -3,7 +3,8 @@
 ``needs_data`` tests skip when the data directory is absent, except when ``SENTIMENT_REQUIRE_DATA=1``
 (set by ``.ci/run``): then a skipped ``needs_data`` test is reported as a failure. Likewise ``browser``
 tests (tests/browser) skip without Debian's ``/usr/bin/chromium``, and fail instead under
-``SENTIMENT_REQUIRE_BROWSER=1`` (set by ``.ci/run``, which installs it).
+``SENTIMENT_REQUIRE_BROWSER=1`` (set by ``.ci/run``, which installs it), and ``nginx`` tests (tests/deploy)
+skip without Debian's nginx and fail instead under ``SENTIMENT_REQUIRE_NGINX=1`` (likewise).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from tests.tiny_model import build_tiny_model
 
 REQUIRE_DATA = os.environ.get("SENTIMENT_REQUIRE_DATA", "").lower() in ("1", "true", "yes")
 REQUIRE_BROWSER = os.environ.get("SENTIMENT_REQUIRE_BROWSER", "").lower() in ("1", "true", "yes")
+REQUIRE_NGINX = os.environ.get("SENTIMENT_REQUIRE_NGINX", "").lower() in ("1", "true", "yes")
 #: marker → (environment variable, whether set): a skipped test with the marker fails when it is set.
 REQUIRED = {
     "needs_data": ("SENTIMENT_REQUIRE_DATA", REQUIRE_DATA),
     "browser": ("SENTIMENT_REQUIRE_BROWSER", REQUIRE_BROWSER),
+    "nginx": ("SENTIMENT_REQUIRE_NGINX", REQUIRE_NGINX),
 }
 
 

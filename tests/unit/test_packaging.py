@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 
 from app.cli import main
 from app.config import REPO_ROOT, Settings
+from app.preprocessing.vad import VAD_MODEL_FILE
 
 
 def _tool(name: str) -> str:
@@ -31,15 +32,66 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dockerfile_essentials() -> None:
+def _dockerfile_stages() -> dict[str, str]:
+    """Build stage name → its text (from its FROM line to the next)."""
     text = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
-    base = next(line for line in text.splitlines() if line.startswith("FROM "))
-    assert (
-        "nvidia/cuda:13." in base and "cudnn" in base and "runtime" in base
-    )  # onnxruntime-gpu 1.31: CUDA 13
-    assert "\nUSER 10001" in text  # non-root
-    assert "HEALTHCHECK" in text and "/readyz" in text
-    assert "COPY models ./models" in text
+    stages: dict[str, str] = {}
+    for chunk in text.split("\nFROM ")[1:]:
+        head = chunk.splitlines()[0].split()
+        assert len(head) == 3 and head[1].upper() == "AS", f"unnamed stage: FROM {chunk.splitlines()[0]}"
+        stages[head[2]] = "FROM " + chunk
+    return stages
+
+
+def test_dockerfile_has_a_cpu_and_a_cuda_target_the_cuda_one_last() -> None:
+    stages = _dockerfile_stages()
+    assert list(stages) == ["cpu", "cuda"]  # `docker build .` builds the last stage: the GPU image as before
+    base = stages["cuda"].splitlines()[0]
+    # onnxruntime-gpu 1.31: CUDA 13
+    assert "nvidia/cuda:13." in base and "cudnn" in base and "runtime" in base
+    assert stages["cpu"].startswith("FROM python:3.12-slim")
+    for stage in stages.values():
+        assert "\nUSER 10001:10001" in stage  # non-root, numeric (Kubernetes' runAsNonRoot can check it)
+        assert "HEALTHCHECK" in stage and "/readyz" in stage
+        assert "COPY models ./models" in stage and "SENTIMENT_MODEL_DIR=/app/models" in stage
+        # The voice activity detector is found relative to the package (app/../models/detectors), so the
+        # package must stay in WORKDIR /app beside models/: an editable install, never into site-packages.
+        assert "WORKDIR /app\n" in stage and "COPY app ./app" in stage
+        installs = [line for line in stage.splitlines() if "pip install" in line and " -r " not in line]
+        assert installs and all(line.rstrip(" \\").endswith("-e .") for line in installs), installs
+    assert VAD_MODEL_FILE == REPO_ROOT / "models" / "detectors" / VAD_MODEL_FILE.name
+
+
+def test_cpu_image_installs_onnxruntime_and_no_cuda_build() -> None:
+    stage = _dockerfile_stages()["cpu"]
+    assert "cpu_requirements.py pyproject.toml > /tmp/requirements-cpu.txt" in stage
+    assert "pip install --no-cache-dir --no-deps -e ." in stage  # the package's own Linux deps are skipped
+    assert "pip install --no-cache-dir -e ." not in stage
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "deploy" / "docker" / "cpu_requirements.py"), "pyproject.toml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    requirements = result.stdout.split()
+    assert "onnxruntime>=1.20" in requirements
+    assert not [r for r in requirements if "gpu" in r or "nvidia" in r or ";" in r]
+    import tomllib
+
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    others = [d for d in declared if not d.startswith("onnxruntime")]
+    assert set(requirements) == {*others, "onnxruntime>=1.20"}
+
+
+def test_cpu_requirements_refuses_a_pyproject_without_onnxruntime(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["numpy"]\n')
+    script = REPO_ROOT / "deploy" / "docker" / "cpu_requirements.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "pyproject.toml")], capture_output=True, text=True
+    )
+    assert result.returncode == 1 and "no onnxruntime requirement" in result.stderr
 
 
 def test_compose_file_matches_the_compose_spec() -> None:
