@@ -3,8 +3,11 @@
 #       docker build -t multimodal-sentiment:0.1.0 .
 #   cpu: python:3.12-slim with the plain onnxruntime wheel, no CUDA libraries
 #       docker build --target cpu -t multimodal-sentiment:0.1.0-cpu .
-# Both: the model baked in at /app/models (SENTIMENT_MODEL_DIR; mount another model repository there
-# read-only to replace it), non-root numeric user 10001, `msa serve` on 0.0.0.0:8000, HEALTHCHECK on /readyz.
+# Both: the model baked in at /app/models (SENTIMENT_MODEL_DIR), non-root numeric user 10001, `msa serve` on
+# 0.0.0.0:8000, HEALTHCHECK on /readyz. Another model repository: mount it read-only at another path and point
+# SENTIMENT_MODEL_DIR there (docker run -v "$PWD/models:/models:ro" -e SENTIMENT_MODEL_DIR=/models ...).
+# Never mount over /app/models: the voice activity detector is always read from /app/models/detectors
+# (found relative to app/), and the face detector too unless the mounted repository brings one.
 
 # ---------------------------------------------------------------------------------------------- cpu
 FROM python:3.12-slim-bookworm AS cpu
@@ -52,7 +55,9 @@ CMD ["msa", "serve"]
 
 # --------------------------------------------------------------------------------------------- cuda
 # CUDA 13 + cuDNN 9 runtime: what onnxruntime-gpu 1.31 is built against (its CUDA EP loads libcublasLt.so.13
-# and cuDNN 9); a CUDA 12 base would make ONNX Runtime fall back to the CPU silently.
+# and cuDNN 9); a CUDA 12 base would make ONNX Runtime fall back to the CPU silently. The version is pinned by
+# deploy/docker/constraints-cuda.txt (onnxruntime-gpu==1.31.*) so that a later release built for another CUDA
+# major cannot slip in. Host: NVIDIA driver >= 580, GPU of compute capability >= 7.5 (docs/deploy.md).
 FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 AS cuda
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -63,24 +68,33 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# Ubuntu's python3 (3.12) in a venv; libglib for OpenCV's headless wheel; no compilers.
+# Ubuntu's python3 (3.12) in a venv; no compilers. No other Debian package: the service's wheels bundle their
+# native libraries (the service no longer uses OpenCV).
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv libglib2.0-0t64 ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 
 WORKDIR /app
 
-# Dependencies first (cached layer), then the code. Versions are bounded in pyproject.toml.
+# Dependencies first, from pyproject.toml alone (a cached layer: editing app/ does not reinstall them), with
+# onnxruntime-gpu held to the CUDA 13 series by the constraints file; then the code and the package itself
+# without dependencies. Versions are bounded in pyproject.toml.
 COPY pyproject.toml README.md ./
+COPY deploy/docker/constraints-cuda.txt /tmp/constraints-cuda.txt
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/requirements-cuda.txt \
+    && pip install --no-cache-dir -r /tmp/requirements-cuda.txt -c /tmp/constraints-cuda.txt \
+    && rm /tmp/requirements-cuda.txt /tmp/constraints-cuda.txt
 COPY app ./app
 # Editable (-e) for the same reason as in the cpu stage: models/detectors is found relative to app/.
-RUN pip install --no-cache-dir -e . \
+RUN pip install --no-cache-dir --no-deps -e . \
     && groupadd --gid 10001 sentiment \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin sentiment
 
-# The model is baked in; mount another model repository over /app/models to replace it.
+# The model is baked in. Another model repository: mount it at another path (e.g. /models) and set
+# SENTIMENT_MODEL_DIR to it; mounting over /app/models would hide the detectors in /app/models/detectors.
 COPY models ./models
 
 ENV SENTIMENT_HOST=0.0.0.0 \

@@ -97,12 +97,14 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 BASE = render(K8S / "base")
 GPU = render(K8S / "overlays" / "gpu")
+CPU_ONLY = render(K8S / "overlays" / "cpu-only")
+VARIANTS = {"base": BASE, "gpu": GPU, "cpu-only": CPU_ONLY}
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("variant", ["base", "gpu"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_kubernetes_objects_validate_strictly_against_kubernetes_schemas(variant: str, version: str) -> None:
-    objects = BASE if variant == "base" else GPU
+    objects = VARIANTS[variant]
     assert {o["kind"] for o in objects} == {
         "Deployment",
         "Service",
@@ -122,9 +124,10 @@ def test_strict_validation_refuses_an_unknown_field() -> None:
 
 def test_every_manifest_file_is_used_by_a_kustomization_or_validated_here() -> None:
     used = {(K8S / "base" / r).resolve() for r in _kustomization(K8S / "base")["resources"]}
-    gpu = K8S / "overlays" / "gpu"
-    used |= {(gpu / p["path"]).resolve() for p in _kustomization(gpu)["patches"]}
-    used |= {(K8S / "base" / "kustomization.yaml").resolve(), (gpu / "kustomization.yaml").resolve()}
+    used |= {(K8S / "base" / "kustomization.yaml").resolve()}
+    for overlay in (K8S / "overlays" / "gpu", K8S / "overlays" / "cpu-only"):
+        used |= {(overlay / p["path"]).resolve() for p in _kustomization(overlay)["patches"]}
+        used |= {(overlay / "kustomization.yaml").resolve()}
     used |= {(K8S / "prometheus-adapter" / "rules.yaml").resolve()}
     assert {p.resolve() for p in K8S.rglob("*.yaml")} == used
 
@@ -141,9 +144,9 @@ def test_only_the_gpu_overlay_requests_a_gpu() -> None:
     Settings.model_validate({k.removeprefix("SENTIMENT_").lower(): v for k, v in env.items()})
 
 
-@pytest.mark.parametrize("variant", ["base", "gpu"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_probes_and_termination_follow_the_service(variant: str, client: TestClient) -> None:
-    deployment = _find(BASE if variant == "base" else GPU, "Deployment")
+    deployment = _find(VARIANTS[variant], "Deployment")
     container = _container(deployment)
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -161,7 +164,9 @@ def test_probes_and_termination_follow_the_service(variant: str, client: TestCli
 def test_hpa_scales_on_a_metric_the_adapter_builds_from_the_service_metrics() -> None:
     hpa = _find(BASE, "HorizontalPodAutoscaler")
     kinds = [m["type"] for m in hpa["spec"]["metrics"]]
-    assert kinds == ["Pods", "Resource"]  # in-progress items per pod, CPU as the fallback
+    # In-progress items per pod and CPU. Not a fallback: with the Pods metric unreadable the HPA scales up
+    # on CPU but never down, hence the cpu-only overlay (test below).
+    assert kinds == ["Pods", "Resource"]
     pods_metric = hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
     (rule,) = YAML(typ="safe").load((K8S / "prometheus-adapter" / "rules.yaml").read_text())["rules"]
     assert rule["name"]["as"] == pods_metric
@@ -172,9 +177,64 @@ def test_hpa_scales_on_a_metric_the_adapter_builds_from_the_service_metrics() ->
     assert gpu_hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == pods_metric
 
 
-@pytest.mark.parametrize("variant", ["base", "gpu"])
+def test_cpu_only_overlay_scales_on_cpu_alone_and_changes_nothing_else() -> None:
+    hpa, base_hpa = _find(CPU_ONLY, "HorizontalPodAutoscaler"), _find(BASE, "HorizontalPodAutoscaler")
+    (metric,) = hpa["spec"]["metrics"]  # the base list replaced (autoscaling/v2 metrics is an atomic list)
+    assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu"
+    assert metric == base_hpa["spec"]["metrics"][1]
+    assert {k: v for k, v in hpa["spec"].items() if k != "metrics"} == {
+        k: v for k, v in base_hpa["spec"].items() if k != "metrics"
+    }
+    assert [o for o in CPU_ONLY if o["kind"] != "HorizontalPodAutoscaler"] == [
+        o for o in BASE if o["kind"] != "HorizontalPodAutoscaler"
+    ]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_hpa_owns_the_replica_count(variant: str) -> None:
+    """A ``replicas`` in the Deployment would reset the HPA's count at every ``kubectl apply -k``."""
+    objects = VARIANTS[variant]
+    assert "replicas" not in _find(objects, "Deployment")["spec"]
+    hpa = _find(objects, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == _find(objects, "Deployment")["metadata"]["name"]
+    assert hpa["spec"]["minReplicas"] >= 2
+
+
+# Files that show how to mount another model repository (some as comments).
+MOUNT_EXAMPLES = [
+    REPO_ROOT / "docs" / "deploy.md",
+    REPO_ROOT / "docs" / "operations.md",
+    REPO_ROOT / "Dockerfile",
+    REPO_ROOT / "docker-compose.yml",
+    DEPLOY / "compose" / "docker-compose.scale.yml",
+    K8S / "base" / "deployment.yaml",
+]
+
+
+@pytest.mark.parametrize("path", MOUNT_EXAMPLES, ids=lambda p: p.name)
+def test_no_model_repository_is_mounted_over_the_baked_one(path: Path) -> None:
+    """The voice activity detector is loaded from <package>/../models/detectors = /app/models/detectors
+    whatever SENTIMENT_MODEL_DIR says, so a repository mounted over /app/models without detectors/ stops the
+    start-up: examples mount at /models and point SENTIMENT_MODEL_DIR there."""
+    from app.preprocessing.vad import VAD_MODEL_FILE
+
+    assert VAD_MODEL_FILE.parent == REPO_ROOT / "models" / "detectors"  # i.e. /app/models/detectors
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r":/app/models\b|mountPath: */app/models\b", text)
+    assert re.search(r":/models:ro\b|mountPath: */models\b", text)
+    assert "SENTIMENT_MODEL_DIR=/models" in text or "SENTIMENT_MODEL_DIR: /models" in text
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_no_volume_is_mounted_over_the_baked_model(variant: str) -> None:
+    container = _container(_find(VARIANTS[variant], "Deployment"))
+    mounts = [m["mountPath"].rstrip("/") for m in container.get("volumeMounts", [])]
+    assert not [m for m in mounts if m == "/app" or m.startswith("/app/models")]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_pdb_keeps_a_pod_when_the_hpa_runs_its_minimum(variant: str) -> None:
-    objects = BASE if variant == "base" else GPU
+    objects = VARIANTS[variant]
     pdb, hpa = _find(objects, "PodDisruptionBudget"), _find(objects, "HorizontalPodAutoscaler")
     assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
     labels = _find(BASE, "Deployment")["spec"]["template"]["metadata"]["labels"]
@@ -247,6 +307,12 @@ def test_kserve_predictor_speaks_open_inference_protocol_v2(client: TestClient) 
 SCALE_COMPOSE = DEPLOY / "compose" / "docker-compose.scale.yml"
 
 
+def _seconds(duration: str) -> int:
+    """A compose duration written as whole seconds ("40s")."""
+    assert re.fullmatch(r"\d+s", duration), duration
+    return int(duration[:-1])
+
+
 def test_scale_out_compose_file_matches_the_compose_spec() -> None:
     result = subprocess.run(
         [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(SCALE_COMPOSE)],
@@ -262,8 +328,7 @@ def test_scale_out_compose_file_puts_replicas_behind_the_tested_nginx_template()
     replicas, lb = services["sentiment"], services["lb"]
     assert "ports" not in replicas  # reached through nginx only, so any number of replicas fits
     assert replicas["build"]["target"] == "cpu"
-    grace = replicas["stop_grace_period"]
-    assert grace.endswith("s") and int(grace[:-1]) > GRACEFUL_SHUTDOWN_TIMEOUT_S
+    assert _seconds(replicas["stop_grace_period"]) > GRACEFUL_SHUTDOWN_TIMEOUT_S
     mounts = {m.split(":")[1]: m for m in lb["volumes"]}
     template = mounts["/etc/nginx/templates/default.conf.template"].split(":")[0]
     assert (SCALE_COMPOSE.parent / template).resolve() == (
@@ -288,12 +353,41 @@ def test_nginx_template_limits_fit_the_service_defaults() -> None:
     settings = Settings()
     body = re.search(r"client_max_body_size (\d+)m;", text)
     assert body and int(body[1]) * 2**20 >= settings.max_body_bytes  # the service answers 413 itself
-    read = re.search(r"proxy_read_timeout (\d+)s;", text)
-    assert read and int(read[1]) > settings.request_timeout_s  # the service answers 504 itself first
+    reads = {location: int(seconds) for location, seconds in _location_read_timeouts(text).items()}
+    assert reads["/"] > settings.request_timeout_s  # the service answers 504 itself first
     idle = re.search(r"keepalive_timeout (\d+)s;", text)
     # msa serve keeps uvicorn's default keep-alive timeout; nginx must close idle connections first.
     uvicorn_keep_alive_s = inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default
     assert idle and int(idle[1]) < uvicorn_keep_alive_s
+
+
+def _location_read_timeouts(conf: str) -> dict[str, str]:
+    """``location`` (its argument, modifier included) → its ``proxy_read_timeout`` seconds."""
+    blocks = re.findall(r"location ([^{]+?) *[{]([^}]*)[}]", conf)
+    out = {}
+    for location, body in blocks:
+        read = re.search(r"proxy_read_timeout (\d+)s;", body)
+        assert read, f"location {location} sets no proxy_read_timeout"
+        out[location.removeprefix("= ").removeprefix("~ ")] = read[1]
+    return out
+
+
+def test_nginx_gives_requests_of_many_items_a_longer_read_timeout() -> None:
+    """The service's deadline starts for each item after its preprocessing, so a batch of media can take
+    longer than a single request; its own location waits longer (a timeout also counts towards max_fails)."""
+    conf = render_server_conf(TEMPLATE.read_text(encoding="utf-8"), listen_port=1, upstreams=["a:1"])
+    reads = {location: int(seconds) for location, seconds in _location_read_timeouts(conf).items()}
+    batch_routes = [r for r in reads if r != "/"]
+    assert "/v1/predict/batch" in batch_routes
+    (v2,) = [r for r in batch_routes if r.startswith("^/v2/")]
+    for path in ("/v2/models/fused-sentiment/infer", "/v2/models/fused-sentiment/versions/1/infer"):
+        assert re.match(v2, path)
+    assert not re.match(v2, "/v2/models/fused-sentiment/ready")
+    assert all(reads[r] >= 3 * Settings().request_timeout_s for r in batch_routes)
+    assert all(reads[r] > reads["/"] for r in batch_routes)
+    # Every location proxies to the replicas and inherits the retry policy set once in the server block.
+    assert conf.count("proxy_pass http://sentiment_replicas;") == len(reads)
+    assert conf.count("proxy_next_upstream error timeout") == 1
 
 
 def test_nginx_render_refuses_a_template_with_an_unknown_placeholder() -> None:

@@ -59,6 +59,11 @@ def test_dockerfile_has_a_cpu_and_a_cuda_target_the_cuda_one_last() -> None:
         assert "WORKDIR /app\n" in stage and "COPY app ./app" in stage
         installs = [line for line in stage.splitlines() if "pip install" in line and " -r " not in line]
         assert installs and all(line.rstrip(" \\").endswith("-e .") for line in installs), installs
+        # Dependencies first (a cached layer), then the code: editing app/ must not reinstall them, so the
+        # package itself goes in without dependencies after COPY app.
+        deps = stage.index(" -r /tmp/requirements-")
+        assert deps < stage.index("COPY app ./app") < stage.index("pip install --no-cache-dir --no-deps -e .")
+        assert "pip install --no-cache-dir -e ." not in stage
     assert VAD_MODEL_FILE == REPO_ROOT / "models" / "detectors" / VAD_MODEL_FILE.name
 
 
@@ -85,6 +90,34 @@ def test_cpu_image_installs_onnxruntime_and_no_cuda_build() -> None:
     assert set(requirements) == {*others, "onnxruntime>=1.20"}
 
 
+def test_cuda_image_installs_pyproject_dependencies_with_onnxruntime_gpu_pinned_to_cuda_13() -> None:
+    import re
+    import tomllib
+
+    stage = _dockerfile_stages()["cuda"]
+    # The stage's requirements come from pyproject.toml by the python -c line it runs: run the same code.
+    code = re.search(r'RUN python -c "([^"]+)"', stage)
+    assert code, "the cuda stage no longer derives its requirements from pyproject.toml"
+    result = subprocess.run(
+        [sys.executable, "-c", code[1]], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert result.stdout.splitlines() == declared
+    # onnxruntime-gpu held to the series built for CUDA 13 + cuDNN 9 (the base image: nvidia/cuda:13.*).
+    assert "-r /tmp/requirements-cuda.txt -c /tmp/constraints-cuda.txt" in stage
+    assert "COPY deploy/docker/constraints-cuda.txt /tmp/constraints-cuda.txt" in stage
+    constraints = (REPO_ROOT / "deploy" / "docker" / "constraints-cuda.txt").read_text(encoding="utf-8")
+    pins = [ln.strip() for ln in constraints.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert pins == ["onnxruntime-gpu==1.31.*"]
+    assert "FROM nvidia/cuda:13." in stage
+    # The service no longer imports OpenCV: no libglib or other Debian package for it.
+    assert "libglib" not in stage
+    imports_cv2 = re.compile(r"^\s*(import|from) cv2\b", re.M)
+    sources = (REPO_ROOT / "app").rglob("*.py")
+    assert not [f for f in sources if imports_cv2.search(f.read_text(encoding="utf-8"))]
+
+
 def test_cpu_requirements_refuses_a_pyproject_without_onnxruntime(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["numpy"]\n')
     script = REPO_ROOT / "deploy" / "docker" / "cpu_requirements.py"
@@ -108,6 +141,11 @@ def test_compose_file_matches_the_compose_spec() -> None:
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert "8000:8000" in service["ports"]
     assert "/readyz" in " ".join(service["healthcheck"]["test"])
+    # Docker waits 10 s by default before SIGKILL; the service drains requests in flight for up to 30 s.
+    from app.cli import GRACEFUL_SHUTDOWN_TIMEOUT_S
+
+    grace = service["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > GRACEFUL_SHUTDOWN_TIMEOUT_S
 
 
 def test_ci_script_runs_the_readme_test_command() -> None:
