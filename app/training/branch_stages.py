@@ -151,8 +151,10 @@ def with_emovo_train(
 
 
 def stage_audio(run: Run, train_now: bool = True) -> AudioStage:
-    """Train the log-mel CNN on CREMA-D's train actors (model choice on the val actors), or load the
-    checkpoint with ``--reuse``; log-mels come from the cache (:func:`app.training.cache.crema_logmels`)."""
+    """Train the log-mel CNN on CREMA-D's train actors (+ EMOVO's training speakers with ``--audio-emovo``;
+    ``--audio-augment-copies`` augmented copies of each training clip, :mod:`app.training.audio_augment`),
+    model choice on CREMA-D's val actors; or load the checkpoint with ``--reuse``. Log-mels come from the
+    caches (:func:`app.training.cache.crema_logmels`, :func:`app.training.cache.augmented_logmels`)."""
     t0 = time.time()
     args = run.args
     crema = D.load_crema(args.data_dir, args.seed)

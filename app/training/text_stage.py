@@ -47,7 +47,7 @@ class TextData:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.tokenizer_file = package_model_dir() / "tokenizer.json"
-        self.ts = D.load_text(args.data_dir, args.seed)
+        self.ts = D.load_text(args.data_dir, args.seed, tweeteval=args.tweeteval)
         self.mv = D.load_mvsa(args.data_dir, args.seed)
         self.split: int = args.text_split_layer
         _, self.states = text_states(
@@ -234,6 +234,8 @@ def eval_text(run: Run, data: TextData, logits_fn: TextLogitsFn) -> dict[str, An
     out: dict[str, Any] = {}
     for corpus in HELDOUT_CORPORA:
         sel = ts.corpus[te_all] == corpus
+        if not sel.any():  # e.g. tweeteval without --tweeteval
+            continue
         te, pred = te_all[sel], pred_all[sel]
         trc = np.where((ts.corpus == corpus) & (ts.split == "train"))[0]
         thr = tune_threshold(compound[trc], ts.labels[trc])
