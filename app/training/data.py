@@ -7,6 +7,7 @@ Folder layout and licences: ``../shared/data/README.md``.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +79,12 @@ def _random_split(n: int, seed: int, fractions: tuple[float, float] = (0.7, 0.15
     return split.astype(str)
 
 
-def load_text(data_dir: Path, seed: int = 0, tweeteval: bool = True) -> TextSet:
+def load_text(data_dir: Path, seed: int = 0, tweeteval: bool = True, sst_phrases: int = 0) -> TextSet:
     """VADER ICWSM-2014 (4 sub-corpora, random 70/15/15 split per sub-corpus, seed ``seed``), MELD
-    (official train/dev/test split, dev used as validation) and, with ``tweeteval``, TweetEval sentiment
-    (corpus ``tweeteval``: its train / val / test files, SemEval-2017 Task 4A). Raises
-    :class:`DataMissingError` when a folder is missing."""
+    (official train/dev/test split, dev used as validation), with ``tweeteval`` TweetEval sentiment
+    (corpus ``tweeteval``: its train / val / test files, SemEval-2017 Task 4A) and, when ``sst_phrases`` > 0,
+    that many Stanford Sentiment Treebank train phrases (corpus ``sst``, training rows only:
+    :func:`load_sst_phrases`). Raises :class:`DataMissingError` when a folder is missing."""
     texts: list[str] = []
     labels: list[int] = []
     corpus: list[str] = []
@@ -121,7 +123,65 @@ def load_text(data_dir: Path, seed: int = 0, tweeteval: bool = True) -> TextSet:
             labels += [LABEL_INDEX[r["label"]] for r in rows3]
             corpus += ["tweeteval"] * len(rows3)
             splits.append(np.array([split] * len(rows3)))
+    if sst_phrases > 0:
+        split_all = np.concatenate(splits)
+        heldout_movie = [
+            t for t, c, sp in zip(texts, corpus, split_all, strict=True) if c == "movie" and sp != "train"
+        ]
+        phrases = load_sst_phrases(data_dir, sst_phrases, seed, heldout_movie)
+        texts += [t for t, _ in phrases]
+        labels += [lab for _, lab in phrases]
+        corpus += ["sst"] * len(phrases)
+        splits.append(np.array(["train"] * len(phrases)))
     return TextSet(texts, np.asarray(labels, dtype=np.int64), np.asarray(corpus), np.concatenate(splits))
+
+
+#: Negation cues of :func:`load_sst_phrases` (matches PTB "does n't" and plain "doesn't").
+SST_NEGATION = re.compile(
+    r"\b(not|no|never|nothing|none|nobody|neither|nor|hardly|barely|without|lacks?|fails?)\b|n't\b", re.I
+)
+
+
+def sst_detokenize(ptb: str) -> str:
+    """Plain text of a PTB-tokenised SST phrase (``-LRB-`` → "(", then NLTK's ``TreebankWordDetokenizer``:
+    "does n't" → "doesn't", ``` `` ``` / ``''`` → '"')."""
+    from nltk.tokenize.treebank import TreebankWordDetokenizer  # noqa: PLC0415 (training extra)
+
+    tokens = ptb.replace("-LRB-", "(").replace("-RRB-", ")").split()
+    return str(TreebankWordDetokenizer().detokenize(tokens))
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def load_sst_phrases(data_dir: Path, n: int, seed: int, exclude_within: list[str]) -> list[tuple[str, int]]:
+    """``n`` labelled phrases (detokenised text, label3 index) of the Stanford Sentiment Treebank's TRAIN
+    trees (``sst/phrases.csv``; Socher et al., EMNLP 2013): every phrase with a negation cue
+    (:data:`SST_NEGATION`, the composition signal the treebank is known for) and a seeded random sample of
+    the rest, in file order; phrases without a letter (punctuation, numbers) are left out.
+
+    Leakage guard: SST's sentences are the Rotten Tomatoes snippets of Pang & Lee, as are 9,496 of VADER's
+    10,605 movie snippets (matched after lower-casing and dropping non-alphanumerics), so phrases of three
+    or more tokens contained in any text of ``exclude_within`` (VADER movie's validation and test rows) are
+    dropped; one- and two-token phrases are vocabulary and kept. Raises :class:`DataMissingError`."""
+    with open(require(data_dir, "sst") / "phrases.csv", encoding="utf-8", newline="") as fh:
+        rows = [
+            (r["text"], LABEL_INDEX[r["label3"]])
+            for r in csv.DictReader(fh)
+            if re.search("[A-Za-z]", r["text"])
+        ]
+    haystack = "\n".join(_norm(t) for t in exclude_within)
+    rows = [(t, lab) for t, lab in rows if len(t.split()) < 3 or _norm(t) not in haystack]
+    negated = np.asarray([bool(SST_NEGATION.search(t)) for t, _ in rows])
+    keep = np.where(negated)[0]
+    rest = np.where(~negated)[0]
+    if len(keep) > n:
+        keep = np.random.default_rng(seed).choice(keep, n, replace=False)
+    elif n > len(keep):
+        extra = np.random.default_rng(seed).choice(rest, min(n - len(keep), len(rest)), replace=False)
+        keep = np.concatenate([keep, extra])
+    return [(sst_detokenize(rows[i][0]), rows[i][1]) for i in np.sort(keep)]
 
 
 @dataclass

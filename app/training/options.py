@@ -87,6 +87,13 @@ def _add_text_args(p: argparse.ArgumentParser) -> None:
         "(docs/model.md)",
     )
     p.add_argument(
+        "--sst-phrases",
+        type=int,
+        default=0,
+        help="add this many Stanford Sentiment Treebank train phrases to the text model's training data "
+        "(every phrase with a negation cue, then a random sample: app.training.data.load_sst_phrases)",
+    )
+    p.add_argument(
         "--text-bf16",
         action=argparse.BooleanOptionalAction,
         default=True,

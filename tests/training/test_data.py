@@ -60,6 +60,29 @@ def test_tweeteval_keeps_its_official_splits_in_the_text_set() -> None:
     assert int((D.load_text(data_dir(), tweeteval=False).corpus == "tweeteval").sum()) == 0
 
 
+def test_sst_phrases_keep_negations_and_never_a_held_out_movie_snippet() -> None:
+    require_data("vader_icwsm2014")
+    require_data("sst")
+    t = D.load_text(data_dir(), tweeteval=False, sst_phrases=20000)
+    sst = np.flatnonzero(t.corpus == "sst")
+    assert len(sst) == 20000 and set(t.split[sst].tolist()) == {"train"}
+    texts = [t.texts[i] for i in sst]
+    assert "The Rock is destined" not in " ".join(texts[:5])  # detokenised, file order, not the first rows
+    assert not any(" n't" in x or "``" in x or "-LRB-" in x for x in texts)  # PTB tokens are gone
+    # every negation phrase the leakage guard leaves (~9,100 of 12,966) comes first
+    assert sum(bool(D.SST_NEGATION.search(x)) for x in texts) > 9000
+    # leakage guard: no phrase of 3+ words is part of a VADER movie validation/test snippet
+    held = "\n".join(
+        D._norm(t.texts[i]) for i in np.flatnonzero((t.corpus == "movie") & (t.split != "train"))
+    )
+    long_ones = [x for x in texts if len(x.split()) >= 3]
+    assert long_ones and not any(D._norm(x) in held for x in long_ones)
+    # ... while without the guard a few thousand would be (SST's sentences are VADER's movie snippets)
+    raw = D.load_sst_phrases(data_dir(), 20000, 0, exclude_within=[])
+    assert sum(D._norm(x) in held for x, _ in raw if len(x.split()) >= 3) > 100
+    assert D.sst_detokenize("it does n't work -LRB- really -RRB- .") == "it doesn't work (really)."
+
+
 def test_emovo_holds_out_whole_speakers_and_leaves_surprise_out() -> None:
     require_data("emovo")
     e = D.load_emovo(data_dir())
