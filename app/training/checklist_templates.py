@@ -46,8 +46,9 @@ LEXICONS: dict[str, Lexicon] = {
         "pos_adj": ("good", "great", "excellent", "wonderful", "enjoyable", "pleasant", "fantastic",
                     "amazing"),
         "neg_adj": ("bad", "terrible", "awful", "disappointing", "poor", "boring", "horrible", "unpleasant"),
-        "neu": ("on the second floor", "about two hours long", "in English", "booked online", "paid in cash",
-                "near the airport", "made of wood", "scheduled for the morning"),
+        "neu": ("booked online", "paid in cash", "mentioned in the newsletter", "scheduled for the morning",
+                "listed on the website", "ordered by my colleague", "delivered before noon",
+                "in the catalogue"),
         "pos_verb": ("love", "enjoy", "like", "adore"),
         "neg_verb": ("hate", "dislike", "despise", "regret"),
         "objects": ("hotel", "flight", "pizza", "movie", "service", "laptop", "concert", "app", "museum",
@@ -79,8 +80,8 @@ LEXICONS: dict[str, Lexicon] = {
                     "marvellous"),
         "neg_adj": ("dreadful", "mediocre", "lousy", "dull", "frustrating", "annoying", "pathetic",
                     "underwhelming"),
-        "neu": ("on the top level", "ninety minutes long", "in Spanish", "reserved by phone", "paid by card",
-                "next to the harbour", "made of plastic", "planned for the evening"),
+        "neu": ("reserved by phone", "paid by card", "discussed at the meeting", "planned for the evening",
+                "shown in the brochure", "arranged by the office", "picked up after lunch", "on the agenda"),
         "pos_verb": ("appreciate", "admire", "treasure", "value"),
         "neg_verb": ("loathe", "detest", "resent", "abhor"),
         "objects": ("restaurant", "menu", "show", "phone", "hostel", "album", "workshop", "delivery", "game",
@@ -116,10 +117,10 @@ FRAMES: dict[str, Lexicon] = {
     "train": {
         "adj": ("The {obj} was {adj}.", "I thought the {obj} was {adj}.", "Honestly, the {obj} is {adj}."),
         "verb": ("I {verb} the {obj}.", "We {verb} this {obj}."),
-        "event": ("The {obj} arrived on {day}.", "I saw the {obj} on {day}."),
+        "event": ("The {obj} was {adj}.", "The {obj} arrived on {day}.", "I saw the {obj} on {day}."),
         "negated": ("The {obj} was not {adj}.", "This {obj} is not {adj} at all."),
         "negated_verb": ("I did not {verb} the {obj}.",),
-        "negated_event": ("The {obj} did not arrive on {day}.",),
+        "negated_event": ("The {obj} was not {adj}.", "The {obj} did not arrive on {day}."),
         "negation_end": ("I expected the {obj} to be {adj}, but it wasn't.",
                          "People told me the {obj} was {adj}. It wasn't."),
         "hedge": ("I doubt the {obj} was {adj}.", "I wouldn't call the {obj} {adj}.",
@@ -129,8 +130,8 @@ FRAMES: dict[str, Lexicon] = {
                         "People claim the {obj} is {a1}. I say it is {a2}."),
         "question": ("Is the {obj} worth it?", "Was the {obj} {adj}?"),
         "sarcasm": ("Oh great, the {obj} was {adj} again.", "Love how the {obj} is always so {adj}."),
-        "contraction": ("I have found the {obj} {adj}.", "It is {adj}, this {obj}.",
-                        "We are finding the {obj} {adj}."),
+        "contraction": ("I have heard the {obj} is {adj}.", "It is true that the {obj} was {adj}.",
+                        "We are told the {obj} is {adj}."),
         "fair_name": ("{identity} said the {obj} was {adj}.",
                       "According to {identity}, the {obj} is {adj}."),
         "fair_noun": ("My {identity} said the {obj} was {adj}.",
@@ -144,10 +145,10 @@ FRAMES: dict[str, Lexicon] = {
         "adj": ("Overall, the {obj} turned out {adj}.", "In my opinion this {obj} is {adj}.",
                 "The {obj} we got yesterday was {adj}."),
         "verb": ("We both {verb} the new {obj}.", "My family and I {verb} that {obj}."),
-        "event": ("The {obj} is booked for {day}.", "They moved the {obj} to {day}."),
+        "event": ("The {obj} is {adj}.", "The {obj} is booked for {day}.", "They moved the {obj} to {day}."),
         "negated": ("The {obj} we got was not {adj}.", "In my opinion, this {obj} isn't {adj}."),
         "negated_verb": ("We don't {verb} the new {obj}.",),
-        "negated_event": ("The {obj} is not booked for {day}.",),
+        "negated_event": ("The {obj} isn't {adj}.", "The {obj} is not booked for {day}."),
         "negation_end": ("Everyone warned me the {obj} would be {adj}, but it wasn't.",
                          "I was sure the {obj} would be {adj}; it was not."),
         "hedge": ("I wouldn't say the {obj} was {adj}.", "I'm not convinced the {obj} is {adj}.",
@@ -160,11 +161,12 @@ FRAMES: dict[str, Lexicon] = {
                      "How was the {obj} on {day}?"),
         "sarcasm": ("Just what I needed: the {obj} was {adj} again.",
                     "Brilliant, another {adj} {obj}. Thanks a lot."),
-        "contraction": ("I am certain the {obj} is {adj}.", "You are right, the {obj} is {adj}.",
+        "contraction": ("I am certain the {obj} is {adj}.", "You are right that the {obj} was {adj}.",
                         "They are saying the {obj} is {adj}."),
         "fair_name": ("{identity} told us the {obj} was {adj}.", "Ask {identity}: the {obj} is {adj}."),
-        "fair_noun": ("My {identity} thinks the {obj} is {adj}.", "Our {identity} found the {obj} {adj}."),
-        "fair_adjective": ("The {identity} couple next door found the {obj} {adj}.",
+        "fair_noun": ("My {identity} thinks the {obj} is {adj}.",
+                      "Our {identity} mentioned the {obj} was {adj}."),
+        "fair_adjective": ("The {identity} couple next door wrote that the {obj} was {adj}.",
                            "Our {identity} guide thought the {obj} was {adj}."),
         "fair_place": ("When we were in {identity}, the {obj} was {adj}.",
                        "The {obj} in {identity} turned out {adj}."),
@@ -229,9 +231,10 @@ class _Half:
         return frame.format(**values), values
 
     def base(self, pol: int) -> tuple[str, dict[str, str]]:
-        """A vocabulary sentence of polarity ``pol`` (ends with '.')."""
-        extra = self.frames["event"] if pol == NEU else self.frames["verb"]
-        return self.fill(self.pick(self.frames["adj"] + extra), pol)
+        """A vocabulary sentence of polarity ``pol`` (ends with '.'): opinion frames for polar fillers,
+        plain factual frames for neutral ones."""
+        frames = self.frames["event"] if pol == NEU else self.frames["adj"] + self.frames["verb"]
+        return self.fill(self.pick(frames), pol)
 
     def polarity(self) -> int:
         return int(self.rng.integers(3))
@@ -250,7 +253,7 @@ def _vocab(pol: int) -> Callable[[_Half], Case]:
 
 
 def _negated_neutral(h: _Half) -> Case:
-    return Case((h.fill(h.pick(h.frames["negated"] + h.frames["negated_event"]), NEU)[0],), frozenset({NEU}))
+    return Case((h.fill(h.pick(h.frames["negated_event"]), NEU)[0],), frozenset({NEU}))
 
 
 def _negated(pol: int, expected: frozenset[int]) -> Callable[[_Half], Case]:
