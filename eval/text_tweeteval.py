@@ -38,13 +38,16 @@ def read_split(data_dir: Path, split: str) -> tuple[list[str], np.ndarray]:
     return [r["text"].strip() for r in rows], np.asarray([LABEL_INDEX[r["label"]] for r in rows])
 
 
-def text_expert_probabilities(model_dir: Path, texts: list[str], batch_size: int = 64) -> np.ndarray:
+def text_expert_probabilities(
+    model_dir: Path, texts: list[str], batch_size: int = 64, threads: int = 0
+) -> np.ndarray:
     """The text expert's probabilities float32 [N, 3] (LABELS order) from ``model_dir``'s ONNX graph, its
-    ``tokenizer.json`` and ``config.json`` (model file, inputs, expert order; contract v2 only)."""
+    ``tokenizer.json`` and ``config.json`` (model file, inputs, expert order; contract v2 only).
+    ``threads``: ONNX Runtime intra-op threads (0: one per CPU core)."""
     config = json.loads((model_dir / "config.json").read_text("utf-8"))
     names = [e["name"] for e in config["experts"]]
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count() or 1
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
     session = ort.InferenceSession(
         str(model_dir / config["model_file"]), opts, providers=["CPUExecutionProvider"]
     )
