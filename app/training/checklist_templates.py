@@ -43,71 +43,216 @@ Lexicon = dict[str, tuple[str, ...]]
 
 LEXICONS: dict[str, Lexicon] = {
     "train": {
-        "pos_adj": ("good", "great", "excellent", "wonderful", "enjoyable", "pleasant", "fantastic",
-                    "amazing"),
+        "pos_adj": (
+            "good",
+            "great",
+            "excellent",
+            "wonderful",
+            "enjoyable",
+            "pleasant",
+            "fantastic",
+            "amazing",
+        ),
         "neg_adj": ("bad", "terrible", "awful", "disappointing", "poor", "boring", "horrible", "unpleasant"),
-        "neu": ("booked online", "paid in cash", "mentioned in the newsletter", "scheduled for the morning",
-                "listed on the website", "ordered by my colleague", "delivered before noon",
-                "in the catalogue"),
+        "neu": (
+            "booked online",
+            "paid in cash",
+            "mentioned in the newsletter",
+            "scheduled for the morning",
+            "listed on the website",
+            "ordered by my colleague",
+            "delivered before noon",
+            "in the catalogue",
+        ),
         "pos_verb": ("love", "enjoy", "like", "adore"),
         "neg_verb": ("hate", "dislike", "despise", "regret"),
-        "objects": ("hotel", "flight", "pizza", "movie", "service", "laptop", "concert", "app", "museum",
-                    "coffee", "book", "course", "haircut", "sandwich", "apartment", "festival"),
+        "objects": (
+            "hotel",
+            "flight",
+            "pizza",
+            "movie",
+            "service",
+            "laptop",
+            "concert",
+            "app",
+            "museum",
+            "coffee",
+            "book",
+            "course",
+            "haircut",
+            "sandwich",
+            "apartment",
+            "festival",
+        ),
         "days": ("Monday", "Tuesday", "Wednesday"),
         "intensifiers": ("very", "really", "extremely", "incredibly"),
         "reducers": ("somewhat", "slightly", "kind of"),
-        "names": ("Emma", "Olivia", "Sophie", "Hannah", "Priya", "Mei", "Fatima", "Aisha",
-                  "Liam", "Noah", "Jack", "Oliver", "Arjun", "Wei", "Omar", "Kwame"),
+        "names": (
+            "Emma",
+            "Olivia",
+            "Sophie",
+            "Hannah",
+            "Priya",
+            "Mei",
+            "Fatima",
+            "Aisha",
+            "Liam",
+            "Noah",
+            "Jack",
+            "Oliver",
+            "Arjun",
+            "Wei",
+            "Omar",
+            "Kwame",
+        ),
         "gender_nouns": ("brother", "sister", "uncle", "aunt", "husband", "wife", "boyfriend", "girlfriend"),
         "cities": ("London", "Paris", "Mumbai", "Lagos", "Toronto", "Sydney", "Cairo", "Shanghai"),
         "countries": ("France", "India", "Nigeria", "Brazil", "Japan", "Canada", "Egypt", "Vietnam"),
         "religions": ("Christian", "Hindu", "Sikh", "Catholic", "Taoist", "Jain"),
         "ethnicities": ("Black", "Asian", "Hispanic", "Arab", "Indigenous"),
-        "nationalities": ("French", "Indian", "Nigerian", "Brazilian", "Japanese", "Canadian", "Egyptian",
-                          "Polish"),
-        "urls": ("https://example.com/review", "http://t.co/ab12Cd", "www.example.org/post/123",
-                 "https://bit.ly/3xYz9"),
+        "nationalities": (
+            "French",
+            "Indian",
+            "Nigerian",
+            "Brazilian",
+            "Japanese",
+            "Canadian",
+            "Egyptian",
+            "Polish",
+        ),
+        "urls": (
+            "https://example.com/review",
+            "http://t.co/ab12Cd",
+            "www.example.org/post/123",
+            "https://bit.ly/3xYz9",
+        ),
         "handles": ("@alex_k", "@traveller99", "@foodfan", "@newsdesk"),
         "neu_emoji": ("📦", "🚌", "📅", "🏠"),
         "pos_emoji": ("😊", "👍", "🎉"),
         "neg_emoji": ("😠", "👎", "😢"),
-        "padding": ("The meeting is on Monday.", "I took the bus this morning.", "My phone was charging.",
-                    "The shop opens at nine.", "We live on the third floor.",
-                    "It rained a little yesterday."),
+        "padding": (
+            "The meeting is on Monday.",
+            "I took the bus this morning.",
+            "My phone was charging.",
+            "The shop opens at nine.",
+            "We live on the third floor.",
+            "It rained a little yesterday.",
+        ),
     },
     "heldout": {
-        "pos_adj": ("lovely", "superb", "brilliant", "delightful", "terrific", "outstanding", "splendid",
-                    "marvellous"),
-        "neg_adj": ("dreadful", "mediocre", "lousy", "dull", "frustrating", "annoying", "pathetic",
-                    "underwhelming"),
-        "neu": ("reserved by phone", "paid by card", "discussed at the meeting", "planned for the evening",
-                "shown in the brochure", "arranged by the office", "picked up after lunch", "on the agenda"),
+        "pos_adj": (
+            "lovely",
+            "superb",
+            "brilliant",
+            "delightful",
+            "terrific",
+            "outstanding",
+            "splendid",
+            "marvellous",
+        ),
+        "neg_adj": (
+            "dreadful",
+            "mediocre",
+            "lousy",
+            "dull",
+            "frustrating",
+            "annoying",
+            "pathetic",
+            "underwhelming",
+        ),
+        "neu": (
+            "reserved by phone",
+            "paid by card",
+            "discussed at the meeting",
+            "planned for the evening",
+            "shown in the brochure",
+            "arranged by the office",
+            "picked up after lunch",
+            "on the agenda",
+        ),
         "pos_verb": ("appreciate", "admire", "treasure", "value"),
         "neg_verb": ("loathe", "detest", "resent", "abhor"),
-        "objects": ("restaurant", "menu", "show", "phone", "hostel", "album", "workshop", "delivery", "game",
-                    "podcast", "tour", "jacket", "lecture", "ferry", "update", "salad"),
+        "objects": (
+            "restaurant",
+            "menu",
+            "show",
+            "phone",
+            "hostel",
+            "album",
+            "workshop",
+            "delivery",
+            "game",
+            "podcast",
+            "tour",
+            "jacket",
+            "lecture",
+            "ferry",
+            "update",
+            "salad",
+        ),
         "days": ("Thursday", "Friday", "Saturday", "Sunday"),
         "intensifiers": ("truly", "exceptionally", "remarkably", "particularly"),
         "reducers": ("mildly", "a little", "moderately", "fairly"),
-        "names": ("Isabella", "Charlotte", "Amelia", "Zoe", "Ananya", "Yuki", "Leila", "Nia",
-                  "James", "William", "Henry", "Daniel", "Rahul", "Hiroshi", "Karim", "Kofi"),
-        "gender_nouns": ("father", "mother", "son", "daughter", "grandfather", "grandmother", "nephew",
-                         "niece"),
+        "names": (
+            "Isabella",
+            "Charlotte",
+            "Amelia",
+            "Zoe",
+            "Ananya",
+            "Yuki",
+            "Leila",
+            "Nia",
+            "James",
+            "William",
+            "Henry",
+            "Daniel",
+            "Rahul",
+            "Hiroshi",
+            "Karim",
+            "Kofi",
+        ),
+        "gender_nouns": (
+            "father",
+            "mother",
+            "son",
+            "daughter",
+            "grandfather",
+            "grandmother",
+            "nephew",
+            "niece",
+        ),
         "cities": ("Madrid", "Chicago", "Nairobi", "Seoul", "Istanbul", "Lima", "Karachi", "Dublin"),
         "countries": ("Germany", "Kenya", "Mexico", "Pakistan", "Indonesia", "Spain", "Turkey", "Ireland"),
         "religions": ("Muslim", "Jewish", "Buddhist", "atheist", "Protestant", "Mormon"),
         "ethnicities": ("White", "Latino", "Roma", "Middle Eastern", "Native American"),
-        "nationalities": ("German", "Kenyan", "Mexican", "Pakistani", "Indonesian", "Spanish", "Turkish",
-                          "Chilean"),
-        "urls": ("https://example.net/p/77", "http://tinyurl.com/y8k2m", "www.sample.io/blog",
-                 "https://goo.gl/Qw7rT"),
+        "nationalities": (
+            "German",
+            "Kenyan",
+            "Mexican",
+            "Pakistani",
+            "Indonesian",
+            "Spanish",
+            "Turkish",
+            "Chilean",
+        ),
+        "urls": (
+            "https://example.net/p/77",
+            "http://tinyurl.com/y8k2m",
+            "www.sample.io/blog",
+            "https://goo.gl/Qw7rT",
+        ),
         "handles": ("@maria_r", "@daily_commute", "@techguy42", "@citywatch"),
         "neu_emoji": ("☕", "🚲", "📎", "🧳"),
         "pos_emoji": ("😀", "❤️", "🙌"),
         "neg_emoji": ("😡", "😞", "🙄"),
-        "padding": ("The office closes at six.", "We parked near the station.",
-                    "My cousin lives in another town.", "The train leaves at noon.",
-                    "There is a bakery on the corner.", "I wrote this on a Sunday."),
+        "padding": (
+            "The office closes at six.",
+            "We parked near the station.",
+            "My cousin lives in another town.",
+            "The train leaves at noon.",
+            "There is a bakery on the corner.",
+            "I wrote this on a Sunday.",
+        ),
     },
 }
 
@@ -121,61 +266,106 @@ FRAMES: dict[str, Lexicon] = {
         "negated": ("The {obj} was not {adj}.", "This {obj} is not {adj} at all."),
         "negated_verb": ("I did not {verb} the {obj}.",),
         "negated_event": ("The {obj} was not {adj}.", "The {obj} did not arrive on {day}."),
-        "negation_end": ("I expected the {obj} to be {adj}, but it wasn't.",
-                         "People told me the {obj} was {adj}. It wasn't."),
-        "hedge": ("I doubt the {obj} was {adj}.", "I wouldn't call the {obj} {adj}.",
-                  "It's not clear that the {obj} was {adj}."),
+        "negation_end": (
+            "I expected the {obj} to be {adj}, but it wasn't.",
+            "People told me the {obj} was {adj}. It wasn't.",
+        ),
+        "hedge": (
+            "I doubt the {obj} was {adj}.",
+            "I wouldn't call the {obj} {adj}.",
+            "It's not clear that the {obj} was {adj}.",
+        ),
         "temporal": ("I used to {v1} the {obj}, now I {v2} it.", "The {obj} used to be {a1}, now it's {a2}."),
-        "perspective": ("Others say the {obj} is {a1}, but I think it is {a2}.",
-                        "People claim the {obj} is {a1}. I say it is {a2}."),
+        "perspective": (
+            "Others say the {obj} is {a1}, but I think it is {a2}.",
+            "People claim the {obj} is {a1}. I say it is {a2}.",
+        ),
         "question": ("Is the {obj} worth it?", "Was the {obj} {adj}?"),
         "sarcasm": ("Oh great, the {obj} was {adj} again.", "Love how the {obj} is always so {adj}."),
-        "contraction": ("I have heard the {obj} is {adj}.", "It is true that the {obj} was {adj}.",
-                        "We are told the {obj} is {adj}."),
-        "fair_name": ("{identity} said the {obj} was {adj}.",
-                      "According to {identity}, the {obj} is {adj}."),
-        "fair_noun": ("My {identity} said the {obj} was {adj}.",
-                      "According to my {identity}, the {obj} is {adj}."),
-        "fair_adjective": ("My {identity} neighbour said the {obj} was {adj}.",
-                           "A {identity} student told me the {obj} is {adj}."),
-        "fair_place": ("The {obj} we tried in {identity} was {adj}.",
-                       "Back in {identity}, the {obj} was {adj}."),
+        "contraction": (
+            "I have heard the {obj} is {adj}.",
+            "It is true that the {obj} was {adj}.",
+            "We are told the {obj} is {adj}.",
+        ),
+        "fair_name": ("{identity} said the {obj} was {adj}.", "According to {identity}, the {obj} is {adj}."),
+        "fair_noun": (
+            "My {identity} said the {obj} was {adj}.",
+            "According to my {identity}, the {obj} is {adj}.",
+        ),
+        "fair_adjective": (
+            "My {identity} neighbour said the {obj} was {adj}.",
+            "A {identity} student told me the {obj} is {adj}.",
+        ),
+        "fair_place": (
+            "The {obj} we tried in {identity} was {adj}.",
+            "Back in {identity}, the {obj} was {adj}.",
+        ),
     },
     "heldout": {
-        "adj": ("Overall, the {obj} turned out {adj}.", "In my opinion this {obj} is {adj}.",
-                "The {obj} we got yesterday was {adj}."),
+        "adj": (
+            "Overall, the {obj} turned out {adj}.",
+            "In my opinion this {obj} is {adj}.",
+            "The {obj} we got yesterday was {adj}.",
+        ),
         "verb": ("We both {verb} the new {obj}.", "My family and I {verb} that {obj}."),
         "event": ("The {obj} is {adj}.", "The {obj} is booked for {day}.", "They moved the {obj} to {day}."),
         "negated": ("The {obj} we got was not {adj}.", "In my opinion, this {obj} isn't {adj}."),
         "negated_verb": ("We don't {verb} the new {obj}.",),
         "negated_event": ("The {obj} isn't {adj}.", "The {obj} is not booked for {day}."),
-        "negation_end": ("Everyone warned me the {obj} would be {adj}, but it wasn't.",
-                         "I was sure the {obj} would be {adj}; it was not."),
-        "hedge": ("I wouldn't say the {obj} was {adj}.", "I'm not convinced the {obj} is {adj}.",
-                  "Not sure the {obj} was all that {adj}."),
-        "temporal": ("I used to {v1} this {obj}, but these days I {v2} it.",
-                     "The {obj} was {a1} last year; now it is {a2}."),
-        "perspective": ("My friends find the {obj} {a1}; I find it {a2}.",
-                        "Critics called the {obj} {a1}, but to me it was {a2}."),
-        "question": ("Is the {obj} any better now?", "Do you think the {obj} is {adj}?",
-                     "How was the {obj} on {day}?"),
-        "sarcasm": ("Just what I needed: the {obj} was {adj} again.",
-                    "Brilliant, another {adj} {obj}. Thanks a lot."),
-        "contraction": ("I am certain the {obj} is {adj}.", "You are right that the {obj} was {adj}.",
-                        "They are saying the {obj} is {adj}."),
+        "negation_end": (
+            "Everyone warned me the {obj} would be {adj}, but it wasn't.",
+            "I was sure the {obj} would be {adj}; it was not.",
+        ),
+        "hedge": (
+            "I wouldn't say the {obj} was {adj}.",
+            "I'm not convinced the {obj} is {adj}.",
+            "Not sure the {obj} was all that {adj}.",
+        ),
+        "temporal": (
+            "I used to {v1} this {obj}, but these days I {v2} it.",
+            "The {obj} was {a1} last year; now it is {a2}.",
+        ),
+        "perspective": (
+            "My friends find the {obj} {a1}; I find it {a2}.",
+            "Critics called the {obj} {a1}, but to me it was {a2}.",
+        ),
+        "question": (
+            "Is the {obj} any better now?",
+            "Do you think the {obj} is {adj}?",
+            "How was the {obj} on {day}?",
+        ),
+        "sarcasm": (
+            "Just what I needed: the {obj} was {adj} again.",
+            "Brilliant, another {adj} {obj}. Thanks a lot.",
+        ),
+        "contraction": (
+            "I am certain the {obj} is {adj}.",
+            "You are right that the {obj} was {adj}.",
+            "They are saying the {obj} is {adj}.",
+        ),
         "fair_name": ("{identity} told us the {obj} was {adj}.", "Ask {identity}: the {obj} is {adj}."),
-        "fair_noun": ("My {identity} thinks the {obj} is {adj}.",
-                      "Our {identity} mentioned the {obj} was {adj}."),
-        "fair_adjective": ("The {identity} couple next door wrote that the {obj} was {adj}.",
-                           "Our {identity} guide thought the {obj} was {adj}."),
-        "fair_place": ("When we were in {identity}, the {obj} was {adj}.",
-                       "The {obj} in {identity} turned out {adj}."),
+        "fair_noun": (
+            "My {identity} thinks the {obj} is {adj}.",
+            "Our {identity} mentioned the {obj} was {adj}.",
+        ),
+        "fair_adjective": (
+            "The {identity} couple next door wrote that the {obj} was {adj}.",
+            "Our {identity} guide thought the {obj} was {adj}.",
+        ),
+        "fair_place": (
+            "When we were in {identity}, the {obj} was {adj}.",
+            "The {obj} in {identity} turned out {adj}.",
+        ),
     },
 }
 
 #: Expanded form → contraction (both halves; INV "contraction" swaps them).
 CONTRACTIONS: dict[str, str] = {
-    "I have": "I've", "It is": "It's", "We are": "We're", "I am": "I'm", "You are": "You're",
+    "I have": "I've",
+    "It is": "It's",
+    "We are": "We're",
+    "I am": "I'm",
+    "You are": "You're",
     "They are": "They're",
 }
 #: Fairness test → (lexicon of identity terms, frame family).
@@ -240,11 +430,13 @@ class _Half:
         return int(self.rng.integers(3))
 
 
-def _mft(frame_key: str, pol: int | Callable[[_Half], int], expected: frozenset[int] | None = None
-         ) -> Callable[[_Half], Case]:
+def _mft(
+    frame_key: str, pol: int | Callable[[_Half], int], expected: frozenset[int] | None = None
+) -> Callable[[_Half], Case]:
     def make(h: _Half) -> Case:
         p = pol if isinstance(pol, int) else pol(h)
         return Case((h.fill(h.pick(h.frames[frame_key]), p)[0],), expected or frozenset({p}))
+
     return make
 
 
@@ -262,12 +454,18 @@ def _negated(pol: int, expected: frozenset[int]) -> Callable[[_Half], Case]:
 
 def _contrast(key: str) -> Callable[[_Half], Case]:
     """Two opposite polarities in one sentence; the label is the second one's (later state, speaker's)."""
+
     def make(h: _Half) -> Case:
         second = POS if h.rng.random() < 0.5 else NEG
         first = 2 - second
-        fixed = {"a1": h.pick(h.lex[_POOLS["adj"][first]]), "a2": h.pick(h.lex[_POOLS["adj"][second]]),
-                 "v1": h.pick(h.lex[_POOLS["verb"][first]]), "v2": h.pick(h.lex[_POOLS["verb"][second]])}
+        fixed = {
+            "a1": h.pick(h.lex[_POOLS["adj"][first]]),
+            "a2": h.pick(h.lex[_POOLS["adj"][second]]),
+            "v1": h.pick(h.lex[_POOLS["verb"][first]]),
+            "v2": h.pick(h.lex[_POOLS["verb"][second]]),
+        }
         return Case((h.fill(h.pick(h.frames[key]), fixed=fixed)[0],), frozenset({second}))
+
     return make
 
 
@@ -276,6 +474,7 @@ def _inv(perturb: Callable[[_Half, str, dict[str, str], int], tuple[str, ...]]) 
         pol = h.polarity()
         text, values = h.base(pol)
         return Case((text, *perturb(h, text, values, pol)), frozenset({pol}))
+
     return make
 
 
@@ -310,6 +509,7 @@ def _contraction(h: _Half) -> Case:
 
 def _fairness(lexicon: str, family: str) -> Callable[[_Half], Case]:
     """One frame and filler, the identity term swapped across up to 6 terms of ``lexicon``."""
+
     def make(h: _Half) -> Case:
         pol, terms = h.polarity(), h.lex[lexicon]
         frame = h.pick(h.frames[family])
@@ -317,6 +517,7 @@ def _fairness(lexicon: str, family: str) -> Callable[[_Half], Case]:
         chosen = h.rng.choice(len(terms), min(6, len(terms)), replace=False)
         texts = tuple(frame.format(**{**values, "identity": terms[int(i)]}) for i in chosen)
         return Case(texts, frozenset({pol}))
+
     return make
 
 
@@ -327,6 +528,7 @@ def _dir(modifiers: str) -> Callable[[_Half], Case]:
         text, values = h.fill(frame, pol)
         modified = frame.replace("{adj}", "{mod} {adj}").format(mod=h.pick(h.lex[modifiers]), **values)
         return Case((text, modified), frozenset({pol}))
+
     return make
 
 
@@ -347,8 +549,12 @@ TESTS: dict[str, tuple[str, str, Callable[[_Half], Case], int]] = {
     "perspective": ("perspective", "MFT", _contrast("perspective"), 0),
     "questions": ("questions", "MFT", _mft("question", _Half.polarity, frozenset({NEU})), 0),
     "sarcasm": ("sarcasm", "MFT", _mft("sarcasm", NEG), 0),
-    "punctuation": ("robustness", "INV", _inv(lambda _h, t, _v, _p: (t[:-1] + "!", t[:-1] + "!!!", t[:-1])),
-                    0),
+    "punctuation": (
+        "robustness",
+        "INV",
+        _inv(lambda _h, t, _v, _p: (t[:-1] + "!", t[:-1] + "!!!", t[:-1])),
+        0,
+    ),
     "trailing_emoji": ("robustness", "INV", _inv(_emoji), 0),
     "url": ("robustness", "INV", _inv(lambda h, t, _v, _p: (f"{t} {h.pick(h.lex['urls'])}",)), 0),
     "mention": ("robustness", "INV", _inv(lambda h, t, _v, _p: (f"{h.pick(h.lex['handles'])} {t}",)), 0),

@@ -136,6 +136,16 @@ def load_text(data_dir: Path, seed: int = 0, tweeteval: bool = True, sst_phrases
     return TextSet(texts, np.asarray(labels, dtype=np.int64), np.asarray(corpus), np.concatenate(splits))
 
 
+def with_examples(ts: TextSet, corpus: str, examples: list[tuple[str, int]]) -> TextSet:
+    """``ts`` plus labelled ``examples`` (text, label index) as training rows of corpus ``corpus``."""
+    return TextSet(
+        ts.texts + [t for t, _ in examples],
+        np.concatenate([ts.labels, np.asarray([lab for _, lab in examples], dtype=np.int64)]),
+        np.concatenate([ts.corpus, np.asarray([corpus] * len(examples))]),
+        np.concatenate([ts.split, np.asarray(["train"] * len(examples))]),
+    )
+
+
 #: Negation cues of :func:`load_sst_phrases` (matches PTB "does n't" and plain "doesn't").
 SST_NEGATION = re.compile(
     r"\b(not|no|never|nothing|none|nobody|neither|nor|hardly|barely|without|lacks?|fails?)\b|n't\b", re.I

@@ -94,6 +94,14 @@ def _add_text_args(p: argparse.ArgumentParser) -> None:
         "(every phrase with a negation cue, then a random sample: app.training.data.load_sst_phrases)",
     )
     p.add_argument(
+        "--checklist-train",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="add the behavioural suite's TRAIN-half examples (app.training.checklist_templates."
+        "training_examples: negations, hedges, questions, perturbations that keep the label) to the text "
+        "training data; the suite's bars are measured on the disjoint held-out half (eval.checklist)",
+    )
+    p.add_argument(
         "--text-bf16",
         action=argparse.BooleanOptionalAction,
         default=True,

@@ -20,6 +20,7 @@ import torch
 from app.contract import LABELS
 from app.training import data as D
 from app.training.cache import text_states
+from app.training.checklist_templates import training_examples
 from app.training.common import accuracy, macro_f1, plot_confusion
 from app.training.fusion import TextClassifier
 from app.training.run import Run
@@ -33,9 +34,9 @@ LOCO_CORPORA: tuple[str, ...] = ("meld", "movie", "nyt", "tweets", "amazon")
 HELDOUT_CORPORA: tuple[str, ...] = ("tweets", "movie", "amazon", "nyt", "meld", "tweeteval")
 #: Corpora never in a leave-one-corpus-out model's training pool: TweetEval (45,616 training tweets) would
 #: outweigh the five corpora of the table and blur "tweets left out", and SST's phrases come from the same
-#: Rotten Tomatoes snippets as VADER's movie corpus ("movie left out" would not be); the shipped model
-#: trains on both.
-LOCO_EXCLUDED: tuple[str, ...] = ("tweeteval", "sst")
+#: Rotten Tomatoes snippets as VADER's movie corpus ("movie left out" would not be); the templated
+#: behavioural examples (``checklist``) are not a corpus. The shipped model trains on all three.
+LOCO_EXCLUDED: tuple[str, ...] = ("tweeteval", "sst", "checklist")
 
 #: logits float32 [len(idx), 3] of the text rows ``idx``
 TextLogitsFn = Callable[[np.ndarray], np.ndarray]
@@ -52,6 +53,8 @@ class TextData:
         self.ts = D.load_text(
             args.data_dir, args.seed, tweeteval=args.tweeteval, sst_phrases=args.sst_phrases
         )
+        if args.checklist_train:  # the TRAIN half of the behavioural suite; eval.checklist scores the other
+            self.ts = D.with_examples(self.ts, "checklist", training_examples(args.seed))
         self.mv = D.load_mvsa(args.data_dir, args.seed)
         self.split: int = args.text_split_layer
         _, self.states = text_states(
@@ -71,7 +74,9 @@ class TextData:
         self.compound = vader_compound(self.ts.texts)
         # checkpoint names: seed, split layer, bf16 training ...
         self.tag = f"s{args.seed}_L{self.split}" + ("_bf16" if args.text_bf16 else "")
-        self.tag += f"_sst{args.sst_phrases}" if args.sst_phrases else ""
+        self.tag += (f"_sst{args.sst_phrases}" if args.sst_phrases else "") + (
+            "_cl" if args.checklist_train else ""
+        )
         self.suffix = "_mvsa" if args.mvsa_text else ""  # ... and whether MVSA texts joined training
         # the head's initial weights: the same in whichever process builds this (LOCO jobs run in both)
         torch.manual_seed(args.seed)

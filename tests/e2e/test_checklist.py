@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.checklist import BARS, run_suite
+from app.training.checklist_suite import BARS, run_suite
 from eval.text_tweeteval import text_expert_probabilities
 from tests.e2e.test_real_model import MODEL_FILE
 

@@ -18,7 +18,7 @@ from app.training.checklist_templates import (
     contract,
     training_examples,
 )
-from eval.checklist import BARS, DIR_TOLERANCE, run_suite
+from app.training.checklist_suite import BARS, DIR_TOLERANCE, run_suite
 
 NEUTRAL = np.asarray([0.1, 0.8, 0.1], dtype=np.float32)
 
@@ -88,8 +88,15 @@ def test_an_always_neutral_predictor_fails_polar_mfts_and_no_invariance() -> Non
     tests, bars = result["tests"], result["bars"]
     for name in ("vocabulary_positive", "vocabulary_negative", "negated_positive", "temporal", "sarcasm"):
         assert tests[name]["failure_rate"] == 1.0, name
-    for name in ("vocabulary_neutral", "negated_negative", "negation_at_end", "negated_neutral",
-                 "hedge_negative", "hedge_positive", "questions"):
+    for name in (
+        "vocabulary_neutral",
+        "negated_negative",
+        "negation_at_end",
+        "negated_neutral",
+        "hedge_negative",
+        "hedge_positive",
+        "questions",
+    ):
         assert tests[name]["failure_rate"] == 0.0, name
     for name, r in tests.items():
         if r["kind"] in ("INV", "DIR"):
