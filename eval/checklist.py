@@ -2,7 +2,7 @@
 
 Generates the tests of ``app/training/checklist_templates.py`` (by default the held-out half: frames and
 lexicons never used in training), predicts every text with the folder's ONNX graph, text expert only
-(``eval.text_tweeteval.text_expert_probabilities``), and scores them: MFT fails when the argmax is not
+(``app.training.onnx_text.text_expert_probabilities``), and scores them: MFT fails when the argmax is not
 among the expected labels, INV when any variant's label differs from the base's, DIR when the base class's
 probability falls (intensifiers) or rises (reducers) by more than :data:`DIR_TOLERANCE`::
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from app.training.checklist_suite import markdown, run_suite
-from eval.text_tweeteval import text_expert_probabilities
+from app.training.onnx_text import text_expert_probabilities
 
 
 def _predict(model_dir: Path, texts: list[str], threads: int) -> np.ndarray:

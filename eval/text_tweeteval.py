@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from app.preprocessing.text import encode_text, load_tokenizer, pad_batch
 from app.training.common import accuracy, macro_f1
 from app.training.data import LABEL_INDEX
+from app.training.onnx_text import text_expert_probabilities
 from app.training.vader_baseline import vader_classes, vader_compound
 
 
@@ -36,36 +34,6 @@ def read_split(data_dir: Path, split: str) -> tuple[list[str], np.ndarray]:
     with open(data_dir / "tweeteval_sentiment" / f"{split}.csv", encoding="utf-8", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["text"].strip()]
     return [r["text"].strip() for r in rows], np.asarray([LABEL_INDEX[r["label"]] for r in rows])
-
-
-def text_expert_probabilities(
-    model_dir: Path, texts: list[str], batch_size: int = 64, threads: int = 0
-) -> np.ndarray:
-    """The text expert's probabilities float32 [N, 3] (LABELS order) from ``model_dir``'s ONNX graph, its
-    ``tokenizer.json`` and ``config.json`` (model file, inputs, expert order; contract v2 only).
-    ``threads``: ONNX Runtime intra-op threads (0: one per CPU core)."""
-    config = json.loads((model_dir / "config.json").read_text("utf-8"))
-    names = [e["name"] for e in config["experts"]]
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
-    session = ort.InferenceSession(
-        str(model_dir / config["model_file"]), opts, providers=["CPUExecutionProvider"]
-    )
-    tok = load_tokenizer(model_dir / "tokenizer.json")
-    mask = np.asarray([[1.0 if n == "text" else 0.0 for n in names]], dtype=np.float32)
-    out = []
-    for s in range(0, len(texts), batch_size):
-        ids, attention = pad_batch([encode_text(tok, t) for t in texts[s : s + batch_size]])
-        b = len(ids)
-        feeds: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": attention}
-        for name, spec in config["inputs"].items():  # absent experts: zero inputs of length 1
-            if name not in feeds and name != "expert_mask":
-                shape = [b if d == "batch" else (d if isinstance(d, int) else 1) for d in spec["shape"]]
-                feeds[name] = np.zeros(shape, dtype=spec["dtype"])
-        feeds["expert_mask"] = np.repeat(mask, b, axis=0)
-        probs = session.run(["expert_probabilities"], feeds)[0]
-        out.append(probs[:, names.index("text")])
-    return np.concatenate(out).astype(np.float32)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ Used by ``eval/checklist.py`` (a model folder's ONNX graph) and by ``msa train``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,3 +134,20 @@ def markdown(names: list[str], runs: list[dict[str, Any]]) -> list[str]:
         op = ">=" if b["metric"] == "neutral_rate" else "<="
         lines.append(f"| {bar} | {b['metric']} | {op} {b['threshold']:.2f} | {vals} |")
     return lines
+
+
+def score_model_folder(model_dir: Path, threads: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Runs the held-out half (seed ``seed``) on ``model_dir``'s exported text expert
+    (:func:`app.training.onnx_text.text_expert_probabilities`, contract v2), stores the bars and per-test
+    failure rates (with up to 3 failing examples each) under ``metrics.text.checklist`` of its
+    ``config.json`` and returns them. Raises FileNotFoundError when the folder has no config or model."""
+    from app.training.onnx_text import text_expert_probabilities  # noqa: PLC0415 (onnxruntime)
+
+    result = run_suite(
+        lambda texts: text_expert_probabilities(model_dir, texts, threads=threads), "heldout", seed
+    )
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.setdefault("metrics", {}).setdefault("text", {})["checklist"] = result
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result

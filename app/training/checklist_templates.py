@@ -36,8 +36,9 @@ NEG, NEU, POS = 0, 1, 2
 NOT_NEG: frozenset[int] = frozenset({NEU, POS})
 NOT_POS: frozenset[int] = frozenset({NEG, NEU})
 HALVES: tuple[str, str] = ("train", "heldout")
-#: Cases per test and half when not asked otherwise (the issue asks for >= 30).
-N_CASES = 40
+#: Cases per test and half when not asked otherwise (the issue asks for >= 30; 100 gives the pooled bars a
+#: resolution of 1 %: e.g. fairness pools 700 groups, punctuation + emoji 200 cases).
+N_CASES = 100
 
 Lexicon = dict[str, tuple[str, ...]]
 

@@ -48,6 +48,7 @@ from app.training.calibration import (
     choose_surprise,
     emotion_map,
 )
+from app.training.checklist_suite import score_model_folder
 from app.training.common import seed_everything
 from app.training.evaluation import evaluate_final
 from app.training.fusion import FusedSentiment
@@ -55,6 +56,7 @@ from app.training.fusion_v2 import FusedSentimentV2
 from app.training.mvsa_stage import choose_fusion, fit_learned_fusion, mvsa_pairs
 from app.training.options import build_parser
 from app.training.outputs import DATASETS, cache_status, export_stage, parity_cases, write_outputs
+from app.training.report import render
 from app.training.run import Run, process_start_time, round_metrics
 from app.training.scene_model import fetch_scene_weights
 from app.training.scene_pipeline import build_v2, export_v2, v2_parity_cases, write_v2_config
@@ -249,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(run, final, c.branches.priors, ship_learned)
     if v2 is not None:
         write_v2_config(run.out, v2)
+        t0 = time.time()  # the behavioural suite on the exported text expert, then the card with it
+        score_model_folder(run.out, threads=2 * args.threads, seed=args.seed)
+        render(run.out)
+        print(f"[checklist] {time.time() - t0:.0f} s", flush=True)
     print(f"done in {time.time() - run.t0:.0f} s → {run.out}", flush=True)
     return 0
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from app.contract import LABELS
+
 BARS = {
     "fer_acc7": 0.64,
     "crema_acc6": 0.55,
@@ -23,6 +25,22 @@ TWEETEVAL_GAIN = 0.05
 #: without waveform augmentation), measured with ``SENTIMENT_MODEL_DIR=<its models folder> python -m
 #: eval.audio_cross_corpus``: EMOVO's held-out speakers (f3, m3; surprise left out) and all of URDU.
 CROSS_CORPUS_BEFORE = {"emovo_test_speakers": 0.3673, "urdu": 0.3018}
+#: The behavioural suite's bars (held-out half, seed 0, 100 cases per test) on the text expert of the
+#: model trained without SST phrases and without the suite's training half, measured with
+#: ``python -m eval.checklist <that model folder>``: failure rates, questions as the rate answered neutral.
+CHECKLIST_BEFORE = {
+    "negation": 0.440,
+    "hedges": 0.885,
+    "questions": 0.680,
+    "punctuation_emoji": 0.245,
+    "url_mention_typo_contraction": 0.028,
+    "fairness": 0.034,
+    "vocabulary_positive": 0.000,
+    "vocabulary_negative": 0.070,
+    "vocabulary_neutral": 0.040,
+    "temporal": 0.080,
+    "perspective": 0.140,
+}
 #: Issue 16's CREMA-D test-actor 6-class accuracy bar.
 CREMA_ACC6_ROBUST = 0.60
 
@@ -107,6 +125,50 @@ def _ok(cond: bool) -> str:
     return "met" if cond else "**NOT met**"
 
 
+def _checklist_bar_rows(cl: dict[str, Any] | None) -> list[str]:
+    """Bar rows of the behavioural suite (held-out half) with the earlier model's value."""
+    if not cl:
+        return []
+    rows = []
+    for name, b in cl["bars"].items():
+        op = "≥" if b["metric"] == "neutral_rate" else "≤"
+        what = "answered neutral" if b["metric"] == "neutral_rate" else "failure rate"
+        before = CHECKLIST_BEFORE.get(name)
+        was = f" (model without SST / suite training: {before:.3f})" if before is not None else ""
+        rows.append(
+            f"| text behaviour, held-out suite, {name.replace('_', ' ')}: {what} {op} {b['threshold']:.2f} | "
+            f"{b['value']:.3f}{was} | {_ok(bool(b['met']))} |"
+        )
+    return rows
+
+
+def checklist_markdown(config: dict[str, Any]) -> str:
+    """Section "Behavioural tests": per-test failure rates of the held-out suite and a failing example."""
+    cl = config.get("metrics", {}).get("text", {}).get("checklist")
+    if not cl:
+        return ""
+    lines = [
+        "## Behavioural tests (text expert)",
+        "",
+        f"CheckList-style suite (Ribeiro et al., ACL 2020), held-out half (frames and lexicons never used in "
+        f"training), seed {cl['seed']}; `python -m eval.checklist models/fused-sentiment`. MFT: the label "
+        "must be among the expected ones; INV: perturbations / identity swaps must not change the label; "
+        "DIR: the "
+        "base class's probability must not move the wrong way by more than 0.05.",
+        "",
+        "| test | capability | kind | n | failure rate | a failing case |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in cl["tests"].items():
+        ex = r.get("examples") or []  # failing cases: [[text, probability, label index], ...]
+        first = " → ".join(f"{t} ({LABELS[lab]})" for t, _, lab in ex[0]) if ex else ""
+        first = first.replace("|", "/")[:120]
+        lines.append(
+            f"| {name} | {r['capability']} | {r['kind']} | {r['n']} | {r['failure_rate']:.3f} | {first} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
     """Markdown table of the bars of issue 2 with the measured values and met / NOT met."""
     m = config["metrics"]
@@ -125,6 +187,7 @@ def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
             f"{TWEETEVAL_GAIN} | {_f(v['model_macro_f1'])} | "
             f"{_ok(v['model_macro_f1'] >= TWEETEVAL_BEFORE + TWEETEVAL_GAIN)} |"
         )
+    rows += _checklist_bar_rows(m["text"].get("checklist"))
     if not m["text"]["leave_one_corpus_out"]:
         rows.append("| text leave-one-corpus-out | not run in this build (--skip-loco) | **NOT measured** |")
     for c, v in m["text"]["leave_one_corpus_out"].items():
@@ -649,6 +712,8 @@ def render(model_dir: Path) -> None:
         write(path, config, cmd, size)
         if config.get("contract_version", 1) >= 2:
             path.write_text(path.read_text() + "\n" + scene_markdown(config))
+        if section := checklist_markdown(config):
+            path.write_text(path.read_text() + "\n" + section)
 
 
 if __name__ == "__main__":

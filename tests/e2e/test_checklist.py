@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.training.checklist_suite import BARS, run_suite
-from eval.text_tweeteval import text_expert_probabilities
+from app.training.onnx_text import text_expert_probabilities
 from tests.e2e.test_real_model import MODEL_FILE
 
 pytestmark = [

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from app.training.checklist_suite import BARS, DIR_TOLERANCE, run_suite
 from app.training.checklist_templates import (
     FRAMES,
     HALVES,
@@ -18,7 +19,6 @@ from app.training.checklist_templates import (
     contract,
     training_examples,
 )
-from app.training.checklist_suite import BARS, DIR_TOLERANCE, run_suite
 
 NEUTRAL = np.asarray([0.1, 0.8, 0.1], dtype=np.float32)
 
