@@ -240,10 +240,19 @@ DATASETS = {
         "source": "Poria et al., ACL 2019",
     },
     "tweeteval_sentiment": {
-        "use": "text branch train (train file) / epoch selection (val) / test (held-out row)",
+        "use": "with --tweeteval (default): text branch train (train file) / epoch selection (val) / test "
+        "(held-out row)",
         "licence": "TweetEval: released without restrictions; SemEval-2017 Task 4 data, Twitter terms apply; "
         "research use",
         "source": "Barbieri et al., Findings of EMNLP 2020; Rosenthal et al., SemEval-2017 Task 4A",
+    },
+    "sst": {
+        "use": "with --sst-phrases N (default 20,000): N phrases of the TRAIN trees (phrases.csv; every "
+        "phrase with a negation cue first, the rest sampled) train the text branch; phrases contained in "
+        "a VADER movie validation/test snippet are dropped (SST's sentences are those snippets); dev/test "
+        "unused",
+        "licence": "none stated by the authors (please cite); research use",
+        "source": "Socher et al., EMNLP 2013",
     },
     "fer2013": {
         "use": "face branch fine-tuning (Training) and evaluation (PublicTest)",
@@ -256,8 +265,8 @@ DATASETS = {
         "source": "Cao et al., IEEE TAC 2014",
     },
     "emovo": {
-        "use": "audio branch training (speakers f1, f2, m1, m2; surprise left out); speakers f3, m3 are a "
-        "cross-corpus test",
+        "use": "speakers f3, m3: audio cross-corpus test; with --audio-emovo (off by default) speakers f1, "
+        "f2, m1, m2 also train the audio branch (surprise left out)",
         "licence": "none shipped; research use (Fondazione Ugo Bordoni, on request)",
         "source": "Costantini et al., LREC 2014",
     },

@@ -101,9 +101,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return build_parser(__doc__).parse_args(argv)
 
 
-def _missing_dataset(data_dir: Path) -> Path | None:
-    """The first of :data:`REQUIRED_DATASETS` missing from ``data_dir``, or None when all are there."""
-    return next((data_dir / sub for sub in REQUIRED_DATASETS if not (data_dir / sub).exists()), None)
+def _missing_dataset(args: argparse.Namespace) -> Path | None:
+    """The first dataset folder this run reads that is missing from ``args.data_dir`` (the
+    :data:`REQUIRED_DATASETS`, plus ``tweeteval_sentiment`` with --tweeteval, ``sst`` with --sst-phrases,
+    ``emovo`` and ``urdu`` for the audio expert's cross-corpus tests), or None when all are there."""
+    needed = [*REQUIRED_DATASETS, "emovo", "urdu"]
+    needed += ["tweeteval_sentiment"] if args.tweeteval else []
+    needed += ["sst"] if args.sst_phrases else []
+    return next((args.data_dir / sub for sub in needed if not (args.data_dir / sub).exists()), None)
 
 
 @dataclass
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run = Run(args)
     (run.out / "1").mkdir(parents=True, exist_ok=True)
-    if (missing := _missing_dataset(args.data_dir)) is not None:
+    if (missing := _missing_dataset(args)) is not None:
         print(f"error: dataset folder not found: {missing} (see ../shared/data/README.md)", file=sys.stderr)
         return 2
     tr = train_branches(run)

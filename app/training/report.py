@@ -612,8 +612,12 @@ def _card_splits_metrics_limits(config: dict[str, Any], cmd: str, size_bytes: in
         "- tweeteval_sentiment: official train / val / test files (the train file rebuilt from the "
         "SemEval-2017 Task 4A training tweets, see the data README); val selects the epoch with the "
         "other val splits.",
+        "- sst: TRAIN-tree phrases only, training only (no SST sentence is used for selection or testing).",
+        "- Behavioural suite (`app/training/checklist_templates.py`): two halves with disjoint sentence "
+        "frames and lexicons; with --checklist-train (default) the TRAIN half's examples train the text "
+        "branch, the bars below are measured on the held-out half.",
         "- Leave-one-corpus-out: corpora = tweets, movie, amazon, nyt (VADER sub-corpora) and meld; "
-        "TweetEval is in no leave-one-out model's training pool.",
+        "TweetEval, SST and the suite's examples are in no leave-one-out model's training pool.",
         "- FER2013: all of Training for fine-tuning (the fer weights were trained on it, so no "
         "clean hold-out "
         "exists there); PublicTest split in random halves (seed 0): A selects the epoch and fits "

@@ -1,8 +1,10 @@
 """The held-out CheckList suite (eval/checklist.py) on the REAL committed model's text expert: every test
-runs and has >= 30 cases. The bars are reported (``python -m eval.checklist``), not asserted: the bundled
-model does not meet them yet (issue 17)."""
+runs with >= 30 cases, and the bars the model card reports (config ``metrics.text.checklist``, written by
+``msa train``) are what the committed graph does on the suite today."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -16,14 +18,30 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
+#: How far a pooled rate may move between the card's run (2 ONNX Runtime threads) and this one (1 thread):
+#: a near-tie may flip its argmax under a different reduction order; at 100-400 cases per bar, 2 flips.
+RATE_TOLERANCE = 0.02
 
-def test_checklist_heldout_suite_runs_on_the_bundled_model() -> None:
+
+@pytest.fixture(scope="module")
+def heldout() -> dict[str, object]:
     def predict(texts: list[str]) -> np.ndarray:
         return text_expert_probabilities(MODEL_FILE.parents[1], texts, threads=1)
 
-    result = run_suite(predict, half="heldout")
-    assert len(result["tests"]) >= 29
-    for name, r in result["tests"].items():
+    return run_suite(predict, half="heldout")
+
+
+def test_checklist_heldout_suite_runs_on_the_bundled_model(heldout: dict) -> None:
+    assert len(heldout["tests"]) >= 29
+    for name, r in heldout["tests"].items():
         assert r["n"] >= 30 and 0.0 <= r["failure_rate"] <= 1.0, name
-    assert set(result["bars"]) == set(BARS)
-    assert all(0.0 <= b["value"] <= 1.0 for b in result["bars"].values())
+    assert set(heldout["bars"]) == set(BARS)
+    assert all(0.0 <= b["value"] <= 1.0 for b in heldout["bars"].values())
+
+
+def test_model_card_checklist_numbers_are_the_committed_models(heldout: dict) -> None:
+    config = json.loads((MODEL_FILE.parents[1] / "config.json").read_text())
+    card = config["metrics"]["text"]["checklist"]
+    assert card["half"] == "heldout" and card["seed"] == heldout["seed"]
+    for name, b in heldout["bars"].items():
+        assert abs(b["value"] - card["bars"][name]["value"]) <= RATE_TOLERANCE, name
