@@ -26,7 +26,7 @@ TWEETEVAL_GAIN = 0.05
 #: eval.audio_cross_corpus``: EMOVO's held-out speakers (f3, m3; surprise left out) and all of URDU.
 CROSS_CORPUS_BEFORE = {"emovo_test_speakers": 0.3673, "urdu": 0.3018}
 #: The behavioural suite's bars (held-out half, seed 0, 100 cases per test) on the text expert of the
-#: model trained without SST phrases and without the suite's training half, measured with
+#: model trained without TweetEval, SST phrases and the suite's training half (3 epochs), measured with
 #: ``python -m eval.checklist <that model folder>``: failure rates, questions as the rate answered neutral.
 CHECKLIST_BEFORE = {
     "negation": 0.440,
@@ -134,7 +134,7 @@ def _checklist_bar_rows(cl: dict[str, Any] | None) -> list[str]:
         op = "≥" if b["metric"] == "neutral_rate" else "≤"
         what = "answered neutral" if b["metric"] == "neutral_rate" else "failure rate"
         before = CHECKLIST_BEFORE.get(name)
-        was = f" (model without SST / suite training: {before:.3f})" if before is not None else ""
+        was = "" if before is None else f" (trained without TweetEval, SST and suite examples: {before:.3f})"
         rows.append(
             f"| text behaviour, held-out suite, {name.replace('_', ' ')}: {what} {op} {b['threshold']:.2f} | "
             f"{b['value']:.3f}{was} | {_ok(bool(b['met']))} |"
