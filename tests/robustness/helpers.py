@@ -64,6 +64,18 @@ def probs(values: dict[str, float] | None) -> list[float]:
     return [values[label] for label in LABELS]
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset after its answer counts as closed: a server
+    that closes with unread client bytes in its socket sends a reset, which may even overtake its answer)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
 def trickled(sock: socket.socket, byte: bytes, read: Callable[[socket.socket], bytes]) -> bytes:
     """Send ``byte`` every 100 ms from a thread (never idle long, never finished) while ``read(sock)``
     waits for the server's answer; stop the trickle once it returns. Returns what ``read`` returned."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.robustness.helpers import trickled
+from tests.robustness.helpers import read_until_closed, trickled
 from tests.robustness.server import Server, running_server
 
 pytestmark = pytest.mark.slow
@@ -43,17 +43,6 @@ def _connect(server: Server) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=30)
 
 
-def _read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes (a reset after its answer counts as closed)."""
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    return data
-
-
 def _status_and_body(response: bytes) -> tuple[int, dict[str, object]]:
     head, _, body = response.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
@@ -66,7 +55,7 @@ def test_oversized_head_gets_431_with_the_json_error_body_and_is_closed(server: 
     big = b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (HEAD_LIMIT + 4096) + b"\r\n\r\n"
     with _connect(server) as sock:
         sock.sendall(big)
-        response = _read_until_closed(sock)
+        response = read_until_closed(sock)
     status, body = _status_and_body(response)
     assert status == 431
     assert body["error"]["type"] == "request_header_fields_too_large"  # type: ignore[index]
@@ -87,7 +76,7 @@ def test_endless_header_line_is_cut_off_far_below_its_size(server: Server) -> No
                 sent += len(chunk)
         except OSError:
             pass  # reset or broken pipe: the server closed the connection
-        response = _read_until_closed(sock)
+        response = read_until_closed(sock)
     assert sent < 8 << 20
     assert response == b"" or response.startswith(b"HTTP/1.1 431 ")
 
@@ -101,7 +90,7 @@ def test_trickled_head_gets_408_after_the_head_timeout(server: Server) -> None:
     started = time.monotonic()  # before the connection exists, so the server's deadline is later
     with _connect(server) as sock:
         sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
-        response = trickled(sock, b"X", _read_until_closed)  # a header byte every 100 ms
+        response = trickled(sock, b"X", read_until_closed)  # a header byte every 100 ms
         elapsed = time.monotonic() - started
     status, body = _status_and_body(response)
     assert status == 408 and body["error"]["type"] == "request_timeout"  # type: ignore[index]
@@ -110,7 +99,7 @@ def test_trickled_head_gets_408_after_the_head_timeout(server: Server) -> None:
 
 def test_idle_connection_is_closed_without_an_answer(server: Server) -> None:
     with _connect(server) as sock:
-        assert _read_until_closed(sock) == b""
+        assert read_until_closed(sock) == b""
 
 
 def test_head_sent_in_pieces_within_the_timeout_is_served(server: Server) -> None:
@@ -118,7 +107,7 @@ def test_head_sent_in_pieces_within_the_timeout_is_served(server: Server) -> Non
         for piece in (b"GET /readyz HTTP/1.1\r\n", b"Host: x\r\n", b"Connection: close\r\n\r\n"):
             sock.sendall(piece)
             time.sleep(0.05)
-        response = _read_until_closed(sock)
+        response = read_until_closed(sock)
     assert response.startswith(b"HTTP/1.1 200 ")
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from tests.media import face_jpeg
 from tests.robustness.hammer import hammer
-from tests.robustness.helpers import trickled
+from tests.robustness.helpers import read_until_closed, trickled
 from tests.robustness.server import Server, reset_peak_rss, rss_bytes, running_server
 
 pytestmark = pytest.mark.slow
@@ -121,17 +121,6 @@ def _head(length: int) -> bytes:
     )
 
 
-def _read_until_closed_or_reset(sock: socket.socket) -> bytes:
-    """What the server sent before it closed the connection, also when the close arrives as a reset."""
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    return data
-
-
 def test_trickling_client_gets_408_and_is_disconnected(server: Server) -> None:
     logged_408 = "path=/v1/predict status=408 "
     before = server.output().count(logged_408)
@@ -139,7 +128,7 @@ def test_trickling_client_gets_408_and_is_disconnected(server: Server) -> None:
     started = time.monotonic()
     try:
         # one byte every 100 ms: 10 kB would take 1000 s
-        response = trickled(sock, b"a", _read_until_closed_or_reset)
+        response = trickled(sock, b"a", read_until_closed)
     finally:
         sock.close()
     elapsed = time.monotonic() - started
