@@ -275,6 +275,18 @@ FRAMES: dict[str, Lexicon] = {
             "I doubt the {obj} was {adj}.",
             "I wouldn't call the {obj} {adj}.",
             "It's not clear that the {obj} was {adj}.",
+            "I can't say the {obj} was {adj}.",
+            "I'm not certain the {obj} is {adj}.",
+            "I don't think the {obj} was especially {adj}.",
+            "I'm skeptical that the {obj} is {adj}.",
+            "It's debatable whether the {obj} was {adj}.",
+            "I wouldn't describe the {obj} as {adj}.",
+            "I'm unsure whether the {obj} was really {adj}.",
+            "Hard to tell if the {obj} is {adj}.",
+            "I'd hesitate to call the {obj} {adj}.",
+            "I don't think the {obj} was that {adj}.",
+            "Unsure if the {obj} is so {adj}.",
+            "Doubt the {obj} was {adj}, to be honest.",
         ),
         "temporal": ("I used to {v1} the {obj}, now I {v2} it.", "The {obj} used to be {a1}, now it's {a2}."),
         "perspective": (
@@ -355,7 +367,7 @@ FRAMES: dict[str, Lexicon] = {
         ),
         "fair_place": (
             "When we were in {identity}, the {obj} was {adj}.",
-            "The {obj} in {identity} turned out {adj}.",
+            "The {obj} we had in {identity} was {adj}.",
         ),
     },
 }
@@ -568,15 +580,17 @@ TESTS: dict[str, tuple[str, str, Callable[[_Half], Case], int]] = {
 REPORT_ONLY: frozenset[str] = frozenset({"sarcasm"})
 
 
-def cases(half: str, seed: int = 0, n: int = N_CASES) -> list[Test]:
-    """Every test of :data:`TESTS` with ``n`` distinct cases from ``half`` ("train" or "heldout"),
-    deterministic for (half, seed, n): each test draws from its own ``numpy.random.Generator`` seeded with
-    (seed, half, test name). Raises ValueError for an unknown half or when a test's frames and lexicons
-    cannot give ``n`` distinct cases."""
+def cases(half: str, seed: int = 0, n: int = N_CASES, only: str | None = None) -> list[Test]:
+    """Every test of :data:`TESTS` (or only the one named ``only``) with ``n`` distinct cases from ``half``
+    ("train" or "heldout"), deterministic for (half, seed, n): each test draws from its own
+    ``numpy.random.Generator`` seeded with (seed, half, test name). Raises ValueError for an unknown half or
+    when a test's frames and lexicons cannot give ``n`` distinct cases."""
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, not {half!r}")
     tests = []
     for name, (capability, kind, make, direction) in TESTS.items():
+        if only is not None and name != only:
+            continue
         h = _Half(half, np.random.default_rng([seed, HALVES.index(half), zlib.crc32(name.encode())]))
         found: dict[tuple[str, ...], Case] = {}
         for _ in range(200 * n):
@@ -590,14 +604,32 @@ def cases(half: str, seed: int = 0, n: int = N_CASES) -> list[Test]:
     return tests
 
 
-def training_examples(seed: int = 0, n_per_test: int = 60, per_case: int = 3) -> list[tuple[str, int]]:
+#: Train-half cases per test in :func:`training_examples` where the default is not enough: the
+#: capabilities whose held-out failure rates stayed highest with 60 (hedges 0.430, punctuation + emoji 0.045;
+#: with these numbers and --punct-augment: 0.120 and 0.015, docs/model.md "Text expert recipe").
+TRAIN_CASES: dict[str, int] = {
+    "hedge_negative": 300,
+    "hedge_positive": 300,
+    "negated_negative": 150,
+    "negated_neutral": 150,
+    "questions": 150,
+    "punctuation": 200,
+    "trailing_emoji": 200,
+}
+
+
+def training_examples(seed: int = 0, n_per_test: int = 60, per_case: int = 4) -> list[tuple[str, int]]:
     """Labelled (text, label index) pairs from the **train half only**, for the text expert's training data:
     each MFT case with its label (neutral for the multi-label "not negative" / "not positive" cases), and for
     INV/DIR cases the base and up to ``per_case - 1`` of its variants (drawn with ``seed``) with the base's
-    label. Sarcasm (report-only) is left out; duplicates are dropped, first occurrence kept."""
+    label; ``n_per_test`` cases per test, or :data:`TRAIN_CASES`'s number. Sarcasm (report-only) is left
+    out; duplicates are dropped, first occurrence kept."""
     rng = np.random.default_rng(seed)
     out: dict[str, int] = {}
-    for test in cases("train", seed, n_per_test):
+    tests = {t.name: t for t in cases("train", seed, n_per_test)}
+    for name, n in TRAIN_CASES.items():
+        tests[name] = next(t for t in cases("train", seed, n, only=name))
+    for test in tests.values():
         if test.name in REPORT_ONLY:
             continue
         for case in test.cases:

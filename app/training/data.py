@@ -146,6 +146,43 @@ def with_examples(ts: TextSet, corpus: str, examples: list[tuple[str, int]]) -> 
     )
 
 
+#: Sentiment-neutral object emoji of :func:`punctuation_variants` (the behavioural suite's train-half ones and
+#: more; none of the held-out half's, so its trailing-emoji test still measures generalisation).
+NEUTRAL_EMOJI: tuple[str, ...] = ("📦", "🚌", "📅", "🏠", "📷", "🔑", "🚗", "✏️", "📌", "🧾")
+_TRAILING_MARKS = re.compile(r"[.!]+$")
+#: Corpora :func:`punctuation_variants` never draws from: the templated rows, and the tweets, where "!" and
+#: emoji are part of how the sentiment is written (a run that also drew from them scored TweetEval test
+#: macro-F1 0.682: docs/model.md, "Text expert recipe").
+PUNCTUATION_EXCLUDED: tuple[str, ...] = ("checklist", "tweeteval", "tweets")
+
+
+def punctuation_variants(ts: TextSet, n: int, seed: int) -> list[tuple[str, int]]:
+    """``n`` label-keeping variants of random TRAIN-split texts of ``ts`` (CheckList's INV perturbations as
+    data augmentation): the trailing run of '.' / '!' replaced by another of "", ".", "!", "!!!", and in 3
+    of 10 variants a trailing neutral emoji (:data:`NEUTRAL_EMOJI`). Texts ending in '?' (a question mark
+    changes the sentence type), texts of fewer than four words or not ending in a letter or digit (before
+    the marks), and rows of :data:`PUNCTUATION_EXCLUDED` are not drawn. Deterministic for
+    ``seed``; returns (text, label index) pairs, at most ``n``."""
+    rng = np.random.default_rng([seed, 17])
+    pool = np.flatnonzero((ts.split == "train") & ~np.isin(ts.corpus, PUNCTUATION_EXCLUDED))
+    out: list[tuple[str, int]] = []
+    for i in rng.permutation(pool):
+        if len(out) == n:
+            break
+        text = ts.texts[int(i)].rstrip()
+        if not text or text.endswith("?"):
+            continue
+        core = _TRAILING_MARKS.sub("", text).rstrip()
+        if len(core.split()) < 4 or not core[-1].isalnum():  # sentences, not SST fragments, quotes or tags
+            continue
+        options = [m for m in ("", ".", "!", "!!!") if core + m != text]
+        variant = core + options[int(rng.integers(len(options)))]
+        if rng.random() < 0.3:
+            variant += " " + NEUTRAL_EMOJI[int(rng.integers(len(NEUTRAL_EMOJI)))]
+        out.append((variant, int(ts.labels[int(i)])))
+    return out
+
+
 #: Negation cues of :func:`load_sst_phrases` (matches PTB "does n't" and plain "doesn't").
 SST_NEGATION = re.compile(
     r"\b(not|no|never|nothing|none|nobody|neither|nor|hardly|barely|without|lacks?|fails?)\b|n't\b", re.I

@@ -36,7 +36,7 @@ HELDOUT_CORPORA: tuple[str, ...] = ("tweets", "movie", "amazon", "nyt", "meld", 
 #: outweigh the five corpora of the table and blur "tweets left out", and SST's phrases come from the same
 #: Rotten Tomatoes snippets as VADER's movie corpus ("movie left out" would not be); the templated
 #: behavioural examples (``checklist``) are not a corpus. The shipped model trains on all three.
-LOCO_EXCLUDED: tuple[str, ...] = ("tweeteval", "sst", "checklist")
+LOCO_EXCLUDED: tuple[str, ...] = ("tweeteval", "sst", "checklist", "punct_aug")
 
 #: logits float32 [len(idx), 3] of the text rows ``idx``
 TextLogitsFn = Callable[[np.ndarray], np.ndarray]
@@ -55,6 +55,9 @@ class TextData:
         )
         if args.checklist_train:  # the TRAIN half of the behavioural suite; eval.checklist scores the other
             self.ts = D.with_examples(self.ts, "checklist", training_examples(args.seed))
+        if args.punct_augment > 0:  # label-keeping punctuation / emoji variants of real training texts
+            variants = D.punctuation_variants(self.ts, args.punct_augment, args.seed)
+            self.ts = D.with_examples(self.ts, "punct_aug", variants)
         self.mv = D.load_mvsa(args.data_dir, args.seed)
         self.split: int = args.text_split_layer
         _, self.states = text_states(
@@ -77,6 +80,7 @@ class TextData:
         self.tag += (f"_sst{args.sst_phrases}" if args.sst_phrases else "") + (
             "_cl" if args.checklist_train else ""
         )
+        self.tag += f"_pa{args.punct_augment}" if args.punct_augment else ""
         self.suffix = "_mvsa" if args.mvsa_text else ""  # ... and whether MVSA texts joined training
         # the head's initial weights: the same in whichever process builds this (LOCO jobs run in both)
         torch.manual_seed(args.seed)
