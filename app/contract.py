@@ -61,6 +61,9 @@ N_MELS: Final[int] = 64
 N_FFT: Final[int] = 400
 #: Hop between log-mel frames: 160 samples = 10 ms at 16 kHz, i.e. 100 frames per second.
 HOP_LENGTH: Final[int] = 160
+#: Samples of speech a ``waveform`` audio expert reads (the Whisper expert: the first 10 s at 16 kHz; its
+#: graph zero-pads shorter speech to exactly this window, so preprocessing sends at most this many).
+WAVEFORM_WINDOW_SAMPLES: Final[int] = 160_000
 
 
 def num_frames(num_samples: int) -> int:

@@ -1,7 +1,8 @@
 """Preprocessing + batched ONNX run, shared by the in-process ceiling and every peer server.
 
 Everything model-specific goes through the service's own functions in :mod:`app.preprocessing`
-(``decode_image`` → ``face_input``; ``decode_audio`` → ``log_mel``; ``encode_text``) and its batch
+(``decode_image`` → ``face_input``; ``decode_audio`` → ``log_mel``, or the samples for a ``waveform``
+audio expert; ``encode_text``) and its batch
 collation (``app.inference.collate.collate``), so the peers and the ceiling do the service's work.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.contract import LABELS
+from app.contract import LABELS, WAVEFORM_WINDOW_SAMPLES
 from app.inference.collate import collate
 from app.preprocessing.audio import decode_audio, log_mel
 from app.preprocessing.face import face_input
@@ -74,11 +75,13 @@ class Pipeline:
         face = None
         if image is not None:
             face, _ = face_input(decode_image(image, max_pixels=MAX_IMAGE_PIXELS).image)
-        mel = (
-            log_mel(decode_audio(audio, max_seconds=MAX_AUDIO_SECONDS).waveform)
-            if audio is not None
-            else None
-        )
+        wave = decode_audio(audio, max_seconds=MAX_AUDIO_SECONDS).waveform if audio is not None else None
+        if wave is not None and "waveform" in self._dtypes:  # the Whisper expert: samples, front end in graph
+            wave = wave[:WAVEFORM_WINDOW_SAMPLES]
+            mel = None
+        else:
+            mel = log_mel(wave) if wave is not None else None
+            wave = None
         parts: dict[str, dict[str, np.ndarray]] = {}
         if enc is not None:
             parts["text"] = {"input_ids": enc.input_ids, "attention_mask": np.ones(enc.num_tokens, np.int64)}
@@ -86,6 +89,8 @@ class Pipeline:
             parts["face"] = {"face": face}
         if mel is not None:
             parts["audio"] = {"audio_features": mel, "audio_mask": np.ones(mel.shape[0], np.float32)}
+        if wave is not None:
+            parts["audio"] = {"waveform": wave, "audio_mask": np.ones(wave.shape[0], np.float32)}
         return PreparedItem.of(**parts)
 
     def preprocess_json(self, payload: dict[str, str]) -> Features:

@@ -9,8 +9,9 @@ alone and in variants: 1 / 5 / 20 s of digital silence before or after, 3 s of �
 before, a 1.5 s pause (silence) inserted in the middle, the 8 kHz telephone version (soxr to 8 kHz and back)
 and a 300–3400 Hz band-pass. Per variant: % of clips whose audio label (argmax of the audio expert's 3
 probabilities) equals the clip's own, max and mean |Δp|, and clips the gate dropped. The same table without
-the VAD (the whole waveform's log-mel, the behaviour before) is printed next to it. Also: 6-class emotion
-accuracy (the audio network's head, ``/audio/net/head/Gemm_output_0``, added as a graph output) and 3-class
+the VAD (the whole waveform, the behaviour before) is printed next to it. Also: 6-class emotion
+accuracy (the audio network's head: the output of the Gemm node reading ``...audio.net.head.weight``, added
+as a graph output) and 3-class
 macro-F1 with and without the VAD, and the speech seconds the VAD finds. Prints a Markdown report.
 """
 
@@ -28,7 +29,7 @@ import onnxruntime as ort
 import soxr
 
 from app.config import Settings
-from app.contract import LABELS, SAMPLE_RATE
+from app.contract import LABELS, SAMPLE_RATE, WAVEFORM_WINDOW_SAMPLES
 from app.inference.collate import collate
 from app.inference.repository import load_spec
 from app.preprocessing import experts
@@ -39,7 +40,8 @@ from app.preprocessing.vad import EDGE_S, MAX_PAUSE_S, VoiceActivityDetector, tr
 from app.training.cache import read_mono
 from app.training.data import CREMA_EMOTIONS, load_crema
 
-HEAD = "/audio/net/head/Gemm_output_0"
+#: initializer name of the audio network's head weight (its Gemm node's output is the 6 emotion logits)
+HEAD_WEIGHT_SUFFIX = "audio.net.head.weight"
 Variant = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
@@ -81,7 +83,12 @@ class AudioModel:
         settings = Settings()
         spec = load_spec(settings.model_dir, settings.model_name, settings.model_version)
         model = onnx.load(str(spec.model_file))
-        model.graph.output.append(onnx.ValueInfoProto(name=HEAD))
+        self.head = next(
+            n.output[0]
+            for n in model.graph.node
+            if n.op_type == "Gemm" and any(i.endswith(HEAD_WEIGHT_SUFFIX) for i in n.input)
+        )
+        model.graph.output.append(onnx.ValueInfoProto(name=self.head))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         self.session = ort.InferenceSession(
@@ -90,17 +97,22 @@ class AudioModel:
         self.contract = spec.contract
         self.audio_index = [e.name for e in spec.contract.experts].index("audio")
         self.order = [spec.labels.index(label) for label in LABELS]
+        #: the audio expert reads the speech samples (Whisper expert) instead of log-mel frames
+        self.waveform = "waveform" in {t.name for t in spec.contract.expert("audio").inputs}
 
     def run(self, part: ExpertInput) -> tuple[np.ndarray, np.ndarray] | None:
         """(audio probabilities [3] in LABELS order, emotion logits [6]), None when not used."""
         if part.tensors is None:
             return None
         feeds = collate([PreparedItem.of(audio=dict(part.tensors))], contract=self.contract)
-        _, experts, head = self.session.run([*self.contract.outputs, HEAD], feeds)
+        _, experts, head = self.session.run([*self.contract.outputs, self.head], feeds)
         return np.asarray(experts[0, self.audio_index])[self.order], np.asarray(head[0])
 
 
-def _no_vad(x: np.ndarray) -> ExpertInput:
+def _no_vad(x: np.ndarray, waveform: bool) -> ExpertInput:
+    if waveform:
+        w = x[:WAVEFORM_WINDOW_SAMPLES]
+        return ExpertInput({"waveform": w, "audio_mask": np.ones(w.shape[0], np.float32)})
     mel = log_mel(x)
     return ExpertInput({"audio_features": mel, "audio_mask": np.ones(mel.shape[0], np.float32)})
 
@@ -133,8 +145,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     idx = rng.permutation(test)[: args.clips] if args.clips else test
     vad = VoiceActivityDetector(["CPUExecutionProvider"])
-    res = Resources(tokenizer=None, vad=vad)  # type: ignore[arg-type]
     model = AudioModel()
+    res = Resources(tokenizer=None, vad=vad, audio_waveform=model.waveform)  # type: ignore[arg-type]
 
     rows: dict[str, dict[str, list[Any]]] = {m: {} for m in ("vad", "no_vad")}
     acc: dict[str, list[tuple[int, int, int, int]]] = {"vad": [], "no_vad": []}
@@ -145,7 +157,10 @@ def main() -> None:
         speech_s.append(trim_to_speech(vad, x).speech_s)
         vad_ms += (time.perf_counter() - t0) * 1000
         audio_s += x.size / SAMPLE_RATE
-        for mode, prep in (("vad", lambda w: prepare_audio(w, res)), ("no_vad", _no_vad)):
+        for mode, prep in (
+            ("vad", lambda w: prepare_audio(w, res)),
+            ("no_vad", lambda w: _no_vad(w, model.waveform)),
+        ):
             base = model.run(prep(x))
             if base is None:
                 acc[mode].append((int(crema.emotion[i]), -1, int(crema.sentiment[i]), -1))

@@ -2,10 +2,11 @@
 
 Every clip of EMOVO's held-out speakers (``app.training.data.EMOVO_TEST_SPEAKERS``; surprise left out) and
 of URDU is read at 16 kHz, run through ``app.preprocessing.experts.prepare_audio`` (voice activity
-detection, log-mel) and the model's ONNX graph on the CPU with only the audio expert present
-(``benchmarks.vad_robustness.AudioModel``: calibrated audio probabilities and the 6-emotion head). Prints
-per corpus: clips, clips the detector refused, 3-class macro-F1 (argmax of the calibrated probabilities,
-refused clips counted as wrong) and the head's 6-class accuracy on the clips' mapped emotions.
+detection; log-mel or, for a Whisper expert, the samples) and the model's ONNX graph on the CPU with only
+the audio expert present (``benchmarks.vad_robustness.AudioModel``: calibrated audio probabilities and
+the 6-emotion head). Prints per corpus: clips, clips the detector refused, 3-class macro-F1 (argmax of
+the calibrated probabilities, refused clips counted as wrong) and the head's 6-class accuracy on the clips'
+mapped emotions.
 
 The model folder is the service's (``SENTIMENT_MODEL_DIR``, default ``models``), so an earlier model is
 scored from a checkout of an earlier revision::
@@ -36,7 +37,8 @@ def main() -> None:
     )
     args = p.parse_args()
     model = AudioModel()
-    res = Resources(tokenizer=None, vad=VoiceActivityDetector(["CPUExecutionProvider"]))  # type: ignore[arg-type]
+    vad = VoiceActivityDetector(["CPUExecutionProvider"])
+    res = Resources(tokenizer=None, vad=vad, audio_waveform=model.waveform)  # type: ignore[arg-type]
     print(f"model folder: {os.environ.get('SENTIMENT_MODEL_DIR', 'models')}")
     print("| corpus | clips | refused (no speech) | 3-class macro-F1 | 6-class head accuracy |")
     print("|---|---|---|---|---|")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.contract import MAX_TEXT_TOKENS, V1_CONTRACT, ModelContract, TensorSpec
+from app.contract import HOP_LENGTH, MAX_TEXT_TOKENS, V1_CONTRACT, ModelContract, TensorSpec
 from app.preprocessing.pipeline import PreparedItem
 
 #: Upper bound of a dynamic axis, where the graph has one (text: 128 tokens incl. [CLS]/[SEP]).
@@ -33,12 +33,18 @@ def axis_padding(
     *, text_multiple: int = 1, audio_buckets: Sequence[int] = ()
 ) -> dict[str, Callable[[int], int]]:
     """Padding rules per dynamic axis: text length rounded up to ``text_multiple`` (≤ 128); audio frames to
-    the smallest of ``audio_buckets`` that holds the longest clip (unchanged if none does)."""
+    the smallest of ``audio_buckets`` that holds the longest clip (unchanged if none does); audio samples (a
+    ``waveform`` expert's input) likewise, each bucket being that many 10-ms hops (``HOP_LENGTH`` samples)."""
 
     def text(n: int) -> int:
         return max(n, min(MAX_TEXT_TOKENS, math.ceil(n / text_multiple) * text_multiple))
 
-    return {"text_length": text, "audio_frames": lambda n: _bucket(n, audio_buckets) if audio_buckets else n}
+    sample_buckets = [b * HOP_LENGTH for b in audio_buckets]
+    return {
+        "text_length": text,
+        "audio_frames": lambda n: _bucket(n, audio_buckets) if audio_buckets else n,
+        "audio_samples": lambda n: _bucket(n, sample_buckets) if sample_buckets else n,
+    }
 
 
 def validate_item(item: PreparedItem, contract: ModelContract = V1_CONTRACT) -> None:

@@ -68,7 +68,8 @@ def build_pipeline(
         except Exception as exc:  # noqa: BLE001 - a missing package or a corrupt model file
             raise ModelLoadError(f"could not load the language detector (py3langid): {exc}") from exc
     try:
-        resources = Resources(tokenizer, vad, gate, detector)
+        audio_inputs = {t.name for e in model.contract.experts if e.modality == "audio" for t in e.inputs}
+        resources = Resources(tokenizer, vad, gate, detector, audio_waveform="waveform" in audio_inputs)
         return PreprocessingPipeline(model.contract, resources, limits, experts)
     except KeyError as exc:
         raise ModelLoadError(f"model {model.spec.name}: {exc.args[0]}") from exc

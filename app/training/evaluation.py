@@ -12,8 +12,7 @@ import torch
 from app.contract import LABELS
 from app.training import data as D
 from app.training.branch_logits import BranchLogits
-from app.training.branch_stages import AudioStage, FaceStage
-from app.training.cache import crema_logmels
+from app.training.branch_stages import AudioStage, FaceStage, speech_features
 from app.training.calibration import Branches
 from app.training.common import accuracy, macro_f1, plot_confusion, softmax
 from app.training.fusion import FusedSentiment, TextClassifier
@@ -145,7 +144,7 @@ def cross_corpus_metrics(run: Run, a: AudioStage, lg: BranchLogits, final: Fused
     emovo, urdu = D.load_emovo(run.args.data_dir), D.load_urdu(run.args.data_dir)
     for name, sset in (("emovo_test_speakers", emovo), ("urdu", urdu)):
         rows = np.flatnonzero((sset.split == "test") & (sset.sentiment >= 0))
-        feats = crema_logmels([sset.files[i] for i in rows], run.args.cache_dir, corpus=name.split("_")[0])
+        feats = speech_features(run.args, [sset.files[i] for i in rows], name.split("_")[0])
         a6 = predict_logits(a.net, feats)
         p3 = softmax(a6) @ lg.audio_map.numpy().T
         a3 = _calibrated_branch_argmax(final, np.log(p3 + 1e-12).astype(np.float32), 2)

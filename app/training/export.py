@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 from torch.jit._trace import TracerWarning  # public as torch.jit.TracerWarning, which is not in its __all__
 
 from app.contract import DYNAMIC_AXES, FACE_SIZE, N_MELS, OUTPUT_NAMES
+from app.training.whisper_audio import WhisperLogMel
 
 OPSET = 17
 #: Tensors with at least this many elements are stored as float16 (see :func:`round_to_fp16`).
@@ -23,25 +24,39 @@ FP16_MIN_ELEMENTS = 1024
 def round_to_fp16(model: torch.nn.Module) -> None:
     """Round every float parameter/buffer with ≥ ``FP16_MIN_ELEMENTS`` elements to the nearest float16 value
     (kept as float32). After this, storing those initializers as float16 in the ONNX file is lossless, so the
-    shipped graph computes the same function as this PyTorch model."""
+    shipped graph computes the same function as this PyTorch model. The Whisper log-mel front end's DFT basis
+    and mel filters (:class:`~app.training.whisper_audio.WhisperLogMel`) stay float32: they are not
+    float16-exact, and the cached training features of the audio expert were computed with them."""
+    front_ends = [m for m in model.modules() if isinstance(m, WhisperLogMel)]
+    kept = {id(t) for m in front_ends for t in [*m.parameters(), *m.buffers()]}
     for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point() and t.numel() >= FP16_MIN_ELEMENTS:
+        if t.is_floating_point() and t.numel() >= FP16_MIN_ELEMENTS and id(t) not in kept:
             t.copy_(t.half().float())
 
 
-def example_inputs(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, np.ndarray]:
+def example_inputs(
+    batch: int, text_len: int, frames: int, seed: int = 0, *, waveform: bool = False
+) -> dict[str, np.ndarray]:
     """Random model inputs (``app.contract`` names, dtypes and shapes) for export and tests: ``batch`` rows,
-    ``text_len`` tokens, ``frames`` log-mel frames."""
+    ``text_len`` tokens, ``frames`` log-mel frames (``audio_features`` float32 [B, frames, 64]); with
+    ``waveform``, the Whisper audio expert's ``waveform`` float32 [B, frames * 160] (16 kHz samples)
+    instead."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(1000, 30000, size=(batch, text_len)).astype(np.int64)
     ids[:, 0] = 101
     ids[:, -1] = 102
+    if waveform:
+        n = frames * 160
+        audio = {"waveform": rng.normal(0, 0.1, size=(batch, n)).astype(np.float32)}
+    else:
+        n = frames
+        audio = {"audio_features": rng.normal(-5, 3, size=(batch, frames, N_MELS)).astype(np.float32)}
     return {
         "input_ids": ids,
         "attention_mask": np.ones((batch, text_len), dtype=np.int64),
         "face": rng.uniform(-1, 1, size=(batch, 1, FACE_SIZE, FACE_SIZE)).astype(np.float32),
-        "audio_features": rng.normal(-5, 3, size=(batch, frames, N_MELS)).astype(np.float32),
-        "audio_mask": np.ones((batch, frames), dtype=np.float32),
+        **audio,
+        "audio_mask": np.ones((batch, n), dtype=np.float32),
         "modality_mask": np.ones((batch, 3), dtype=np.float32),
     }
 

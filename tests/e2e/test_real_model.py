@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import REPO_ROOT, Settings
+from app.contract import HOP_LENGTH
 from app.inference.collate import collate
 from app.inference.predictor import ModelOutput, Predictor
 from app.main import create_app
@@ -121,7 +122,10 @@ def test_real_model_padding_and_masks_do_not_change_outputs(real_settings: Setti
     assert predictor.model is not None
     contract = predictor.model.contract
     batch_feeds = collate(items, contract=contract, text_multiple=1, audio_buckets=predictor.audio_buckets)
-    length, frames = batch_feeds["input_ids"].shape[1], batch_feeds["audio_features"].shape[1]
+    audio_in = contract.expert("audio").inputs[0].name  # waveform [B, N] (samples) or log-mel [B, T, 64]
+    length, audio_len = batch_feeds["input_ids"].shape[1], batch_feeds[audio_in].shape[1]
+    # the padded bucket, in 10-ms hops for samples (7 hops past the batch's longest clip)
+    frames = -(-audio_len // HOP_LENGTH) + 7 if audio_in == "waveform" else audio_len
     together = predictor.run_batch(items)
     for item, row in zip(items, together, strict=True):
         assert predictor.model is not None

@@ -18,6 +18,10 @@ CONTRACT = ModelContract.from_config(json.loads((MODEL_DIR / "config.json").read
 OUTPUT_NAMES = list(CONTRACT.outputs)
 N_EXPERTS = len(CONTRACT.experts)
 TEXT, FACE, SCENE, AUDIO = (CONTRACT.expert_names.index(n) for n in ("text", "face", "scene", "audio"))
+#: The audio expert's signal input: ``waveform`` [B, N] (Whisper expert, front end in the graph) or
+#: ``audio_features`` [B, T, 64] (log-mel CNN).
+AUDIO_IN = CONTRACT.expert("audio").inputs[0].name
+WAVEFORM = AUDIO_IN == "waveform"
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +61,22 @@ def _feeds(batch: int, text_len: int, frames: int, seed: int = 0) -> dict[str, n
         "attention_mask": am,
         "face": rng.uniform(-1, 1, (batch, 1, FACE_SIZE, FACE_SIZE)).astype(np.float32),
         "scene": rng.integers(0, 256, (batch, SCENE_SIZE, SCENE_SIZE, 3), dtype=np.uint8),
+        **_audio(rng, batch, frames),
+        CONTRACT.mask_input: np.ones((batch, N_EXPERTS), np.float32),
+    }
+
+
+def _audio(rng: np.random.Generator, batch: int, frames: int) -> dict[str, np.ndarray]:
+    """Audio inputs of ``frames`` log-mel frames, or as many 10-ms hops of 16 kHz samples."""
+    if WAVEFORM:
+        n = frames * 160
+        return {
+            "waveform": (0.1 * rng.standard_normal((batch, n))).astype(np.float32),
+            "audio_mask": np.ones((batch, n), np.float32),
+        }
+    return {
         "audio_features": rng.normal(-6, 3, (batch, frames, N_MELS)).astype(np.float32),
         "audio_mask": np.ones((batch, frames), np.float32),
-        CONTRACT.mask_input: np.ones((batch, N_EXPERTS), np.float32),
     }
 
 
@@ -77,7 +94,7 @@ def test_graph_signature_follows_the_contract(config: dict) -> None:
         "attention_mask": (7, 2),
         "face": (1, 4),
         "scene": (2, 4),
-        "audio_features": (1, 3),
+        AUDIO_IN: (1, 2 if WAVEFORM else 3),
         "audio_mask": (1, 2),
         "expert_mask": (1, 2),
     }  # (elem_type, rank): 7 = int64, 1 = float32, 2 = uint8
@@ -86,10 +103,11 @@ def test_graph_signature_follows_the_contract(config: dict) -> None:
         dims = types[name].shape.dim
         assert len(dims) == rank
         assert dims[0].dim_param, f"{name}: batch axis must be dynamic"
-    assert types["input_ids"].shape.dim[1].dim_param and types["audio_features"].shape.dim[1].dim_param
+    assert types["input_ids"].shape.dim[1].dim_param and types[AUDIO_IN].shape.dim[1].dim_param
     assert [d.dim_value for d in types["face"].shape.dim[1:]] == [1, FACE_SIZE, FACE_SIZE]
     assert [d.dim_value for d in types["scene"].shape.dim[1:]] == [SCENE_SIZE, SCENE_SIZE, 3]
-    assert types["audio_features"].shape.dim[2].dim_value == N_MELS
+    if not WAVEFORM:
+        assert types["audio_features"].shape.dim[2].dim_value == N_MELS
     assert [o.name for o in m.graph.output] == OUTPUT_NAMES
     assert config["labels"] == list(LABELS)
     assert config["input_names"] == list(CONTRACT.input_names) and config["output_names"] == OUTPUT_NAMES
@@ -126,7 +144,7 @@ def test_absent_experts_are_ignored_and_give_the_prior(session, config: dict) ->
     bad["input_ids"][1:] = 999_999_999
     bad["face"][[0, 2, 3]] = np.nan
     bad["scene"][[0, 3]] = 255 - bad["scene"][[0, 3]]
-    bad["audio_features"][[0, 2, 3]] = np.inf
+    bad[AUDIO_IN][[0, 2, 3]] = np.inf
     bad["audio_mask"][[0, 2, 3]] = np.nan
     got = session.run(OUTPUT_NAMES, bad)
     for r, g in zip(ref, got, strict=True):
@@ -143,10 +161,10 @@ def test_padding_text_and_audio_does_not_change_the_output(session) -> None:
     padded = {k: v.copy() for k, v in base.items()}
     padded["input_ids"] = np.pad(base["input_ids"], ((0, 0), (0, 20)), constant_values=0)
     padded["attention_mask"] = np.pad(base["attention_mask"], ((0, 0), (0, 20)))
-    padded["audio_features"] = np.pad(
-        base["audio_features"], ((0, 0), (0, 63), (0, 0)), constant_values=-13.8
-    )
-    padded["audio_mask"] = np.pad(base["audio_mask"], ((0, 0), (0, 63)))
+    pad = 63 * 160 if WAVEFORM else 63
+    tail = ((0, 0), (0, pad)) if WAVEFORM else ((0, 0), (0, pad), (0, 0))
+    padded[AUDIO_IN] = np.pad(base[AUDIO_IN], tail, constant_values=0.0 if WAVEFORM else -13.8)
+    padded["audio_mask"] = np.pad(base["audio_mask"], ((0, 0), (0, pad)))
     for r, g in zip(session.run(OUTPUT_NAMES, base), session.run(OUTPUT_NAMES, padded), strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
 

@@ -168,6 +168,28 @@ def test_prepare_audio_gates_on_speech(detector: VoiceActivityDetector) -> None:
     assert speech.tensors["audio_mask"].shape == (frames,)
 
 
+def test_prepare_audio_gives_a_waveform_expert_the_speech_samples(detector: VoiceActivityDetector) -> None:
+    res = Resources(tokenizer=None, vad=detector, audio_waveform=True)  # type: ignore[arg-type]
+    speech = prepare_audio(_read("lead_silence_20s.wav"), res)
+    assert speech.used and speech.tensors is not None
+    wave, mask = speech.tensors["waveform"], speech.tensors["audio_mask"]
+    assert "audio_features" not in speech.tensors
+    assert wave.dtype == mask.dtype == np.float32 and wave.ndim == 1
+    assert 16000 * MIN_SPEECH_S <= wave.shape[0] < 16000 * 4  # the ~1 s of speech + edges, not 21.9 s
+    assert mask.shape == wave.shape and (mask == 1).all()
+
+
+def test_prepare_audio_cuts_a_waveform_experts_speech_at_the_window(
+    detector: VoiceActivityDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert experts.WAVEFORM_WINDOW_SAMPLES == 160_000  # 10 s; shortened here below the clip's speech
+    monkeypatch.setattr(experts, "WAVEFORM_WINDOW_SAMPLES", 8000)
+    res = Resources(tokenizer=None, vad=detector, audio_waveform=True)  # type: ignore[arg-type]
+    speech = prepare_audio(_read("lead_silence_20s.wav"), res)
+    assert speech.tensors is not None
+    assert speech.tensors["waveform"].shape == speech.tensors["audio_mask"].shape == (8000,)
+
+
 def test_prepare_audio_minimum_is_on_speech_not_on_duration(
     detector: VoiceActivityDetector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
