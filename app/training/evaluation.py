@@ -15,7 +15,7 @@ from app.training.branch_logits import BranchLogits
 from app.training.branch_stages import AudioStage, FaceStage, speech_features
 from app.training.calibration import Branches
 from app.training.common import accuracy, macro_f1, plot_confusion, softmax
-from app.training.fusion import FusedSentiment, TextClassifier
+from app.training.fusion import FusedSentiment, TextClassifier, text_only_log_probs
 from app.training.run import Run
 from app.training.text_model import load_minilm
 from app.training.text_stage import TextStage, eval_text
@@ -26,7 +26,9 @@ def text_metrics(run: Run, t: TextStage, lg: BranchLogits, final: FusedSentiment
     """The ``text`` section: held-out metrics of the shipped head, leave-one-out results, training record."""
     args = run.args
     return {
-        "heldout": eval_text(run, t.data, lambda idx: lg.text(final.text, idx)),
+        "heldout": eval_text(
+            run, t.data, lambda idx: text_only_log_probs(final.fusion, lg.text(final.text, idx))
+        ),
         "leave_one_corpus_out": t.loco,
         "training": t.info,
         "mvsa_text": bool(args.mvsa_text),

@@ -18,7 +18,7 @@ from app.training.branch_stages import FaceStage
 from app.training.calibration import Branches, Calibration, calibrate
 from app.training.common import accuracy, channels_last, macro_f1, plot_confusion
 from app.training.export import round_to_fp16
-from app.training.fusion import FusedSentiment
+from app.training.fusion import FusedSentiment, text_only_log_probs
 from app.training.learned_fusion import PairBatch, branch_logits, fused_forward, train_learned_fusion
 from app.training.run import Run
 from app.training.text_stage import TextStage, eval_text
@@ -160,8 +160,10 @@ def check_learned_heads(
     corpora (held-out text vs VADER, ECE, FER2013 accuracy) before and after."""
     model, learned, ts, fer = b.model, lf.learned, t.data.ts, f.fer
     tt = np.where(ts.split == "test")[0]
-    poe_text = eval_text(run, t.data, lambda idx: lg.text(model.text, idx))
-    learned_text = eval_text(run, t.data, lambda idx: lg.text(learned.text, idx))
+    poe_text = eval_text(run, t.data, lambda idx: text_only_log_probs(model.fusion, lg.text(model.text, idx)))
+    learned_text = eval_text(
+        run, t.data, lambda idx: text_only_log_probs(learned.fusion, lg.text(learned.text, idx))
+    )
     no_val = (np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
     pb = f.public_b
     learned_calib = {

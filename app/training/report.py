@@ -303,7 +303,17 @@ def _report_text(m: dict[str, Any]) -> list[str]:
         + "VADER: compound with the standard ±0.05 "
         "thresholds, and with a symmetric threshold tuned on the same training data (the stronger "
         "of the two is "
-        "the bar).",
+        "the bar). Held-out rows score what a text-only request answers (the head's logits after its "
+        "temperature and the prior shift to the uniform prior π: `app.training.fusion.text_only_log_probs`, "
+        "the same decision as `python -m eval.text_tweeteval`); leave-one-corpus-out rows score each "
+        "leave-one-out model's head argmax (those models are not served)."
+        + (
+            " This model's held-out rows were re-measured on its exported graph by "
+            f"`{m['text']['heldout_measured_by']}` (the training run that made it scored the head's raw "
+            "argmax; so did the learned-fusion comparison of the fusion section below)."
+            if m["text"].get("heldout_measured_by")
+            else ""
+        ),
         "",
     ]
     loco = m["text"]["leave_one_corpus_out"]
@@ -717,7 +727,7 @@ def _card_splits_metrics_limits(config: dict[str, Any], cmd: str, size_bytes: in
         "with known label "
         "noise; MVSA images mostly contain no face.",
         "- Audio: the head is trained on acted emotional speech (CREMA-D, 91 actors); spontaneous speech "
-        "is harder (URDU row above); only the first 10 s of speech are heard.",
+        "is harder (URDU row above)" + ("; only the first 10 s of speech are heard." if _whisper(m) else "."),
         *(
             [
                 "- Scene: a linear head on frozen ImageNet features, trained on ~2,500 MVSA-Single photos "

@@ -240,8 +240,10 @@ def stage_text(run: Run) -> TextStage:
 
 def eval_text(run: Run, data: TextData, logits_fn: TextLogitsFn) -> dict[str, Any]:
     """Held-out metrics of a text branch on each corpus' test split, vs VADER (±0.05 and a threshold tuned
-    on that corpus' training split): per corpus n_test, macro-F1, accuracy. ``logits_fn(idx)`` returns the
-    branch's logits for text rows ``idx``. Writes ``eval/confusion_text.png``."""
+    on that corpus' training split): per corpus n_test, macro-F1, accuracy. ``logits_fn(idx)`` returns
+    scores float32 [len(idx), 3] whose argmax is the decision scored for text rows ``idx``: the shipped model
+    passes :func:`~app.training.fusion.text_only_log_probs` (what a text-only request answers). Writes
+    ``eval/confusion_text.png``."""
     ts, compound = data.ts, data.compound
     te_all = np.where(ts.split == "test")[0]
     pred_all = logits_fn(te_all).argmax(1)

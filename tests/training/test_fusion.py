@@ -110,3 +110,26 @@ def test_input_names_match_forward_signature(model) -> None:
     import inspect
 
     assert tuple(inspect.signature(model.forward).parameters) == INPUT_NAMES
+
+
+def test_text_only_log_probs_is_the_served_text_only_answer() -> None:
+    """The held-out text metrics score this decision: temperature, prior shift to π, weight and bias of the
+    text expert alone (DESIGN.md's fusion with one expert present), not the head's raw argmax."""
+    from app.training.fusion import Fusion, text_only_log_probs
+
+    fusion = Fusion(3)
+    prior_text = torch.tensor([0.2, 0.5, 0.3])
+    with torch.no_grad():
+        fusion.log_temperature.copy_(torch.log(torch.tensor([1.7, 1.0, 1.0])))
+        fusion.log_branch_prior[0] = torch.log(prior_text)
+        fusion.weight.copy_(torch.tensor([0.8, 1.0, 1.0]))
+        fusion.bias.copy_(torch.tensor([0.1, -0.2, 0.05]))
+    z = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32) * 3
+    got = text_only_log_probs(fusion, z)
+    log_pi = torch.log(torch.full((3,), 1 / 3))
+    q = torch.log_softmax(torch.from_numpy(z) / 1.7, -1)
+    q = torch.log_softmax(q - torch.log(prior_text) + log_pi, -1)
+    want = torch.log_softmax(log_pi + 0.8 * (q - log_pi) + fusion.bias.detach(), -1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the prior shift moves decisions: a raw argmax would not be what the service answers
+    assert (got.argmax(1) != z.argmax(1)).any()
