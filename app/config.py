@@ -1,6 +1,6 @@
 """Service settings: one pydantic-settings class, every field read from an ``SENTIMENT_*`` env variable.
 
-Each field's ``description`` is the documentation (the README's configuration table lists the same text).
+Each field's ``description`` is the documentation (docs/configuration.md lists the same text).
 Validators refuse impossible values at startup rather than at the first request.
 """
 
@@ -94,9 +94,10 @@ class _ModelSettings(BaseModel):
     language_gate: bool = Field(
         default=True,
         description="Refuse text in a language the model's text expert was not trained on (the contract's "
-        "`languages`, English for the v1 model): the text is then not used, reason `unsupported_language`, "
-        "with the detected `language` (py3langid; rule in app/preprocessing/language.py). False: every text "
-        "is used, whatever its language (the text expert is then confidently wrong on other languages).",
+        "`languages`: English for the bundled model): the text is then not used, reason "
+        "`unsupported_language`, with the detected `language` (py3langid; rule in "
+        "app/preprocessing/language.py). False: every text is used, whatever its language (the text expert "
+        "is then confidently wrong on other languages).",
     )
 
     @field_validator("providers")

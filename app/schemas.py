@@ -69,7 +69,8 @@ class TextResult(BaseModel):
     reason: str | None = Field(
         default=None,
         description="Why this modality did not count: `unsupported_language` (the text expert was trained "
-        "on English only; see `language`); null when used.",
+        "on English only; see `language`), `out_of_vocabulary` (the tokenizer reads none of it, e.g. emoji "
+        "only); null when used.",
     )
     tokens: int = Field(description="Tokens of the text incl. [CLS]/[SEP] (what the model reads when used).")
     truncated: bool = Field(description="True if the text had more tokens than the model maximum (128).")

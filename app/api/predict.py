@@ -229,7 +229,8 @@ async def _parse_multipart(request: Request, settings: Settings) -> RawInput:
     summary="Sentiment probabilities for text, an image and/or an audio clip",
     description="Send at least one modality as multipart/form-data (`text` field, `image`/`audio` files) or "
     "as JSON (`text`, `image_base64`, `audio_base64`). The fused probabilities combine the present "
-    "modalities; an image without a detectable face does not count (`faces: 0`). When nothing in the "
+    "modalities; an image without a detectable face still counts through the scene expert (`image.face`: "
+    "`used: false`, `reason: no_face`). When nothing in the "
     "request can be used, `label` is null, `reason` is `no_usable_evidence` and `probabilities_are_prior` "
     "is true.",
     openapi_extra=_OPENAPI_BODY,

@@ -84,7 +84,7 @@ def collate(
 
     Every dynamic axis is padded to the batch's longest (by :func:`axis_padding`), with 0 in the padding
     (so mask tensors are 0 there). An absent expert gets a dummy (one element along each dynamic axis,
-    filled with its spec's ``absent_fill``: one [PAD] token / one silent frame with mask 1) and 0 in the
+    filled with its spec's ``absent_fill``: one [PAD] token / one all-zero frame with mask 1) and 0 in the
     mask input; the graph's fused output does not depend on the dummy.
 
     Returns:

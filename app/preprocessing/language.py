@@ -17,8 +17,9 @@ Decision rule (:meth:`LanguageGate.assess`), made so that English is almost neve
 1. Clean: URLs, @mentions, #hashtags, e-mail addresses and every non-letter (digits, punctuation, emoji)
    are removed; letters are grouped by Unicode script (first word of the character's Unicode name).
 2. Script: if at least :data:`MIN_SCRIPT_LETTERS` letters are in scripts other than Latin and they are at
-   least :data:`MIN_SCRIPT_SHARE` of all letters, the text is refused (no supported language is written in
-   them); the language reported is the detector's answer.
+   least :data:`MIN_SCRIPT_SHARE` of all letters, the detector's answer decides alone (no Latin-script
+   word-count or English-probability safeguard): refused unless it names a supported language, which for
+   English in a non-Latin script practically never happens; the language reported is the detector's.
 3. Latin script: refused only when the cleaned text has at least :data:`MIN_WORDS` distinct words, the
    detector's top language is unsupported with probability ≥ :data:`MIN_CONFIDENCE`, and English's own
    probability is below :data:`MAX_ENGLISH_PROBABILITY`. Shorter or ambiguous texts ("ok", "lol",

@@ -87,7 +87,8 @@ class SpeechAudio:
 
     Attributes:
         waveform: float32 [M] at 16 kHz: the segments with the pauses between them cut to at most
-            :data:`MAX_PAUSE_S`; empty when no speech was found.
+            :data:`MAX_PAUSE_S`, and at most :data:`EDGE_S` of the input before the first and after the last
+            segment; empty when no speech was found.
         speech_s: seconds of speech found (the segments' total length, before pauses are added back).
         segments: (start, end) sample indices of the speech segments in the input, end exclusive.
     """
@@ -225,9 +226,10 @@ def speech_only(
     max_pause_s: float = MAX_PAUSE_S,
     edge_s: float = EDGE_S,
 ) -> SpeechAudio:
-    """Cut a 16 kHz waveform float32 [N] to its speech: drop what lies before the first and after the last
-    segment, and keep at most ``max_pause_s`` of each pause between segments (its first and last halves, so
-    the fade-out and onset around the cut stay; 0 joins the segments, which carry their 30 ms padding).
+    """Cut a 16 kHz waveform float32 [N] to its speech: keep at most ``edge_s`` seconds before the first and
+    after the last segment (drop the rest of the edges), and at most ``max_pause_s`` of each pause between
+    segments (its first and last halves, so the fade-out and onset around the cut stay; 0 joins the
+    segments, which carry their 30 ms padding).
 
     Returns:
         :class:`SpeechAudio`; an empty waveform and 0 s when ``segments`` is empty.

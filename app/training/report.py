@@ -679,15 +679,21 @@ def _card_splits_metrics_limits(config: dict[str, Any], cmd: str, size_bytes: in
         "B measures ECE; accuracy reported on all of PublicTest (validation numbers: PrivateTest is "
         "not in the data).",
         "- CREMA-D: actors shuffled with seed 0, 70/15/15 % train/val/test actors (speaker-independent).",
-        "- EMOVO: speakers f1, f2, m1, m2 train the audio expert (surprise left out); f3 and m3 are a "
-        "cross-corpus test. URDU: all 400 clips, test only (emotion confounded with speaker).",
+        (
+            "- EMOVO: speakers f1, f2, m1, m2 train the audio expert (surprise left out); f3 and m3 are a "
+            if m["audio"].get("training", {}).get("emovo_train_clips")
+            else "- EMOVO: not in this model's training (`--audio-emovo` adds speakers f1, f2, m1, m2); "
+            "f3 and m3 are a "
+        )
+        + "cross-corpus test. URDU: all 400 clips, test only (emotion confounded with speaker).",
         "- MVSA-Single: random 60/20/20 (seed 100); 'inconsistent' pairs excluded from targets.",
         "",
         "## Metrics",
         "",
         *bar_table(config, size_bytes),
         "",
-        "Full numbers, confusion matrices and reliability diagrams: `eval/REPORT.md`. MVSA-Single held-out "
+        "Full numbers, confusion matrices and reliability diagrams: `eval/REPORT.md`. MVSA-Single held-out, "
+        "face and text experts only (the four-expert model's numbers: section 'Scene expert' below), "
         + "; ".join(
             f"{name}: fused macro-F1 {_f(v['fused_macro_f1'])} (NLL {_f(v['fused_nll'])}), text-only "
             f"{_f(v['text_only_macro_f1'])}, image-only {_f(v['face_subset']['image_only_macro_f1'])}"
