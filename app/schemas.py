@@ -163,7 +163,10 @@ class AudioResult(BaseModel):
     duration_s: float = Field(description="Duration in seconds.")
     sample_rate: int = Field(description="Sample rate of the upload in Hz (resampled to 16000).")
     channels: int = Field(description="Channels of the upload (downmixed to mono).")
-    format: str = Field(description="Container/codec detected from the bytes.")
+    format: str = Field(
+        description="Container detected from the bytes, upper case: WAV, FLAC, OGG, MP3, MP4 (also M4A and "
+        "3GP), WEBM (also Matroska), AMR, AAC (ADTS), CAF, ..."
+    )
 
 
 class Modalities(BaseModel):

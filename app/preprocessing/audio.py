@@ -160,7 +160,9 @@ class DecodedAudio:
         duration_s: duration in seconds (N / 16000).
         source_sample_rate: sample rate of the file, Hz.
         source_channels: channel count of the file.
-        format: container/codec as detected from the bytes (e.g. ``WAV``, ``FLAC``, ``mp3``).
+        format: container detected from the bytes, upper case whichever decoder read it (``WAV``, ``FLAC``,
+            ``OGG``, ``MP3``, ``MP4`` (also M4A and 3GP), ``WEBM`` (also Matroska), ``AMR``, ``AAC`` (ADTS),
+            ``CAF``, ...: :func:`container_name`).
     """
 
     waveform: npt.NDArray[np.float32]
@@ -187,6 +189,29 @@ PREFERRED_DECODERS: Final[dict[str, str]] = {"amrnb": "libopencore_amrnb", "amrw
 #: (raw AMR, ADTS AAC, MP3 without a Xing header) estimate a duration from the bit rate, which says nothing
 #: about completeness; Ogg states none (FFmpeg reads the last page's granule position).
 _MP4_FAMILY: Final[str] = "mov,mp4,m4a,3gp,3g2,mj2"
+#: FFmpeg demuxer names (``AVInputFormat.name``) of the containers PyAV reads here → the upper-case names
+#: libsndfile reports for the ones it reads (``WAV``, ``FLAC``, ``OGG``, ``MP3``), so ``format`` has one
+#: vocabulary whichever decoder read the file.
+CONTAINER_NAMES: Final[dict[str, str]] = {
+    _MP4_FAMILY: "MP4",
+    "matroska,webm": "WEBM",
+    "amr": "AMR",
+    "aac": "AAC",
+    "caf": "CAF",
+    "mp3": "MP3",
+    "ogg": "OGG",
+    "wav": "WAV",
+    "flac": "FLAC",
+    "aiff": "AIFF",
+}
+
+
+def container_name(ffmpeg_name: str) -> str:
+    """The response's ``format`` for an FFmpeg demuxer name: :data:`CONTAINER_NAMES`, else the name's first
+    alias in upper case (e.g. ``"w64"`` → ``"W64"``)."""
+    return CONTAINER_NAMES.get(ffmpeg_name, ffmpeg_name.split(",")[0].upper())
+
+
 DECLARED_DURATION_FORMATS: Final[frozenset[str]] = frozenset(
     {_MP4_FAMILY, "matroska,webm", "caf", "wav", "aiff", "flac", "w64"}
 )
@@ -436,7 +461,7 @@ def _decode_pyav(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float3
                 else f"audio data could not be decoded ({decoded.first_error})"
             )
         _check_complete(decoded, container, rate, data)
-        fmt = str(container.format.name)
+        fmt = container_name(str(container.format.name))
     return np.concatenate(decoded.chunks, axis=1), rate, fmt
 
 

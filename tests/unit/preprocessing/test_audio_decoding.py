@@ -41,19 +41,25 @@ def test_soundfile_formats_decode_to_16k_mono(
     decoded = decode_audio(data, max_seconds=30)
     assert decoded.waveform.dtype == np.float32 and decoded.waveform.ndim == 1
     assert decoded.source_sample_rate == rate and decoded.source_channels == channels
+    assert decoded.format == fmt
     assert decoded.duration_s == pytest.approx(1.5, abs=0.08)  # lossy codecs add a little padding
     assert _peak_hz(decoded.waveform) == pytest.approx(440, abs=5)  # resampled, not sped up or slowed
     assert 0.3 < np.abs(decoded.waveform).max() < 0.7  # amplitude 0.5 kept (mean of equal channels)
 
 
-@pytest.mark.parametrize(("container", "codec"), [("mp4", "aac"), ("webm", "libopus")])
-def test_pyav_formats_decode(container: str, codec: str) -> None:
+@pytest.mark.parametrize(
+    ("container", "codec", "name"),
+    [("mp4", "aac", "MP4"), ("webm", "libopus", "WEBM"), ("adts", "aac", "AAC")],
+    ids=str,
+)
+def test_pyav_formats_decode(container: str, codec: str, name: str) -> None:
     data = pyav_bytes(tone(2.0, 48000), 48000, container, codec)
     with pytest.raises(Exception):  # noqa: B017 - libsndfile really cannot read these; PyAV must
         sf.read(io.BytesIO(data))
     decoded = decode_audio(data, max_seconds=30)
     assert decoded.duration_s == pytest.approx(2.0, abs=0.1)
     assert _peak_hz(decoded.waveform) == pytest.approx(440, abs=5)
+    assert decoded.format == name  # one upper-case vocabulary with libsndfile's WAV / FLAC / OGG / MP3
 
 
 def test_stereo_is_the_mean_of_channels() -> None:
