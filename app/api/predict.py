@@ -76,14 +76,14 @@ _OPENAPI_BODY: dict[str, Any] = {
                         "image": {
                             "type": "string",
                             "format": "binary",
-                            "description": "Image file (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF); "
+                            "description": "Image file (JPEG, MPO, PNG, GIF, WebP, BMP, TIFF, AVIF); "
                             "the detected face with the highest score (small faces discounted) is used.",
                         },
                         "audio": {
                             "type": "string",
                             "format": "binary",
                             "description": "Audio file (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, "
-                            "M4A/AAC, WebM).",
+                            "M4A/AAC, WebM, AMR/3GP).",
                         },
                     },
                 },
