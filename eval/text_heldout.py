@@ -31,9 +31,6 @@ from app.training.common import accuracy, macro_f1
 from app.training.onnx_text import text_expert_probabilities
 from app.training.text_stage import HELDOUT_CORPORA
 
-#: The command ``--write`` records in ``config.json`` (``metrics.text.heldout_measured_by``).
-WRITE_COMMAND = "python -m eval.text_heldout models/fused-sentiment --write"
-
 
 def served_heldout(model_dir: Path, data_dir: Path, seed: int) -> dict[str, dict[str, Any]]:
     """Per held-out corpus: ``n_test``, ``model_macro_f1`` and ``model_accuracy`` (4 decimals) of the served
@@ -80,7 +77,9 @@ def main() -> None:
     if args.write:
         for corpus, m in measured.items():
             card.setdefault(corpus, {}).update(m)
-        config["metrics"]["text"]["heldout_measured_by"] = WRITE_COMMAND
+        config["metrics"]["text"]["heldout_measured_by"] = (
+            f"python -m eval.text_heldout {args.model_dir} --write"
+        )
         config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
         from app.training.report import render
 
