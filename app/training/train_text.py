@@ -1,7 +1,8 @@
-"""Train the text branch: fine-tune the top MiniLM layers + a linear head on cached lower-layer states.
+"""Train the text branch: fine-tune the top encoder layers + a linear head on cached lower-layer states.
 
 The lower layers ``[0, split_layer)`` and the embeddings stay frozen (their outputs are cached once,
-``app.training.cache.text_states``); layers ``[split_layer, 6)``, the pooling and the head are trained.
+``app.training.cache.text_states``); layers ``[split_layer, n_layers)`` (6 for MiniLM, 12 for bge-small),
+the pooling and the head are trained.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from app.training.fusion import AudioClassifier, FaceClassifier, FusedSentiment,
 from app.training.text_model import MiniLM
 
 
-def random_fused(seed: int = 0) -> FusedSentiment:
+def random_fused(seed: int = 0, text_layers: int = 6) -> FusedSentiment:
+    """Random weights; ``text_layers``: 6 (MiniLM-L6's layout) or 12 (bge-small's)."""
     torch.manual_seed(seed)
     face_map = torch.zeros(3, 7)
     for src, dst in {0: 0, 1: 0, 2: 0, 3: 2, 4: 0, 5: 2, 6: 1}.items():
@@ -27,7 +28,7 @@ def random_fused(seed: int = 0) -> FusedSentiment:
         )
         fusion.log_prior.copy_(torch.log(torch.tensor([0.25, 0.4, 0.35])))
     model = FusedSentiment(
-        TextClassifier(MiniLM()),
+        TextClassifier(MiniLM(text_layers)),
         FaceClassifier(MiniXception(), face_map),
         AudioClassifier(AudioCNN(), audio_map),
         fusion,

@@ -117,24 +117,34 @@ def test_mvsa_faces_key_follows_the_face_code(tmp_path: Path, monkeypatch: pytes
     assert cache.mvsa_faces_key(images) != key
 
 
-def test_text_states_key_follows_tokenizer_bytes_encode_text_and_split_layer(
+def test_text_states_key_follows_tokenizer_bytes_encode_text_split_layer_and_encoder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tok = tmp_path / "tokenizer.json"
     shutil.copyfile(package_model_dir() / "tokenizer.json", tok)
     texts = ["a fine day", "terrible service"]
-    key = cache.text_states_key(texts, tok, 2)
-    assert cache.text_states_key(list(texts), tok, 2) == key
-    assert cache.text_states_key(texts, tok, 3) != key
-    assert cache.text_states_key(texts[::-1], tok, 2) != key
+    M = "minilm-l6"
+    key = cache.text_states_key(texts, tok, 2, M, tmp_path)
+    assert cache.text_states_key(list(texts), tok, 2, M, tmp_path) == key
+    assert cache.text_states_key(texts, tok, 3, M, tmp_path) != key
+    assert cache.text_states_key(texts[::-1], tok, 2, M, tmp_path) != key
     tok.write_bytes(tok.read_bytes() + b" ")  # one byte more: an edited tokenizer
-    edited = cache.text_states_key(texts, tok, 2)
+    edited = cache.text_states_key(texts, tok, 2, M, tmp_path)
     assert edited != key
     shutil.copyfile(package_model_dir() / "tokenizer.json", tok)
-    assert cache.text_states_key(texts, tok, 2) == key
+    assert cache.text_states_key(texts, tok, 2, M, tmp_path) == key
+    # another encoder (its weights file stood in by a local file: no download here)
+    bge = tmp_path / "bge.onnx"
+    bge.write_bytes(b"int8 graph")
+    real = cache.text_encoder_weights
+    monkeypatch.setattr(cache, "text_encoder_weights", lambda n, d: bge if n == "bge-small" else real(n, d))
+    other = cache.text_states_key(texts, tok, 2, "bge-small", tmp_path)
+    assert other != key
+    bge.write_bytes(b"int8 graph, other weights")
+    assert cache.text_states_key(texts, tok, 2, "bge-small", tmp_path) != other
     fake = _module(tmp_path, monkeypatch, "fake_encode_text")
     monkeypatch.setattr(cache, "encode_text", fake.produce)
-    assert cache.text_states_key(texts, tok, 2) != key
+    assert cache.text_states_key(texts, tok, 2, M, tmp_path) != key
 
 
 def test_comment_or_docstring_edit_keeps_the_fingerprint(

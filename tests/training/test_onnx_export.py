@@ -99,3 +99,18 @@ def test_fp16_storage_is_lossless_for_rounded_weights(exported, tmp_path: Path) 
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, atol=1e-6)
     assert path.stat().st_size < 0.6 * fp32_path.stat().st_size
+
+
+def test_a_twelve_layer_text_encoder_exports_and_matches_pytorch(exported, tmp_path: Path) -> None:
+    """``msa train --text-encoder bge-small``'s layout (12 layers) goes through the same export: ORT equals
+    PyTorch, and the file grows by six layers of float16 weights (6 × 1,774,464 parameters × 2 bytes)."""
+    model = random_fused(seed=2, text_layers=12)
+    round_to_fp16(model)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path, fp16_weights=True)
+    feeds = inputs(3, 17, 64, seed=3)
+    feeds["attention_mask"][1, 9:] = 0
+    for r, g in zip(run_torch(model, feeds), ort_session(path).run(list(OUTPUT_NAMES), feeds), strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-4)
+    grown = path.stat().st_size - exported[1].stat().st_size
+    assert abs(grown - 6 * 1_774_464 * 2) < 0.5e6
