@@ -50,9 +50,10 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    split = (
-        args.split_layer if args.split_layer is not None else TEXT_ENCODERS[args.encoder].default_split_layer
-    )
+    try:
+        split = TEXT_ENCODERS[args.encoder].split_layer(args.split_layer)
+    except ValueError as exc:
+        p.error(f"--split-layer: {exc}")
     parts = {s: read_split(args.data_dir, s) for s in ("train", "val", "test")}
     texts = [t for s in parts for t in parts[s][0]]
     labels = np.concatenate([parts[s][1] for s in parts])

@@ -227,7 +227,8 @@ def minilm_states(
     model: MiniLM, ids: list[np.ndarray], split_layer: int, batch_size: int
 ) -> list[np.ndarray]:
     """Run the frozen encoder layers ``[0, split_layer)`` on token ids (int64 [L] each) in length-sorted
-    batches: hidden states float16 [L, 384] after layer ``split_layer`` per text."""
+    batches: hidden states float16 [L, 384] per text, the output of layer ``split_layer - 1`` (the input of
+    the first fine-tuned layer; the embeddings for 0)."""
     order = np.argsort([len(x) for x in ids], kind="stable")
     states: list[np.ndarray] = [np.zeros((0, 384), dtype=np.float16)] * len(ids)
     with torch.inference_mode():
@@ -287,9 +288,17 @@ def text_states(
     """Tokenise with ``app.preprocessing.text`` and run the frozen layers ``[0, split_layer)`` of the text
     encoder ``encoder`` (:data:`app.training.text_model.TEXT_ENCODERS`).
 
-    Returns per text: ``input_ids`` int64 [L] and hidden states float16 [L, 384] after layer
-    ``split_layer``. Cached in ``cache_dir`` keyed by :func:`text_states_key`.
+    Returns per text: ``input_ids`` int64 [L] and hidden states float16 [L, 384], the output of layer
+    ``split_layer - 1``. Cached in ``cache_dir`` keyed by :func:`text_states_key`. bge-small's weights
+    are downloaded into ``cache_dir`` on first use (:func:`app.training.text_model.text_encoder_weights`).
+
+    Raises:
+        KeyError: unknown encoder.
+        ValueError: ``split_layer`` outside the encoder's depth, or a downloaded weights file whose sha256
+            is not the pinned one.
+        subprocess.CalledProcessError: the weights download failed.
     """
+    TEXT_ENCODERS[encoder].split_layer(split_layer)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = text_states_key(texts, tokenizer_path, split_layer, encoder, cache_dir)
     prefix = "text_states" if encoder == "minilm-l6" else f"text_states_{encoder}"

