@@ -90,8 +90,8 @@ V1_EXPERT_ALIASES: Final[dict[str, str]] = {"image": "face"}
 #: an all-zero mask; everything else 0). ``config.json`` may override it per input with ``absent_fill``.
 DEFAULT_ABSENT_FILL: Final[dict[str, float]] = {"attention_mask": 1.0, "audio_mask": 1.0}
 #: Languages (ISO 639-1) each v1 expert was trained on, used when ``config.json`` says nothing: the v1 text
-#: expert is all-MiniLM-L6-v2 (English WordPiece vocabulary) fine-tuned on English corpora only. Experts
-#: not listed read no language.
+#: expert is an English BERT sentence encoder (English WordPiece vocabulary) fine-tuned on English corpora
+#: only. Experts not listed read no language.
 V1_LANGUAGES: Final[dict[str, tuple[str, ...]]] = {"text": ("en",)}
 
 _V1_TENSORS: Final[dict[str, tuple[str, tuple[int | str, ...]]]] = {

@@ -35,7 +35,7 @@ NO_FACE = "no_face"
 #: (:class:`app.preprocessing.language.LanguageGate`).
 UNSUPPORTED_LANGUAGE = "unsupported_language"
 #: Reason the text expert reports for text whose every token is unknown to its tokenizer's vocabulary
-#: (``[UNK]``: e.g. emoji only; all-MiniLM-L6-v2's WordPiece vocabulary has no emoji).
+#: (``[UNK]``: e.g. emoji only; the English WordPiece vocabulary has no emoji).
 OUT_OF_VOCABULARY = "out_of_vocabulary"
 #: Reason the audio expert reports when the voice activity detector found less than :data:`MIN_SPEECH_S`.
 NO_SPEECH = "no_speech"

@@ -1,6 +1,6 @@
 """Language gate of the text expert: is a text in a language the text expert was trained on?
 
-The text expert (all-MiniLM-L6-v2 fine-tuned on English corpora, English WordPiece vocabulary) is
+The text expert (bge-small-en-v1.5 fine-tuned on English corpora, English WordPiece vocabulary) is
 confidently wrong on other languages ("I am very happy today" in Arabic → "neutral" 0.998). The gate
 refuses such text before tokenisation; the response then says ``unsupported_language`` with the detected
 language (ISO 639-1) and the detector's probability.

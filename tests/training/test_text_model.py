@@ -79,13 +79,14 @@ def test_bge_dequantized_port_matches_the_int8_onnx_graph(bge_onnx: Path) -> Non
 def test_text_split_layer_defaults_to_the_encoders_own_default() -> None:
     from app.training.pipeline import parse_args
 
-    assert (parse_args([]).text_encoder, parse_args([]).text_split_layer) == ("minilm-l6", 2)
+    assert (parse_args([]).text_encoder, parse_args([]).text_split_layer) == ("bge-small", 6)
+    assert parse_args(["--text-encoder", "minilm-l6"]).text_split_layer == 2
     assert parse_args(["--text-encoder", "bge-small"]).text_split_layer == 6
     assert parse_args(["--text-encoder", "bge-small", "--text-split-layer", "8"]).text_split_layer == 8
     for spec in TEXT_ENCODERS.values():
         assert 0 < spec.default_split_layer < spec.layers
     with pytest.raises(SystemExit) as exc:  # MiniLM has 6 layers: split 8 would train none of them
-        parse_args(["--text-split-layer", "8"])
+        parse_args(["--text-encoder", "minilm-l6", "--text-split-layer", "8"])
     assert exc.value.code == 2
 
 
