@@ -7,13 +7,17 @@ new ÷ old of the medians.
 
     python -m benchmarks.compare_models OLD.onnx NEW.onnx [--rounds 200] [--threads 2]
 
-Feeds are contract-shaped synthetic tensors (text 32 tokens, a 64×64 face, 3 s of log-mel frames = 300);
-values do not change the cost of these graphs, shapes do.
+Each model's inputs come from the ``config.json`` of its folder (``<folder>/1/model.onnx`` → ``<folder>/
+config.json``; contract v1 when there is none): synthetic tensors of every expert's declared dtype and shape,
+dynamic axes at typical sizes (text 32 tokens, 3 s of log-mel frames = 300, 3 s of 16 kHz waveform), the
+image modality feeding every image expert (face and, in v2, scene). Values do not change the cost of these
+graphs, shapes do.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.contract import FACE_SIZE, N_MELS
+from app.contract import V1_CONTRACT, ModelContract
 
 CASES: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("text only", (1, 0, 0)),
@@ -31,20 +35,49 @@ CASES: tuple[tuple[str, tuple[int, int, int]], ...] = (
 )
 
 
-def feeds(batch: int, present: tuple[int, int, int], seed: int = 0) -> dict[str, np.ndarray]:
-    """Contract inputs for ``batch`` rows with modality mask ``present`` (text, image, audio)."""
+#: sizes of the dynamic axes in the synthetic feeds (per item)
+AXIS_SIZES: dict[str, int] = {"text_length": 32, "frames": 300, "samples": 48_000}
+#: CASES' modality order
+MODALITIES: tuple[str, ...] = ("text", "image", "audio")
+
+
+def contract_of(model_file: Path) -> ModelContract:
+    """The contract in ``config.json`` two folders up from ``model_file`` (``<name>/1/model.onnx``); v1
+    when there is none."""
+    config = model_file.resolve().parent.parent / "config.json"
+    if config.is_file():
+        return ModelContract.from_config(json.loads(config.read_text()))
+    return V1_CONTRACT
+
+
+def feeds(
+    batch: int, present: tuple[int, int, int], contract: ModelContract = V1_CONTRACT, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Contract inputs for ``batch`` rows with modalities ``present`` (text, image, audio: 1 or 0):
+    random values of each input's dtype and shape (dynamic axes from :data:`AXIS_SIZES`, unknown ones 1),
+    token ids with [CLS]/[SEP] at the ends, masks 1; an absent expert gets its dummy and mask 0."""
     rng = np.random.default_rng(seed)
-    tokens, frames = 32, 300
-    ids = rng.integers(1000, 20000, (batch, tokens)).astype(np.int64)
-    ids[:, 0], ids[:, -1] = 101, 102
-    return {
-        "input_ids": ids,
-        "attention_mask": np.ones((batch, tokens), np.int64),
-        "face": rng.uniform(-1, 1, (batch, 1, FACE_SIZE, FACE_SIZE)).astype(np.float32),
-        "audio_features": rng.normal(-6, 2, (batch, frames, N_MELS)).astype(np.float32),
-        "audio_mask": np.ones((batch, frames), np.float32),
-        "modality_mask": np.tile(np.asarray(present, np.float32), (batch, 1)),
-    }
+    on = {m for m, p in zip(MODALITIES, present, strict=True) if p}
+    out: dict[str, np.ndarray] = {}
+    for expert in contract.experts:
+        for spec in expert.inputs:
+            if expert.modality not in on:
+                out[spec.name] = np.repeat(spec.dummy()[None], batch, axis=0)
+                continue
+            shape = (batch, *(AXIS_SIZES.get(d, 1) if isinstance(d, str) else d for d in spec.shape))
+            if spec.name == "input_ids":
+                x = rng.integers(1000, 20000, shape).astype(spec.dtype)
+                x[:, 0], x[:, -1] = 101, 102
+            elif spec.name.endswith("mask"):
+                x = np.ones(shape, spec.dtype)
+            elif spec.dtype == "uint8":
+                x = rng.integers(0, 256, shape, dtype=np.uint8)
+            else:
+                x = rng.uniform(-1, 1, shape).astype(spec.dtype)
+            out[spec.name] = x
+    mask = [1.0 if e.modality in on else 0.0 for e in contract.experts]
+    out[contract.mask_input] = np.tile(np.asarray(mask, np.float32), (batch, 1))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,17 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| batch | modalities | old median (p90) ms | new median (p90) ms | new ÷ old |")
     print("|---|---|---|---|---|")
+    contracts = {"old": contract_of(args.old), "new": contract_of(args.new)}
     for batch in args.batches:
         for label, present in CASES:
-            f = feeds(batch, present)
+            f = {name: feeds(batch, present, contracts[name]) for name in sessions}
             times: dict[str, list[float]] = {"old": [], "new": []}
-            for s in sessions.values():  # warm-up
-                s.run(None, f)
+            for name, s in sessions.items():  # warm-up
+                s.run(None, f[name])
             for r in range(args.rounds):
                 order = ("old", "new") if r % 2 == 0 else ("new", "old")
                 for name in order:
                     t0 = time.perf_counter()
-                    sessions[name].run(None, f)
+                    sessions[name].run(None, f[name])
                     times[name].append((time.perf_counter() - t0) * 1e3)
             med = {k: statistics.median(v) for k, v in times.items()}
             p90 = {k: float(np.percentile(v, 90)) for k, v in times.items()}
