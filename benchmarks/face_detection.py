@@ -270,7 +270,7 @@ def run(
     for i in range(images):
         face = pool[0] if i % 2 == 0 else pool[1 + (i // 2) % (len(pool) - 1)]  # half astronaut, half LFW
         case = make_case(rng, bgs[i % len(bgs)], face)
-        image = decode_image(case.data, max_pixels=MAX_PIXELS).image
+        image = decode_image(case.data, max_pixels=MAX_PIXELS, work_side=None).image  # the full-size file
         t0 = time.perf_counter()
         found = detector.detect(image, min(THRESHOLDS))
         t1 = time.perf_counter()

@@ -57,7 +57,12 @@ def build_pipeline(
         vad = VoiceActivityDetector(model.loaded.active_providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
         raise ModelLoadError(f"could not load the voice activity detector: {exc}") from exc
-    limits = Limits(settings.max_text_chars, settings.max_image_pixels, settings.max_audio_seconds)
+    limits = Limits(
+        settings.max_text_chars,
+        settings.max_image_pixels,
+        settings.max_audio_seconds,
+        max_jpeg_pixels=settings.max_jpeg_pixels,
+    )
     detector = face_detector(model, settings) if "image" in model.contract.modalities else None
     text_experts = (e for e in model.contract.experts if e.modality == "text" and e.languages)
     languages = next((e.languages for e in text_experts), ())

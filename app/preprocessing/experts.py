@@ -21,7 +21,7 @@ from app.contract import SAMPLE_RATE, WAVEFORM_WINDOW_SAMPLES
 from app.preprocessing.audio import DecodedAudio, decode_audio, log_mel
 from app.preprocessing.errors import InputTooLargeError, PreprocessingError
 from app.preprocessing.face import FaceBox, FaceDetector, face_input
-from app.preprocessing.image import DecodedImage, decode_image
+from app.preprocessing.image import DecodedImage, decode_image, original_size
 from app.preprocessing.language import LanguageGate
 from app.preprocessing.scene import scene_content_reason, scene_pixels
 from app.preprocessing.text import encode_text, normalize_text
@@ -126,11 +126,13 @@ def _box(face: FaceBox) -> dict[str, int]:
 # --------------------------------------------------------------------------- decoded modalities
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-request limits: text characters, image pixels (width × height), audio seconds."""
+    """Per-request limits: text characters, image pixels (width × height; ``max_jpeg_pixels`` for baseline
+    JPEGs, which are decoded at reduced size), audio seconds."""
 
     max_text_chars: int
     max_image_pixels: int
     max_audio_seconds: float
+    max_jpeg_pixels: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,9 @@ def decode_text_field(text: str, limits: Limits) -> Decoded[str]:
 
 def decode_image_field(data: bytes, limits: Limits) -> Decoded[Image.Image]:
     """Decode image bytes (:func:`app.preprocessing.image.decode_image`; its errors propagate)."""
-    decoded: DecodedImage = decode_image(data, max_pixels=limits.max_image_pixels)
+    decoded: DecodedImage = decode_image(
+        data, max_pixels=limits.max_image_pixels, max_jpeg_pixels=limits.max_jpeg_pixels
+    )
     return Decoded(decoded.image, ImageFacts(decoded.format, decoded.width, decoded.height))
 
 
@@ -271,9 +275,15 @@ def prepare_text(text: str, resources: Resources) -> ExpertInput:
 
 def prepare_face(image: Image.Image, resources: Resources) -> ExpertInput:
     """Detect faces, choose one, align and normalise it (:func:`app.preprocessing.face.face_input`):
-    ``face`` float32 [1, 64, 64] in [-1, 1]; not used (``no_face``) when none is found."""
+    ``face`` float32 [1, 64, 64] in [-1, 1]; not used (``no_face``) when none is found. The facts' boxes are
+    in the file's pixels (:func:`app.preprocessing.image.original_size`), also when the image was decoded
+    at reduced size."""
     face, found = face_input(image, resources.face_detector)
-    facts = FaceFacts(faces=found.faces, used_face=found.chosen)
+    faces = found.faces
+    width, height = original_size(image)
+    if (width, height) != image.size:  # decoded at reduced size: report boxes in the file's pixels
+        faces = tuple(f.scaled(width / image.width, height / image.height) for f in faces)
+    facts = FaceFacts(faces=faces, used_face=found.chosen)
     if face is None:
         return ExpertInput(None, reason=NO_FACE, facts=facts)
     return ExpertInput({"face": face}, facts=facts)

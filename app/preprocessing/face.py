@@ -94,6 +94,15 @@ class FaceBox:
     def area(self) -> int:
         return self.width * self.height
 
+    def scaled(self, sx: float, sy: float) -> FaceBox:
+        """The same face in the pixels of a copy resized by ``sx`` horizontally and ``sy`` vertically (e.g.
+        from the reduced image :func:`~app.preprocessing.image.decode_image` returns back to the file's
+        pixels: sx = file width / image width); corners rounded to whole pixels, landmarks to 0.1 px."""
+        x0, y0 = round(self.x * sx), round(self.y * sy)
+        x1, y1 = round((self.x + self.width) * sx), round((self.y + self.height) * sy)
+        marks = tuple((round(x * sx, 1), round(y * sy, 1)) for x, y in self.landmarks)
+        return FaceBox(x0, y0, x1 - x0, y1 - y0, self.score, marks)
+
 
 @dataclass(frozen=True, slots=True)
 class Detections:

@@ -2,7 +2,8 @@
 
 :func:`normalize_face` is the ONE face normalisation step: the face branch was trained on FER2013 crops
 passed through it (``app/training``), and the service passes detected face crops through it.
-:func:`decode_image` turns uploaded bytes into an RGB image (serving only).
+:func:`decode_image` turns uploaded bytes into an RGB image at the size the experts need (serving, and the
+scene expert's training images).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from app.contract import FACE_SIZE
 from app.preprocessing.errors import (
@@ -83,15 +84,37 @@ _KNOWN_SIGNATURES: Final[tuple[tuple[bytes, str], ...]] = (
 )
 
 
+#: Longest side, in pixels, to which images are decoded when they are larger: JPEGs through libjpeg's DCT
+#: scaling (1/2, 1/4 or 1/8 during decoding: :func:`dct_scale`), other formats by an integer box reduction
+#: right after decoding (:func:`reduction_factor`), in both cases before EXIF orientation and colour
+#: conversion, so those run on the small copy. What the experts need: the face detector looks at a
+#: 640 px copy (``app.preprocessing.face.DETECTION_MAX_SIDE``), the scene expert at a 224 px square, and the
+#: face expert at a 64 px crop. At 1,600 px (2.5 × 640) the smallest face the detector finds (about 16 px in
+#: its copy) is still ≥ 40 px, near FER2013's own 48 px faces that the face expert was trained on; larger
+#: faces give crops of the full 64 px or more. A 12 MP phone photo (4,032 × 3,024) is decoded at 2,016 ×
+#: 1,512, a 48 MP one at 1/4 and a 200 MP one at 1/8 of its side.
+WORK_SIDE: Final[int] = 1600
+#: Pillow metadata key (``Image.info``) under which :func:`decode_image` records the image's size before any
+#: reduction, after EXIF orientation: (width, height) in pixels. Read by :func:`original_size`.
+ORIGINAL_SIZE_KEY: Final[str] = "msa_original_size"
+
+# Pillow's own decompression-bomb check (MAX_IMAGE_PIXELS, 89.5 MP: a warning, an error above twice that,
+# raised by ``Image.open``) is replaced by :func:`decode_image`'s checks, which read the size from the header
+# before any pixel is decoded and allow large baseline JPEGs, which are decoded at reduced size.
+Image.MAX_IMAGE_PIXELS = None
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedImage:
     """An uploaded image decoded to RGB.
 
     Attributes:
-        image: Pillow image, mode ``RGB``, EXIF orientation applied, first frame of animations.
+        image: Pillow image, mode ``RGB``, EXIF orientation applied, first frame of animations; its longest
+            side is reduced towards :data:`WORK_SIDE` when the file is larger (``image.width / width`` is
+            the factor).
         format: the format detected from the bytes (Pillow name, e.g. ``JPEG``).
-        width: pixels after EXIF orientation.
-        height: pixels after EXIF orientation.
+        width: pixels of the file after EXIF orientation (before any reduction).
+        height: pixels of the file after EXIF orientation (before any reduction).
         frames: number of frames in the file (> 1 for animations; only the first is used).
     """
 
@@ -100,6 +123,32 @@ class DecodedImage:
     width: int
     height: int
     frames: int
+
+
+def dct_scale(width: int, height: int, work_side: int = WORK_SIDE) -> int:
+    """The JPEG DCT scaling denominator for an image of ``width`` × ``height`` pixels: the largest of
+    8, 4, 2 whose scaled longest side is still ≥ ``work_side``, else 1 (libjpeg decodes at 1/8, 1/4, 1/2
+    directly, skipping most of the inverse DCT and all of the full-size pixel buffer)."""
+    longest = max(width, height)
+    for denominator in (8, 4, 2):
+        if longest // denominator >= work_side:
+            return denominator
+    return 1
+
+
+def reduction_factor(width: int, height: int, work_side: int = WORK_SIDE) -> int:
+    """The integer factor f ≥ 1 for ``Image.reduce`` (a box filter: each output pixel is the mean of an
+    f × f block) that brings the longest side down to no less than ``work_side``."""
+    return max(1, max(width, height) // work_side)
+
+
+def original_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) in pixels of the file ``image`` was decoded from (after EXIF orientation), as
+    :func:`decode_image` recorded it; the image's own size for any other image."""
+    size = image.info.get(ORIGINAL_SIZE_KEY)
+    if isinstance(size, tuple) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    return image.width, image.height
 
 
 def _sniff_name(data: bytes) -> str | None:
@@ -155,29 +204,78 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
-    """Decode uploaded image bytes to an RGB Pillow image.
+#: Formats Pillow decodes through libjpeg, which can scale during decoding (``Image.draft``).
+DCT_SCALED_FORMATS: Final[tuple[str, ...]] = ("JPEG", "MPO")
+_EXIF_ORIENTATION: Final[int] = 0x0112
+#: EXIF Orientation value → the transpose that turns the stored pixels upright (EXIF 2.32, tag 0x0112; the
+#: table of ``PIL.ImageOps.exif_transpose``). Applied after the reduction, so it moves few pixels.
+_ORIENTATION_TRANSPOSE: Final[dict[int, Image.Transpose]] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1–8) of an opened image; 1 when absent or unreadable (a broken EXIF block is
+    ignored, the pixels are fine)."""
+    try:
+        value = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 - untrusted metadata
+        return 1
+    return value if value in _ORIENTATION_TRANSPOSE else 1
+
+
+def _reduce(img: Image.Image, factor: int) -> Image.Image:
+    """Box-reduce by ``factor``; modes other than RGB and L (palette, alpha, 16-bit, CMYK) are converted to
+    RGB first (:func:`_to_rgb`), so palette indices are never averaged and transparent pixels are
+    composited before they are mixed with opaque ones."""
+    if img.mode not in ("RGB", "L"):
+        img = _to_rgb(img)
+    return img.reduce(factor)
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_jpeg_pixels: int | None = None,
+    work_side: int | None = WORK_SIDE,
+) -> DecodedImage:
+    """Decode uploaded image bytes to an RGB Pillow image, at the size the experts need.
 
     Steps: drop PNG ancillary chunks with a wrong CRC, as libpng and browsers do
     (:func:`~app.preprocessing.png_chunks.drop_damaged_ancillary_chunks`); detect the format from the bytes
-    (Pillow, restricted to :data:`SUPPORTED_IMAGE_FORMATS`); check
-    width × height from the header against ``max_pixels`` before decoding any pixel data (decompression
-    bombs); take the first frame of animations; decode; apply the EXIF orientation tag
-    (``ImageOps.exif_transpose``); convert any mode to RGB (16-bit scaled, not clipped; alpha and palette
-    transparency composited onto white; CMYK through its ICC profile when it has one).
+    (Pillow, restricted to :data:`SUPPORTED_IMAGE_FORMATS`); check width × height from the header against
+    the limit before decoding any pixel data (decompression bombs); take the first frame of animations;
+    decode, a JPEG larger than ``work_side`` at 1/2, 1/4 or 1/8 of its size (:func:`dct_scale`, libjpeg's
+    DCT scaling); box-reduce any other image larger than ``work_side`` by an integer factor
+    (:func:`reduction_factor`); apply the EXIF orientation tag; convert any mode to RGB (16-bit scaled, not
+    clipped; alpha and palette transparency composited onto white; CMYK through its ICC profile when it has
+    one). The size before reduction is recorded in the image's ``info`` (:func:`original_size`), so face
+    boxes can be reported in the file's pixels.
 
     Args:
         data: the uploaded bytes.
         max_pixels: largest accepted width × height.
+        max_jpeg_pixels: largest accepted width × height of a baseline (not progressive) JPEG, which is
+            decoded at reduced size in bounded memory; None → ``max_pixels``. A progressive JPEG keeps
+            ``max_pixels``: libjpeg buffers all of its DCT coefficients, at full size.
+        work_side: longest side to reduce larger images towards (default :data:`WORK_SIDE`); None decodes
+            at full size.
 
     Returns:
-        :class:`DecodedImage`.
+        :class:`DecodedImage` (``width``, ``height``: the file's size after EXIF orientation).
 
     Raises:
         UndecodableInputError: empty or truncated/corrupt data in a supported format, including a PNG
             whose critical chunks (IHDR, PLTE, IDAT) are damaged (422).
         UnsupportedMediaError: not a supported image format (415).
-        InputTooLargeError: more than ``max_pixels`` pixels (413).
+        InputTooLargeError: more pixels than the limit for its format (413).
     """
     if not data:
         raise UndecodableInputError("image is empty (0 bytes)")
@@ -185,7 +283,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     formats = [f for f in SUPPORTED_IMAGE_FORMATS if f in Image.OPEN]
     data, _ = drop_damaged_ancillary_chunks(data)
     try:
-        img = Image.open(io.BytesIO(data), formats=formats)
+        source = Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
         raise InputTooLargeError(f"image has too many pixels (limit {max_pixels})") from exc
     except UnidentifiedImageError as exc:
@@ -201,25 +299,43 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
         # SyntaxError, but also RuntimeError (AVIF: "Missing or empty image item"), TypeError (TIFF: "Missing
         # dimensions"), ... (found by mutation fuzzing); all mean "cannot read this file", never a 500.
         raise UndecodableInputError("image header could not be read") from exc
+    rgb: Image.Image | None = None
     try:
-        width, height = img.size
+        width, height = source.size
         if width <= 0 or height <= 0:
             raise UndecodableInputError("image has no pixels")
-        if width * height > max_pixels:
+        fmt = str(source.format or "unknown")
+        scalable = fmt in DCT_SCALED_FORMATS and not source.info.get("progressive")
+        jpeg_limit = scalable and max_jpeg_pixels is not None
+        limit = max_jpeg_pixels if jpeg_limit and max_jpeg_pixels is not None else max_pixels
+        if width * height > limit:
+            kind = "baseline JPEG" if jpeg_limit else "image"
             raise InputTooLargeError(
-                f"image has {width}×{height} = {width * height} pixels, more than the limit of {max_pixels}"
+                f"image has {width}×{height} = {width * height} pixels, more than the {kind} limit of {limit}"
             )
-        frames = int(getattr(img, "n_frames", 1) or 1)
+        frames = int(getattr(source, "n_frames", 1) or 1)
         if frames > 1:
-            img.seek(0)
-        img.load()
-        fmt = str(img.format or "unknown")
-        try:
-            oriented = ImageOps.exif_transpose(img)
-        except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, the pixels are fine
-            oriented = img
-        rgb = _to_rgb(oriented if oriented is not None else img)
+            source.seek(0)
+        if work_side is not None and fmt in DCT_SCALED_FORMATS:
+            denominator = dct_scale(width, height, work_side)
+            if denominator > 1:
+                source.draft(None, (width // denominator, height // denominator))
+        source.load()
+        if source.size == (height, width) and fmt not in DCT_SCALED_FORMATS:
+            width, height = height, width  # libtiff applies the orientation itself while decoding
+        # Read after decoding, as ImageOps.exif_transpose does: a TIFF's tag is gone once libtiff applied it.
+        orientation = _orientation(source)
+        img: Image.Image = source
+        if work_side is not None:
+            factor = reduction_factor(img.width, img.height, work_side)
+            if factor > 1:
+                img = _reduce(img, factor)
+        if orientation in _ORIENTATION_TRANSPOSE:
+            img = img.transpose(_ORIENTATION_TRANSPOSE[orientation])
+        rgb = _to_rgb(img)
         rgb.load()
+        upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        rgb.info[ORIGINAL_SIZE_KEY] = upright
     except PreprocessingError:
         raise
     except Image.DecompressionBombError as exc:
@@ -227,5 +343,6 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     except Exception as exc:  # noqa: BLE001 - as above: any decoder failure on untrusted bytes
         raise UndecodableInputError("image data is truncated or corrupt") from exc
     finally:
-        img.close()
-    return DecodedImage(image=rgb, format=fmt, width=rgb.width, height=rgb.height, frames=frames)
+        if rgb is not source:
+            source.close()
+    return DecodedImage(image=rgb, format=fmt, width=upright[0], height=upright[1], frames=frames)

@@ -40,6 +40,7 @@ from app.training.scene_model import (
     fetch_scene_weights,
 )
 from app.training.scene_stage import SceneStage, image_scene_pixels, train_scene
+from app.training.skip_absent import rewrite_file
 from app.training.text_model import sha256_file
 
 
@@ -127,13 +128,15 @@ def v2_parity_cases(
 
 
 def export_v2(run: Run, model: FusedSentimentV2, cases: list[dict[str, np.ndarray]]) -> None:
-    """Write ``1/model.onnx`` (contract v2, float16-stored weights) and record the parity with PyTorch."""
+    """Write ``1/model.onnx`` (contract v2, float16-stored weights, absent experts skipped:
+    :func:`app.training.skip_absent.skip_absent_experts`) and record the parity with PyTorch."""
     t0 = time.time()
     path = run.out / "1" / "model.onnx"
     waveform = model.audio_inputs == WAVEFORM_AUDIO_INPUTS
     example = example_inputs_v2(example_inputs(2, 16, 120, waveform=waveform))
     axes = v2_dynamic_axes(model.audio_inputs)
     export_onnx(model, path, example=example, output_names=V2_OUTPUT_NAMES, dynamic_axes=axes)
+    rewrite_file(path)  # absent experts skipped (app.training.skip_absent); parity below checks the result
     run.metrics["onnx_parity_max_abs_dprob"] = parity(model, path, cases)
     run.metrics["onnx_parity_cases"] = [
         {k: list(v.shape) for k, v in c.items() if k != "face"} for c in cases

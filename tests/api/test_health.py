@@ -179,13 +179,21 @@ def test_deadline_exceeded_returns_504(settings: Settings) -> None:
     assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
 
 
-def test_image_pixel_limit_returns_413(settings: Settings) -> None:
-    from tests.media import face_jpeg
+def test_image_pixel_limits_return_413(settings: Settings) -> None:
+    from tests.media import astronaut, face_jpeg, image_bytes
 
+    # A baseline JPEG has its own limit (it is decoded at reduced size); other formats keep max_image_pixels.
     small = settings.model_copy(update={"max_image_pixels": 10_000, "warmup": False})
     with TestClient(create_app(settings=small), raise_server_exceptions=False) as c:
+        png = c.post("/v1/predict", files={"image": ("big.png", image_bytes(astronaut()), "image/png")})
+        jpeg = c.post("/v1/predict", files={"image": ("big.jpg", face_jpeg(), "image/jpeg")})
+    assert png.status_code == 413 and png.json()["error"]["type"] == "input_too_large"
+    assert jpeg.status_code == 200, jpeg.text
+    smaller = small.model_copy(update={"max_jpeg_pixels": 10_000})
+    with TestClient(create_app(settings=smaller), raise_server_exceptions=False) as c:
         r = c.post("/v1/predict", files={"image": ("big.jpg", face_jpeg(), "image/jpeg")})
     assert r.status_code == 413 and r.json()["error"]["type"] == "input_too_large"
+    assert "baseline JPEG limit of 10000" in r.json()["error"]["message"]
 
 
 def test_streamed_body_without_content_length_is_cut_at_the_limit(

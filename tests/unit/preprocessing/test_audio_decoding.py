@@ -98,3 +98,22 @@ def test_empty_zero_frames_and_random_bytes() -> None:
         decode_audio(sf_bytes(np.zeros(0, np.float32), 16000, "WAV", "PCM_16"), max_seconds=30)
     with pytest.raises(UnsupportedMediaError):
         decode_audio(np.random.default_rng(1).bytes(4000), max_seconds=30)
+
+
+@pytest.mark.parametrize(("rate", "decoder"), [(16000, "libsndfile"), (48000, "pyav")])
+def test_ogg_opus_goes_to_the_faster_decoder_for_its_original_rate(
+    rate: int, decoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.preprocessing.audio as audio
+
+    data = sf_bytes(tone(1.5, rate, 2, freq=440.0), rate, "OGG", "OPUS")
+    assert audio._ogg_opus_input_rate(data) == rate
+    assert audio._ogg_opus_input_rate(sf_bytes(tone(0.5, rate), rate, "OGG", "VORBIS")) is None
+    used: list[str] = []
+    real_pyav = audio._decode_pyav
+    monkeypatch.setattr(audio, "_decode_pyav", lambda d, s: used.append("pyav") or real_pyav(d, s))
+    decoded = decode_audio(data, max_seconds=30)
+    assert used == ([] if decoder == "libsndfile" else ["pyav"])
+    assert decoded.format == "OGG" and decoded.source_channels == 2
+    assert decoded.duration_s == pytest.approx(1.5, abs=0.08)
+    assert _peak_hz(decoded.waveform) == pytest.approx(440, abs=5)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from app.preprocessing.errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaError
 from app.preprocessing.face import face_input
-from app.preprocessing.image import decode_image
+from app.preprocessing.image import dct_scale, decode_image, original_size, reduction_factor
 from tests.media import astronaut, image_bytes, no_face_png
 
 LIMIT = 50_000_000
@@ -122,3 +122,69 @@ def test_bad_inputs_raise_typed_errors() -> None:
     jpeg = image_bytes(astronaut(), "JPEG")
     with pytest.raises(UndecodableInputError):
         decode_image(jpeg[: len(jpeg) // 2], max_pixels=LIMIT)
+
+
+# ---------------------------------------------------------------- decoding at the size the experts need
+def _pattern(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Blocks of random colour (8 × 8 px), so every orientation and reduction is visible in the pixels."""
+    blocks = np.random.default_rng(seed).integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    return Image.fromarray(blocks).resize((width, height), Image.Resampling.NEAREST)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "WEBP"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillows_exif_transpose(fmt: str, orientation: int) -> None:
+    from PIL import ImageOps
+
+    stored = _pattern(400, 240)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = image_bytes(stored, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+    want = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    full = decode_image(data, max_pixels=LIMIT, work_side=None)
+    assert (full.width, full.height) == want.size
+    np.testing.assert_array_equal(np.asarray(full.image), np.asarray(want))
+    # Reduced before it is turned upright: the same pixels as reducing the upright image (box filter).
+    small = decode_image(data, max_pixels=LIMIT, work_side=80)
+    assert (small.width, small.height) == want.size  # the file's size, not the reduced one
+    assert small.image.size == (want.width // 5, want.height // 5)
+    np.testing.assert_array_equal(np.asarray(small.image), np.asarray(want.reduce(5)))
+    assert original_size(small.image) == want.size
+
+
+def test_a_12_megapixel_jpeg_is_decoded_at_half_size_by_dct_scaling() -> None:
+    photo = _pattern(4032, 3024)
+    data = image_bytes(photo, "JPEG", quality=92)
+    decoded = decode_image(data, max_pixels=LIMIT)
+    assert (decoded.width, decoded.height) == (4032, 3024)
+    assert decoded.image.size == (2016, 1512) and decoded.image.mode == "RGB"
+    assert original_size(decoded.image) == (4032, 3024)
+    # Same picture as a full decode downscaled (8 px blocks survive; JPEG noise stays small on average).
+    want = np.asarray(photo.reduce(2), dtype=np.int16)
+    assert np.abs(np.asarray(decoded.image, dtype=np.int16) - want).mean() < 6
+    rotated = decode_image(_with_orientation(photo.transpose(Image.Transpose.ROTATE_90), 6), max_pixels=LIMIT)
+    assert (rotated.width, rotated.height) == (4032, 3024) and rotated.image.size == (2016, 1512)
+
+
+def test_dct_scale_and_reduction_factor_keep_the_longest_side_at_least_the_work_side() -> None:
+    assert dct_scale(4032, 3024, 1600) == 2  # 2,016 px
+    assert dct_scale(8064, 6048, 1600) == 4  # 48 MP → 2,016 px
+    assert dct_scale(16320, 12240, 1600) == 8  # 200 MP → 2,040 px
+    assert dct_scale(3000, 2000, 1600) == 1  # 1,500 px would be too small
+    assert reduction_factor(4000, 3000, 1600) == 2 and reduction_factor(1920, 1080, 1600) == 1
+    assert reduction_factor(300, 9000, 1600) == 5  # a tall scrolling screenshot: 1,800 px
+
+
+def test_large_baseline_jpegs_have_their_own_limit_progressive_ones_do_not() -> None:
+    big = Image.new("RGB", (3000, 2000), (120, 160, 200))  # 6 MP, against limits of 5 MP / 7 MP
+    baseline = image_bytes(big, "JPEG", quality=80)
+    decoded = decode_image(baseline, max_pixels=5_000_000, max_jpeg_pixels=7_000_000, work_side=700)
+    assert (decoded.width, decoded.height) == (3000, 2000) and decoded.image.size == (750, 500)
+    with pytest.raises(InputTooLargeError, match="baseline JPEG limit of 5500000"):
+        decode_image(baseline, max_pixels=5_000_000, max_jpeg_pixels=5_500_000)
+    progressive = image_bytes(big, "JPEG", quality=80, progressive=True)
+    with pytest.raises(InputTooLargeError, match="image limit of 5000000"):
+        decode_image(progressive, max_pixels=5_000_000, max_jpeg_pixels=7_000_000)
+    png = image_bytes(big, "PNG")
+    with pytest.raises(InputTooLargeError):
+        decode_image(png, max_pixels=5_000_000, max_jpeg_pixels=7_000_000)
