@@ -194,9 +194,10 @@ class _LimitSettings(BaseModel):
     max_jpeg_pixels: int = Field(
         default=200_000_000,
         ge=1,
-        description="Largest baseline (not progressive) JPEG (width × height; 413). Such JPEGs are decoded "
-        "at 1/2, 1/4 or 1/8 of their size (DCT scaling), so memory stays bounded; progressive JPEGs and "
-        "other formats keep SENTIMENT_MAX_IMAGE_PIXELS.",
+        description="Largest sequential JPEG whose first scan holds every colour component, as cameras "
+        "write them (width × height; 413). Such JPEGs are decoded at 1/2, 1/4 or 1/8 of their size (DCT "
+        "scaling) in bounded memory; progressive or non-interleaved JPEGs and other formats keep "
+        "SENTIMENT_MAX_IMAGE_PIXELS.",
     )
     max_audio_seconds: float = Field(
         default=30.0, gt=0, description="Longest audio clip in seconds (413), checked before full decoding."

@@ -10,7 +10,13 @@ from PIL import Image
 
 from app.preprocessing.errors import InputTooLargeError, UndecodableInputError, UnsupportedMediaError
 from app.preprocessing.face import face_input
-from app.preprocessing.image import dct_scale, decode_image, original_size, reduction_factor
+from app.preprocessing.image import (
+    dct_scale,
+    decode_image,
+    jpeg_streams_in_one_scan,
+    original_size,
+    reduction_factor,
+)
 from tests.media import astronaut, image_bytes, no_face_png
 
 LIMIT = 50_000_000
@@ -188,3 +194,54 @@ def test_large_baseline_jpegs_have_their_own_limit_progressive_ones_do_not() -> 
     png = image_bytes(big, "PNG")
     with pytest.raises(InputTooLargeError):
         decode_image(png, max_pixels=5_000_000, max_jpeg_pixels=7_000_000)
+
+
+def _grey_jpeg(width: int, height: int, *, interleaved: bool, components: int = 3) -> bytes:
+    """A minimal valid sequential JPEG of uniform grey (ITU-T T.81): one quantisation table, DC/AC Huffman
+    tables of one code each, and either one interleaved scan or one scan per component (which libjpeg
+    buffers whole, like a progressive file)."""
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return b"\xff" + bytes([marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    counts = bytes([1] + [0] * 15)
+    out = b"\xff\xd8" + seg(0xDB, b"\x00" + b"\x01" * 64)
+    ids = b"".join(bytes([i + 1, 0x11, 0]) for i in range(components))
+    out += seg(
+        0xC0, bytes([8]) + height.to_bytes(2, "big") + width.to_bytes(2, "big") + bytes([components]) + ids
+    )
+    out += seg(0xC4, b"\x00" + counts + b"\x00") + seg(0xC4, b"\x10" + counts + b"\x00")
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    if interleaved:
+        scan = bytes([components]) + b"".join(bytes([i + 1, 0]) for i in range(components)) + b"\x00\x3f\x00"
+        out += seg(0xDA, scan) + b"\x00" * ((2 * blocks * components + 7) // 8)
+    else:
+        for i in range(components):
+            out += seg(0xDA, bytes([1, i + 1, 0]) + b"\x00\x3f\x00") + b"\x00" * ((2 * blocks + 7) // 8)
+    return out + b"\xff\xd9"
+
+
+def test_only_jpegs_decoded_in_one_pass_get_the_jpeg_limit() -> None:
+    assert jpeg_streams_in_one_scan(image_bytes(Image.new("RGB", (64, 48)), "JPEG"))
+    assert not jpeg_streams_in_one_scan(image_bytes(Image.new("RGB", (64, 48)), "JPEG", progressive=True))
+    assert jpeg_streams_in_one_scan(_grey_jpeg(3000, 2000, interleaved=True))
+    one_scan_per_component = _grey_jpeg(3000, 2000, interleaved=False)
+    assert not jpeg_streams_in_one_scan(one_scan_per_component)
+    assert not jpeg_streams_in_one_scan(image_bytes(Image.new("RGB", (64, 48)), "PNG"))
+    # 6 MP against limits of 5 MP (any image) and 7 MP (JPEGs decoded in one pass).
+    ok = decode_image(
+        _grey_jpeg(3000, 2000, interleaved=True),
+        max_pixels=5_000_000,
+        max_jpeg_pixels=7_000_000,
+        work_side=700,
+    )
+    assert ok.image.size == (750, 500) and ok.image.getpixel((5, 5)) == (128, 128, 128)
+    with pytest.raises(InputTooLargeError, match="image limit of 5000000"):
+        decode_image(one_scan_per_component, max_pixels=5_000_000, max_jpeg_pixels=7_000_000)
+
+
+@pytest.mark.parametrize("size", [(4, 20000), (20000, 5), (1, 30000)])
+def test_a_jpeg_thinner_than_the_dct_scale_still_decodes(size: tuple[int, int]) -> None:
+    decoded = decode_image(image_bytes(Image.new("RGB", size, (200, 30, 30)), "JPEG"), max_pixels=LIMIT)
+    assert (decoded.width, decoded.height) == size
+    assert max(decoded.image.size) >= 1600 and min(decoded.image.size) >= 1
