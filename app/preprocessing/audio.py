@@ -451,11 +451,30 @@ def _check_complete(
         )
 
 
+#: ISO base media brands (``ftyp`` major brand) of still images, which are not truncated audio: HEIF/HEIC,
+#: AVIF, and the MIAF/image-sequence brands (ISO/IEC 23008-12, 23000-22).
+_IMAGE_BRANDS: Final[frozenset[bytes]] = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
+)
+
+
+def _iso_media_without_index(data: bytes) -> bool:
+    """An ISO base media file (MP4, M4A, 3GP, MOV: ``ftyp`` box first, ISO/IEC 14496-12) of a non-image
+    brand without a ``moov`` box: its index is missing, which is what cutting short a file written with
+    the index at its end does (FFmpeg then cannot open it at all)."""
+    return data[4:8] == b"ftyp" and data[8:12] not in _IMAGE_BRANDS and b"moov" not in data
+
+
 def _decode_pyav(data: bytes, max_seconds: float) -> tuple[npt.NDArray[np.float32], int, str]:
     """FFmpeg through PyAV for what libsndfile lacks (M4A/AAC, WebM/Opus, AMR, 3GP, CAF/AAC, ...)."""
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except Exception as exc:  # noqa: BLE001 - FFmpeg's "invalid data" and friends
+        if _iso_media_without_index(data):
+            raise UndecodableInputError(
+                "MP4/M4A file is truncated or corrupt: its index (the 'moov' box) is missing; files written "
+                "with the index at the end lose it when cut short"
+            ) from exc
         raise UnsupportedMediaError(
             "audio is not in a supported format (WAV, FLAC, Ogg/Vorbis, Ogg/Opus, MP3, M4A/AAC, WebM, AMR)"
         ) from exc

@@ -352,8 +352,15 @@ def decode_image(
         limit = max_jpeg_pixels if jpeg_limit and max_jpeg_pixels is not None else max_pixels
         if width * height > limit:
             kind = "baseline JPEG" if jpeg_limit else "image"
+            why = ""
+            if fmt in DCT_SCALED_FORMATS and not jpeg_limit and max_jpeg_pixels is not None:
+                why = (
+                    f" (a progressive or non-interleaved JPEG is decoded whole; baseline JPEGs as cameras "
+                    f"write them may have up to {max_jpeg_pixels})"
+                )
             raise InputTooLargeError(
-                f"image has {width}×{height} = {width * height} pixels, more than the {kind} limit of {limit}"
+                f"image has {width}×{height} = {width * height} pixels, more than the {kind} limit of "
+                f"{limit}{why}"
             )
         frames = int(getattr(source, "n_frames", 1) or 1)
         if frames > 1:

@@ -117,3 +117,13 @@ def test_ogg_opus_goes_to_the_faster_decoder_for_its_original_rate(
     assert decoded.format == "OGG" and decoded.source_channels == 2
     assert decoded.duration_s == pytest.approx(1.5, abs=0.08)
     assert _peak_hz(decoded.waveform) == pytest.approx(440, abs=5)
+
+
+def test_an_m4a_cut_before_its_index_is_undecodable_not_unsupported() -> None:
+    data = pyav_bytes(tone(3.0, 48000), 48000, "mp4", "aac")  # FFmpeg writes the 'moov' index at the end
+    assert data[4:8] == b"ftyp" and data.rfind(b"moov") > len(data) // 2
+    with pytest.raises(UndecodableInputError, match="moov"):
+        decode_audio(data[: len(data) // 2], max_seconds=30)
+    heic = data[:8] + b"heic" + data[12 : len(data) // 2]  # an ISO media image brand: not audio at all
+    with pytest.raises(UnsupportedMediaError):
+        decode_audio(heic, max_seconds=30)
