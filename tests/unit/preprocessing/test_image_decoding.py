@@ -189,7 +189,7 @@ def test_large_baseline_jpegs_have_their_own_limit_progressive_ones_do_not() -> 
     with pytest.raises(InputTooLargeError, match="baseline JPEG limit of 5500000"):
         decode_image(baseline, max_pixels=5_000_000, max_jpeg_pixels=5_500_000)
     progressive = image_bytes(big, "JPEG", quality=80, progressive=True)
-    with pytest.raises(InputTooLargeError, match="image limit of 5000000 .a progressive or non-interleaved JPEG"):
+    with pytest.raises(InputTooLargeError, match="limit of 5000000 .a progressive or non-interleaved"):
         decode_image(progressive, max_pixels=5_000_000, max_jpeg_pixels=7_000_000)
     png = image_bytes(big, "PNG")
     with pytest.raises(InputTooLargeError):
@@ -236,7 +236,7 @@ def test_only_jpegs_decoded_in_one_pass_get_the_jpeg_limit() -> None:
         work_side=700,
     )
     assert ok.image.size == (750, 500) and ok.image.getpixel((5, 5)) == (128, 128, 128)
-    with pytest.raises(InputTooLargeError, match="image limit of 5000000 .a progressive or non-interleaved JPEG"):
+    with pytest.raises(InputTooLargeError, match="limit of 5000000 .a progressive or non-interleaved"):
         decode_image(one_scan_per_component, max_pixels=5_000_000, max_jpeg_pixels=7_000_000)
 
 
