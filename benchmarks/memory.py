@@ -1,7 +1,9 @@
 """Memory and start-up of the service: cold start to ready; RSS after warm-up vs after N random-shape
-requests (text 1–400 words, images 32–4000 px, audio 0.5 s to the service's maximum).
+requests (text 1–400 words, images 32–4000 px, audio 0.5 s to the service's maximum), or N requests of the
+realistic upload mix (``--corpus realistic``).
 
-Run alone: ``python -m benchmarks.memory [--requests 10000]`` (``python -m benchmarks`` runs it too).
+Run alone: ``python -m benchmarks.memory [--requests 10000] [--corpus realistic --out PATH]``
+(``python -m benchmarks`` runs it too).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from benchmarks import loadgen
 from benchmarks.corpus import random_shapes
 from benchmarks.server import ServerProcess
 
+#: Distinct requests of the realistic corpus, sent in turn.
+REALISTIC_POOL = 96
+
 
 def run(
     server: ServerProcess,
@@ -26,14 +31,27 @@ def run(
     concurrency: int = 8,
     max_audio_s: float = 30.0,
     path: str = "/v1/predict",
+    corpus: str = "random",
 ) -> dict[str, object]:
-    """Start ``server`` (not running yet), warm it up, send ``requests`` random-shape requests."""
-    samples = random_shapes(cache, warmup_requests + requests, max_audio_s)
-    raw = [loadgen.build_request("127.0.0.1", server.port, path, s.json_body()) for s in samples]
+    """Start ``server`` (not running yet), warm it up, send ``requests`` requests: random shapes
+    (``corpus="random"``) or the ``realistic`` mix of :mod:`benchmarks.realistic` (multipart uploads: phone
+    photos of 12 and 48 MP, screenshots, voice notes, tweets; a pool of :data:`REALISTIC_POOL` distinct
+    requests sent in turn, so the client does not hold 10,000 photos in memory)."""
+    if corpus == "realistic":
+        from benchmarks import realistic
+
+        pool = [
+            loadgen.build_request("127.0.0.1", server.port, path, *realistic.multipart_body(s))
+            for s in realistic.mix_samples("realistic", REALISTIC_POOL)
+        ]
+        raw = [pool[i % len(pool)] for i in range(warmup_requests + requests)]
+    else:
+        samples = random_shapes(cache, warmup_requests + requests, max_audio_s)
+        raw = [loadgen.build_request("127.0.0.1", server.port, path, s.json_body()) for s in samples]
     cold = server.start()
     rss_ready = server.rss_bytes()
     try:
-        with tqdm(total=warmup_requests + requests, desc="memory: random shapes", unit="req") as bar:
+        with tqdm(total=warmup_requests + requests, desc=f"memory: {corpus}", unit="req") as bar:
             warm = asyncio.run(
                 loadgen.fixed_count("127.0.0.1", server.port, raw[:warmup_requests], concurrency, bar.update)
             )
@@ -92,6 +110,12 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=8110)
     parser.add_argument(
+        "--corpus",
+        choices=("random", "realistic"),
+        default="random",
+        help="random shapes (default) or the realistic upload mix of benchmarks.realistic",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=RESULTS / "memory.json",
@@ -106,6 +130,7 @@ if __name__ == "__main__":
         requests=args.requests,
         concurrency=args.concurrency,
         max_audio_s=float(service_settings()["max_audio_seconds"]),
+        corpus=args.corpus,
     )
     model, _ = find_model(model_dir)
     result["meta"] = {
