@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.api.errors import ErrorDetail, error_responses, validation_message
-from app.api.json_body import validate_json
+from app.api.json_body import unknown_field_hint, validate_json
 from app.api.predict import _decode_b64
 from app.api.responses import predict_response
 from app.errors import STATUS, ApiError, ErrorType, ServiceError
@@ -111,7 +111,9 @@ def _raw_input(value: Any, duplicates: list[str]) -> RawInput:
     try:
         req = PredictRequest.model_validate(value)
     except ValidationError as exc:
-        raise ApiError(ErrorType.VALIDATION_ERROR, validation_message(list(exc.errors()))) from None
+        errors = list(exc.errors())
+        message = validation_message(errors) + unknown_field_hint(PredictRequest, errors)
+        raise ApiError(ErrorType.VALIDATION_ERROR, message) from None
     raw = RawInput(
         text=req.text,
         image=_decode_b64(req.image_base64, "image_base64"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -68,4 +68,19 @@ def validate_json(model: type[M], body: bytes) -> M:
     except ValidationError as exc:
         errors = list(exc.errors())
         cause = json_syntax_error(body) if errors[0]["type"] == "json_invalid" else None
-        raise ApiError(ErrorType.VALIDATION_ERROR, cause or validation_message(errors)) from None
+        raise ApiError(
+            ErrorType.VALIDATION_ERROR,
+            cause or validation_message(errors) + unknown_field_hint(model, errors),
+        ) from None
+
+
+def unknown_field_hint(model: type[BaseModel], errors: list[Any]) -> str:
+    """For unknown top-level fields (pydantic ``extra_forbidden``): the fields ``model`` takes, and the
+    base64 field meant when a file field's multipart name (``image``, ``audio``) was used in JSON."""
+    unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1]
+    if not unknown:
+        return ""
+    allowed = list(model.model_fields)
+    meant = [f"'{u}_base64' for '{u}'" for u in unknown if f"{u}_base64" in allowed]
+    hint = f" (JSON bodies carry files base64-encoded: {', '.join(meant)})" if meant else ""
+    return f"; allowed fields: {', '.join(allowed)}{hint}"

@@ -250,6 +250,22 @@ def test_bad_base64_returns_422(client: TestClient) -> None:
     assert "image_base64" in r.json()["error"]["message"]
 
 
+def test_a_multipart_field_name_in_json_names_the_base64_field(client: TestClient) -> None:
+    r = client.post("/v1/predict", json={"image": "abc"})
+    assert r.status_code == 422 and r.json()["error"]["type"] == "validation_error"
+    message = r.json()["error"]["message"]
+    assert (
+        "allowed fields: text, image_base64, audio_base64" in message
+        and "'image_base64' for 'image'" in message
+    )
+    r = client.post("/v1/predict/batch", json={"items": [{"audio": "abc"}]})
+    item = r.json()["results"][0]
+    assert item["status"] == 422 and "'audio_base64' for 'audio'" in item["error"]["message"]
+    r = client.post("/v1/predict", json={"text": "hi", "foo": 1})
+    message = r.json()["error"]["message"]
+    assert "allowed fields: text, image_base64, audio_base64" in message and "for 'foo'" not in message
+
+
 def test_malformed_multipart_returns_400(client: TestClient) -> None:
     r = client.post("/v1/predict", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data"})
     _assert_error(r, 400, "malformed_request")
