@@ -88,13 +88,10 @@ def _branch(
     return inside, reads, leaving[0]
 
 
-def _zeros(name: str, rows: int = 1) -> onnx.NodeProto:
+def _zeros(name: str) -> onnx.NodeProto:
+    """A Constant float32 [1, 3] of zeros: the row absent experts' gathers read."""
     return helper.make_node(
-        "Constant",
-        [],
-        [name],
-        value=numpy_helper.from_array(np.zeros((rows, 3), np.float32), name + "_value"),
-        name=name,
+        "Constant", [], [name], value=numpy_helper.from_array(np.zeros((1, 3), np.float32), name + "_value")
     )
 
 
