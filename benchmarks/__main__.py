@@ -1,9 +1,16 @@
 """One command for the whole benchmark: ``python -m benchmarks`` (``make bench``).
 
-Order (one heavy process at a time): in-process ceiling → the service over HTTP (closed-loop sweep +
-open-loop at 50 % of its best throughput) → naive FastAPI → LitServe → PyTriton (→ memory/start-up of the
-service with ``--memory-requests N``; by default that is the separate ``python -m benchmarks.memory``).
-Writes ``benchmarks/results/RESULTS.md``, ``results.json`` and PNG plots.
+Mixes (``--mixes``; :func:`load_mixes`): ``small`` (tweets, 256 px thumbnails, 3 s 16 kHz WAVs and the three
+together) and ``realistic`` (phone photos of 12 and 48 MP, EXIF-rotated photos, 1080p screenshots, 48 kHz
+voice notes as M4A and Ogg/Opus, tweets, alone and together), both from :mod:`benchmarks.realistic`, and
+``text`` (tweets only); the older corpus mixes ``image``, ``audio`` and ``all`` (:mod:`benchmarks.corpus`)
+on request. Every target runs every mix; the mixes in ``--sweep`` get the whole concurrency sweep.
+
+Order (one heavy process at a time): in-process ceiling (best of batch sizes, run workers, single-item
+workers and ORT intra-op threads) → the service over HTTP (closed-loop sweep + open loop at 50 % of its
+best throughput per swept mix) → naive FastAPI → LitServe → PyTriton (→ memory/start-up of the service with
+``--memory-requests N``; by default that is the separate ``python -m benchmarks.memory``). Writes
+``benchmarks/results/RESULTS.md``, ``results.json`` and PNG plots.
 """
 
 from __future__ import annotations
@@ -21,16 +28,47 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
-from benchmarks import ceiling, loadgen, memory, report
-from benchmarks.corpus import MIXES, Sample, build
+from benchmarks import ceiling, loadgen, memory, queueing, report
+from benchmarks.corpus import Sample, build
 from benchmarks.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RAW = RESULTS / "raw"
 PYTRITON_VENV = RAW / "venv-pytriton"
+
+#: Mixes ``python -m benchmarks`` knows: the two of :data:`benchmarks.realistic.MIXES`, tweets only, and the
+#: older corpus mixes of :mod:`benchmarks.corpus` (MVSA thumbnails with a face, CREMA-D WAVs).
+MIX_NAMES: tuple[str, ...] = ("small", "realistic", "text", "image", "audio", "all")
+#: Requests per mix (drawn by the mix's weights; bodies are built once per target).
+MIX_REQUESTS = 96
+
+
+def load_mixes(names: list[str], data_dir: Path) -> dict[str, list[Sample]]:
+    """Samples per mix name (:data:`MIX_NAMES`), building the corpora on first use.
+
+    Raises:
+        ValueError: an unknown mix name.
+        FileNotFoundError: ``data_dir`` lacks the datasets a realistic or small mix needs.
+    """
+    from benchmarks import realistic
+
+    unknown = [m for m in names if m not in MIX_NAMES]
+    if unknown:
+        raise ValueError(f"unknown mix(es) {unknown}; known: {', '.join(MIX_NAMES)}")
+    out: dict[str, list[Sample]] = {}
+    for m in names:
+        if m in realistic.MIXES:
+            out[m] = realistic.mix_samples(m, MIX_REQUESTS, data_dir=data_dir)
+        elif m == "text" and (data_dir / "tweeteval_sentiment").is_dir():  # TweetEval test tweets
+            tweets = realistic.build(["tweet"], n=MIX_REQUESTS, data_dir=data_dir)
+            out[m] = realistic.request_samples(tweets, "tweet", MIX_REQUESTS)
+        else:  # the corpus mixes (synthesised where the datasets are absent, e.g. on a GPU host)
+            out[m] = build(data_dir, RAW / "corpus")[m]
+    return out
 
 
 def _cpu_env() -> dict[str, str]:
@@ -199,43 +237,69 @@ def bench_target(
     res["cold_start_s"] = server.start()
     try:
         bar.set_description(f"{name}: warm-up")
-        for mix in MIXES:
+        for mix in args.mixes:
             asyncio.run(loadgen.closed_loop("127.0.0.1", server.port, bodies[mix], 8, args.warmup, 0.0))
-        top = max(args.concurrency)
-        plan = [("all", c) for c in args.concurrency]
-        plan += [
-            (m, c)
-            for m in ("text", "image", "audio")
-            for c in (args.concurrency if args.sweep_all_mixes else [top])
-        ]
-        for mix, c in plan:
+        for mix, c in plan(args):
             bar.set_description(f"{name}: {mix} c={c}")
             point = measure_point(server, bodies[mix], c, args.duration, args.warmup)
             point["mix"] = mix  # type: ignore[assignment]
             res["points"].append(point)
             bar.update(1)
         if name == "service" and not args.skip_open_loop:
-            best = max(p["throughput"] for p in res["points"] if p["mix"] == "all")
-            rate = 0.5 * best
-            bar.set_description(f"{name}: open loop {rate:.1f}/s")
-            server.start_sampling()
-            stats = asyncio.run(
-                loadgen.open_loop(
-                    "127.0.0.1", server.port, bodies["all"], rate, args.open_loop_duration, args.warmup
+            res["open_loop"] = {}
+            for mix in args.sweep:
+                best = max(p["throughput"] for p in res["points"] if p["mix"] == mix)
+                rate = 0.5 * best
+                bar.set_description(f"{name}: {mix} open loop {rate:.1f}/s")
+                server.start_sampling()
+                stats = asyncio.run(
+                    loadgen.open_loop(
+                        "127.0.0.1", server.port, bodies[mix], rate, args.open_loop_duration, args.warmup
+                    )
                 )
-            )
-            server.stop_sampling()
-            res["open_loop"] = {
-                "rate": rate,
-                "max_throughput": best,
-                **stats.summary(),
-                "statuses": {str(k): v for k, v in stats.statuses.items()},
-                "exceptions": stats.exceptions,
-            }
-            bar.update(1)
+                server.stop_sampling()
+                res["open_loop"][mix] = {
+                    "rate": rate,
+                    "max_throughput": best,
+                    **stats.summary(),
+                    "statuses": {str(k): v for k, v in stats.statuses.items()},
+                    "exceptions": stats.exceptions,
+                }
+                bar.update(1)
     finally:
         server.stop()
     return res
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(mix, concurrency) points: every concurrency for the swept mixes, the top one for the others."""
+    top = max(args.concurrency)
+    return [(m, c) for m in args.mixes for c in (args.concurrency if m in args.sweep else [top])]
+
+
+def mgc_floor(res: dict[str, Any], profile: dict[str, Any], cores: int) -> dict[str, dict[str, float]]:
+    """p50/p99 (ms) of an ideal ``cores``-core first-come-first-served server at each open loop's arrival
+    rate (:func:`benchmarks.queueing.simulate_times`): service times with the shape of the mix's measured
+    per-request CPU costs (``profile[mix]["item_ms"]``, in-process, one thread) scaled to the service's own
+    server CPU time per request at its best closed-loop point of that mix (so HTTP and JSON are in it)."""
+    out: dict[str, dict[str, float]] = {}
+    for mix, ol in res.get("targets", {}).get("service", {}).get("open_loop", {}).items():
+        costs = profile.get(mix, {}).get("item_ms")
+        pts = [p for p in res["targets"]["service"]["points"] if p["mix"] == mix]
+        if not costs or not pts:
+            continue
+        best = max(pts, key=lambda p: p["throughput"])
+        cpu_s = best["server_cpu_pct"] / 100 / best["throughput"]  # server CPU seconds per request
+        times = np.asarray(costs, dtype=np.float64) * (cpu_s / float(np.mean(costs)))
+        p50, p99 = queueing.simulate_times(cores, ol["rate"], times)
+        out[mix] = {
+            "cpu_ms_per_request": cpu_s * 1e3,
+            "rho": ol["rate"] * cpu_s / cores,
+            "cv": float(np.std(times) / np.mean(times)),
+            "p50_ms": p50 * 1e3,
+            "p99_ms": p99 * 1e3,
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         help="model folder with <version>/model.onnx and tokenizer.json",
     )
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--duration", type=float, default=8.0, help="measured seconds per point")
-    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each point")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per point")
+    p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each point")
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 64])
     p.add_argument(
         "--targets",
@@ -258,15 +322,30 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of ceiling,service,naive,litserve,pytriton",
     )
     p.add_argument(
-        "--sweep-all-mixes",
-        action="store_true",
-        help="concurrency sweep for every mix (default: sweep all-three, other mixes at the top)",
+        "--mixes",
+        type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
+        default=["small", "realistic", "text"],
+        help=f"comma-separated mixes, of {', '.join(MIX_NAMES)}",
+    )
+    p.add_argument(
+        "--sweep",
+        type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
+        default=["small", "realistic"],
+        help="mixes measured at every --concurrency (and in an open loop); the others at the top one",
     )
     p.add_argument(
         "--ceiling-configs",
-        type=lambda v: [tuple(int(x) for x in c.split("x")) for c in v.split(",")],
-        default=[(16, 1), (4, 1), (4, 2), (1, 2)],
-        help="in-process ceiling configurations BATCHxRUN_WORKERS (best per mix is reported), e.g. 16x1,4x2",
+        type=lambda v: [ceiling.parse_config(c) for c in v.split(",")],
+        default=[ceiling.parse_config(c) for c in ("16x1", "4x1", "4x2", "1x2", "i2", "i4")],
+        help="in-process ceiling configurations: BATCHxRUN_WORKERS (a preprocessing pool kept ahead of "
+        "batched runs) or iTHREADS (threads that each prepare and run one item, the naive server's "
+        "structure); each with every --ceiling-intra-op; the best per mix is the ceiling",
+    )
+    p.add_argument(
+        "--ceiling-intra-op",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, min(2, os.cpu_count() or 1)],
+        help="ORT intra-op thread counts tried for the ceiling",
     )
     p.add_argument("--ceiling-duration", type=float, default=5.0, help="measured seconds per configuration")
     p.add_argument("--open-loop-duration", type=float, default=20.0)
@@ -303,9 +382,13 @@ def main(argv: list[str] | None = None) -> int:
             "the model is a stand-in under results/raw; pass --allow-standin (numbers are not reportable)"
         )
 
+    args.sweep = [m for m in args.sweep if m in args.mixes]
     settings = service_settings()
     batch, wait_ms = int(settings["max_batch_size"]), args.peer_wait_ms
-    samples = build(args.data_dir, RAW / "corpus")
+    try:
+        samples = load_mixes(args.mixes, args.data_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        p.error(str(exc))
     errors: dict[str, str] = {}
     if "pytriton" in targets:
         try:
@@ -316,39 +399,46 @@ def main(argv: list[str] | None = None) -> int:
             errors["pytriton"] = f"could not build its venv ({exc}); see `python -m benchmarks.pytriton_venv`"
             targets.remove("pytriton")
 
-    n_points = len(args.concurrency) + 3 * (len(args.concurrency) if args.sweep_all_mixes else 1)
-    n_ceiling = len(args.ceiling_configs) * len(MIXES)
-    total = sum({"ceiling": n_ceiling, "service": n_points + 1}.get(t, n_points) for t in targets)
+    n_points = len(plan(args))
+    n_ceiling = len(args.ceiling_configs) * len(args.ceiling_intra_op) * len(args.mixes)
+    total = sum(
+        {"ceiling": n_ceiling, "service": n_points + len(args.sweep)}.get(t, n_points) for t in targets
+    )
     results: dict[str, Any] = {"meta": meta(model_dir, settings, args), "targets": {}}
+    gpu = os.environ.get("BENCH_GPU") == "1"
     with tqdm(total=total, unit="point") as bar:
         if "ceiling" in targets:
-            eng = ceiling.engine(model_dir, gpu=os.environ.get("BENCH_GPU") == "1")
-            results["meta"]["provider"] = eng.provider
-            results["meta"]["ceiling_engine"] = type(eng).__name__
             cres: dict[str, Any] = {}
-            for mix in MIXES:
-                for bs, workers in args.ceiling_configs:
-                    bar.set_description(f"ceiling: {mix} batch {bs} x{workers}")
-                    cres[f"{mix}/b{bs}w{workers}"] = ceiling.run(
-                        eng.prep,
-                        eng.run,
-                        samples[mix],
-                        batch_size=bs,
-                        duration_s=args.ceiling_duration,
-                        warmup_s=1.0,
-                        prep_threads=int(settings.get("preprocess_workers", 2)),
-                        run_workers=workers,
-                    )
-                    bar.update(1)
+            for threads in args.ceiling_intra_op:
+                eng = ceiling.engine(model_dir, gpu=gpu, intra_op_threads=threads)
+                results["meta"]["provider"] = eng.provider
+                results["meta"]["ceiling_engine"] = type(eng).__name__
+                for mix in args.mixes:
+                    for config in args.ceiling_configs:
+                        key = f"{mix}/{ceiling.config_name(config)}t{threads}"
+                        bar.set_description(f"ceiling: {key}")
+                        cres[key] = {
+                            **ceiling.run(
+                                eng.prep,
+                                eng.run,
+                                samples[mix],
+                                config=config,
+                                duration_s=args.ceiling_duration,
+                                warmup_s=1.0,
+                                prep_threads=int(settings.get("preprocess_workers", 2)),
+                            ),
+                            "intra_op_threads": float(threads),
+                        }
+                        bar.update(1)
+                del eng
+            for mix in args.mixes:
                 cres[mix] = max(
-                    (cres[f"{mix}/b{bs}w{w}"] for bs, w in args.ceiling_configs),
-                    key=lambda r: r["throughput"],
+                    (v for k, v in cres.items() if k.startswith(f"{mix}/")), key=lambda r: r["throughput"]
                 )
             results["targets"]["ceiling"] = cres
-            if isinstance(eng, ceiling.AppEngine) and os.environ.get("BENCH_GPU") != "1":
+            if not gpu:
                 bar.set_description("ceiling: CPU cost profile")
                 results["profile"] = ceiling.cost_profile(model_dir, samples)
-            del eng
         makers = {
             "service": lambda port: service_server(model_dir, port),
             "naive": lambda port: naive_server(model_dir, port),
@@ -361,13 +451,16 @@ def main(argv: list[str] | None = None) -> int:
             body = pytriton_body if name == "pytriton" else Sample.json_body
             bodies = {
                 m: [loadgen.build_request("127.0.0.1", server.port, path, body(s)) for s in samples[m]]
-                for m in MIXES
+                for m in args.mixes
             }
             try:
                 results["targets"][name] = bench_target(name, server, bodies, args, bar)
             except Exception as exc:  # noqa: BLE001 - a failing peer must not lose the other results
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 tqdm.write(f"{name} failed: {errors[name]}")
+            del bodies
+    if "profile" in results:
+        results["floor"] = mgc_floor(results, results["profile"], os.cpu_count() or 1)
     if args.memory_requests > 0 and "service" in targets:
         try:
             results["memory"] = memory.run(
@@ -416,6 +509,8 @@ def meta(model_dir: Path, settings: dict[str, Any], args: argparse.Namespace) ->
         "service_settings": settings,
         "peer_wait_ms": args.peer_wait_ms,
         "duration_s": args.duration,
+        "mixes": args.mixes,
+        "sweep": args.sweep,
         "warmup_s": args.warmup,
         "oha_or_wrk": bool(shutil.which("oha") or shutil.which("wrk")),
         "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

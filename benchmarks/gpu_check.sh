@@ -219,7 +219,8 @@ BENCH_GPU=1 BENCH_READY_TIMEOUT=120 SENTIMENT_REQUIRE_GPU=true \
     SENTIMENT_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider \
     SENTIMENT_MAX_BATCH_SIZE="$BATCH" SENTIMENT_QUEUE_SIZE=$((BATCH * 8)) \
     timeout 390 "$PYTHON" -m benchmarks --targets ceiling,service --duration "$DURATION" --warmup 2 \
-    --concurrency 1,8,32,64 --ceiling-configs "${BATCH}x1,${BATCH}x2,16x2" --ceiling-duration 4 \
+    --concurrency 1,8,32,64 --mixes all,text --sweep all --ceiling-configs "${BATCH}x1,${BATCH}x2,16x2,i8" \
+    --ceiling-duration 4 \
     --memory-requests 0 --open-loop-duration 10 --out "$OUT_DIR" >"$OUT_DIR/run.log" 2>&1 \
     || { tail -40 "$OUT_DIR/run.log"; echo "benchmark failed (log: $OUT_DIR/run.log)" >&2; exit 1; }
 

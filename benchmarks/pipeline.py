@@ -1,9 +1,11 @@
-"""Preprocessing + batched ONNX run, shared by the in-process ceiling and every peer server.
+"""Preprocessing + batched ONNX run, shared by the peer servers (and the ceiling's fallback engine).
 
-Everything model-specific goes through the service's own functions in :mod:`app.preprocessing`
-(``decode_image`` → ``face_input``; ``decode_audio`` → ``log_mel``, or the samples for a ``waveform``
-audio expert; ``encode_text``) and its batch
-collation (``app.inference.collate.collate``), so the peers and the ceiling do the service's work.
+Everything model-specific is the service's own code: the preprocessing pipeline the service builds for
+the model (:func:`app.inference.startup.build_pipeline`: decoding with the service's limits, the face
+detector, the scene pixels, the voice activity detector, the tokenizer and the language gate, as the
+model's contract lists its experts) and its batch collation (:func:`app.inference.collate.collate` with
+the model's contract), so the peers and the ceiling do the service's work. What differs is only how the
+ONNX Runtime session is configured (``tuned``) and how requests reach it (each peer's server).
 """
 
 from __future__ import annotations
@@ -11,25 +13,20 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from app.contract import LABELS, WAVEFORM_WINDOW_SAMPLES
+from app.contract import LABELS
 from app.inference.collate import collate
-from app.preprocessing.audio import decode_audio, log_mel
-from app.preprocessing.face import face_input
-from app.preprocessing.image import decode_image
-from app.preprocessing.pipeline import PreparedItem
-from app.preprocessing.text import encode_text, load_tokenizer
+from app.preprocessing.pipeline import PreparedItem, RawInput
 
-#: Same limits as the service's defaults (app/config.py).
-MAX_IMAGE_PIXELS = 40_000_000
-MAX_AUDIO_SECONDS = 30.0
-
-
-#: One request after preprocessing: the service's typed item (absent expert = not in it).
+#: One request after preprocessing: the service's typed item (absent or unused expert = not in it).
 Features = PreparedItem
+
+_ORT_FLOAT16 = "tensor(float16)"
 
 
 def find_model(model_dir: Path, provider: str = "CPUExecutionProvider") -> tuple[Path, Path]:
@@ -43,9 +40,25 @@ def find_model(model_dir: Path, provider: str = "CPUExecutionProvider") -> tuple
 
 
 class Pipeline:
-    """ORT session + tokenizer; ``preprocess`` one request, ``run`` a padded batch."""
+    """ORT session + the service's preprocessing for one model folder; ``preprocess`` one request, ``run``
+    a padded batch.
+
+    Args:
+        model_dir: model folder (``<version>/model.onnx``, ``config.json``, ``tokenizer.json``).
+        intra_op_threads: ORT intra-op threads when ``tuned`` (0 = ORT's default, all cores).
+        tuned: False = default ``SessionOptions`` (the tutorial way, naive peer).
+
+    Raises:
+        app.inference.repository.ModelLoadError: the model folder, tokenizer or a detector cannot be
+            loaded.
+    """
 
     def __init__(self, model_dir: Path, *, intra_op_threads: int = 0, tuned: bool = True) -> None:
+        from app.config import Settings
+        from app.inference.repository import load_spec
+        from app.inference.startup import build_pipeline
+        from app.preprocessing.experts import DEFAULT_EXPERTS
+
         opts = ort.SessionOptions()
         if tuned:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -57,41 +70,33 @@ class Pipeline:
             if hasattr(ort, "preload_dlls"):
                 ort.preload_dlls()
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        model, tok = find_model(model_dir, providers[0])
-        self.model_file = model
-        self.session = ort.InferenceSession(str(model), opts, providers=providers)
-        self.tokenizer = load_tokenizer(tok)
+        model_dir = Path(model_dir).resolve()
+        self.spec = load_spec(model_dir.parent, model_dir.name)
+        self.contract = self.spec.contract
+        self.model_file = self.spec.file_for(providers[0])
+        self.session = ort.InferenceSession(str(self.model_file), opts, providers=providers)
+        # The service's preprocessing for this model, its detectors on the providers the session got.
+        settings = Settings(model_dir=model_dir.parent, model_name=model_dir.name, providers=providers)
+        view: Any = SimpleNamespace(
+            spec=self.spec,
+            contract=self.contract,
+            loaded=SimpleNamespace(active_providers=tuple(self.session.get_providers())),
+        )
+        self.preprocessing = build_pipeline(view, settings, DEFAULT_EXPERTS)
         # fp16 variants take float16 inputs: cast the float32 feeds to the graph's declared types.
         self._dtypes = {
-            i.name: (np.float16 if i.type == "tensor(float16)" else None) for i in self.session.get_inputs()
+            i.name: (np.float16 if i.type == _ORT_FLOAT16 else None) for i in self.session.get_inputs()
         }
+        self._fused = self.contract.outputs[0]
+        self._label_order = [self.spec.labels.index(label) for label in LABELS]
 
     @property
     def provider(self) -> str:
         return str(self.session.get_providers()[0])
 
     def preprocess(self, text: str | None, image: bytes | None, audio: bytes | None) -> Features:
-        enc = encode_text(self.tokenizer, text) if text else None
-        face = None
-        if image is not None:
-            face, _ = face_input(decode_image(image, max_pixels=MAX_IMAGE_PIXELS).image)
-        wave = decode_audio(audio, max_seconds=MAX_AUDIO_SECONDS).waveform if audio is not None else None
-        if wave is not None and "waveform" in self._dtypes:  # the Whisper expert: samples, front end in graph
-            wave = wave[:WAVEFORM_WINDOW_SAMPLES]
-            mel = None
-        else:
-            mel = log_mel(wave) if wave is not None else None
-            wave = None
-        parts: dict[str, dict[str, np.ndarray]] = {}
-        if enc is not None:
-            parts["text"] = {"input_ids": enc.input_ids, "attention_mask": np.ones(enc.num_tokens, np.int64)}
-        if face is not None:
-            parts["face"] = {"face": face}
-        if mel is not None:
-            parts["audio"] = {"audio_features": mel, "audio_mask": np.ones(mel.shape[0], np.float32)}
-        if wave is not None:
-            parts["audio"] = {"waveform": wave, "audio_mask": np.ones(wave.shape[0], np.float32)}
-        return PreparedItem.of(**parts)
+        """Decode and prepare one request, as the service does (raises its typed PreprocessingError)."""
+        return self.preprocessing.prepare(RawInput(text=text, image=image, audio=audio))
 
     def preprocess_json(self, payload: dict[str, str]) -> Features:
         """Same as :meth:`preprocess` for the service's JSON body (``text``, ``image_base64``,
@@ -104,18 +109,19 @@ class Pipeline:
         )
 
     def feeds(self, batch: list[Features]) -> dict[str, np.ndarray]:
-        """Pad a batch with the service's own collation (:func:`app.inference.collate.collate`): text to
-        its longest sequence, audio to its longest clip (no length buckets: the tutorial way), masks mark
-        real data."""
-        return collate(batch)
+        """Pad a batch with the service's own collation for the model's contract: text to its longest
+        sequence, audio to its longest clip (no length buckets: the tutorial way), masks mark real data."""
+        return collate(batch, contract=self.contract)
 
     def run(self, batch: list[Features]) -> np.ndarray:
-        """float32 [B, 3] fused probabilities."""
-        feeds = {
-            k: (v.astype(t) if (t := self._dtypes.get(k)) is not None else v)
-            for k, v in self.feeds(batch).items()
+        """float32 [B, 3] fused probabilities in ``app.contract.LABELS`` order."""
+        feeds = self.feeds(batch)
+        inputs = {
+            n: (feeds[n].astype(t) if (t := self._dtypes.get(n)) is not None else feeds[n])
+            for n in self.contract.input_names
         }
-        return np.asarray(self.session.run(["probabilities"], feeds)[0], dtype=np.float32)
+        fused = np.asarray(self.session.run([self._fused], inputs)[0], dtype=np.float32)
+        return fused[:, self._label_order]
 
 
 def to_json(probs: np.ndarray) -> dict[str, object]:

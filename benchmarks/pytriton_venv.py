@@ -22,7 +22,14 @@ PACKAGES = [
     "soxr>=0.4",
     "av>=12",
     "psutil>=5.9",
+    # What the service's preprocessing pipeline imports (benchmarks.pipeline → app.inference.startup).
+    "pydantic>=2.7",
+    "pydantic-settings>=2.3",
+    "threadpoolctl>=3.1",
 ]
+#: Installed without its dependencies: py3langid 0.4 declares numpy>=2, which PyTriton's numpy<2 pin
+#: forbids; it runs on numpy 1.26 (the language gate loads and answers the same in both environments).
+NO_DEPS = ["py3langid>=0.4,<0.5"]
 
 
 def ensure(venv: Path = VENV) -> Path:
@@ -31,7 +38,9 @@ def ensure(venv: Path = VENV) -> Path:
     if (
         python.exists()
         and subprocess.run(
-            [str(python), "-c", "import pytriton, onnxruntime, av"], capture_output=True, check=False
+            [str(python), "-c", "import pytriton, onnxruntime, av, py3langid, pydantic_settings"],
+            capture_output=True,
+            check=False,
         ).returncode
         == 0
     ):
@@ -39,6 +48,7 @@ def ensure(venv: Path = VENV) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     ort = "onnxruntime-gpu" if os.environ.get("BENCH_GPU") == "1" else "onnxruntime"
     subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES, ort], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", *NO_DEPS], check=True)
     return python
 
 

@@ -17,6 +17,7 @@ import argparse
 import heapq
 
 import numpy as np
+import numpy.typing as npt
 
 
 def simulate(cores: int, rho: float, cv: float, n: int = 200_000, seed: int = 0) -> tuple[float, float]:
@@ -37,14 +38,42 @@ def simulate(cores: int, rho: float, cv: float, n: int = 200_000, seed: int = 0)
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0 / (rho * cores), n))  # mean service time = 1
     service = np.clip(rng.normal(1.0, cv, n), 0.3, 3.0) if cv > 0 else np.ones(n)
+    return _fcfs(cores, arrivals, service)
+
+
+def simulate_times(
+    cores: int, rate: float, service_s: npt.ArrayLike, n: int = 200_000, seed: int = 0
+) -> tuple[float, float]:
+    """p50 and p99 response time (seconds) of an M/G/``cores`` FCFS queue with Poisson arrivals at
+    ``rate`` per second and service times drawn (with replacement) from the measured ``service_s``
+    (seconds): the floor for a mix whose requests cost very different amounts (a tweet vs a phone photo).
+
+    Raises:
+        ValueError: no service times, ``cores`` < 1, or utilisation ``rate × mean ÷ cores`` not in (0, 1).
+    """
+    times = np.asarray(service_s, dtype=np.float64)
+    if times.size == 0 or cores < 1:
+        raise ValueError("need service times and cores >= 1")
+    rho = rate * float(times.mean()) / cores
+    if not 0.0 < rho < 1.0:
+        raise ValueError(f"utilisation {rho:.3f} not in (0, 1)")
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, n))
+    return _fcfs(cores, arrivals, rng.choice(times, n))
+
+
+def _fcfs(
+    cores: int, arrivals: npt.NDArray[np.float64], service: npt.NDArray[np.float64]
+) -> tuple[float, float]:
+    """p50 and p99 response time of first-come-first-served ``cores`` servers (first 5 % discarded)."""
     free = [0.0] * cores  # min-heap of the times each server becomes free
-    response = np.empty(n)
-    for i in range(n):
+    response = np.empty(arrivals.size)
+    for i in range(arrivals.size):
         start = max(arrivals[i], heapq.heappop(free))
         done = start + service[i]
         heapq.heappush(free, done)
         response[i] = done - arrivals[i]
-    kept = response[n // 20 :]
+    kept = response[arrivals.size // 20 :]
     return float(np.percentile(kept, 50)), float(np.percentile(kept, 99))
 
 

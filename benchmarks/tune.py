@@ -1,9 +1,10 @@
-"""Sweep the service's CPU tuning settings (SENTIMENT_* env) on the all-three mix at one concurrency.
+"""Sweep the service's CPU tuning settings (SENTIMENT_* env) on one mix at one concurrency.
 
 ``PYTHONPATH=...`` in a configuration is passed as is (e.g. a folder with a ``sitecustomize.py`` that patches
 ONNX Runtime session options for an experiment).
 
-``python -m benchmarks.tune [--concurrency 64] [--duration 8] [--configs NAME=K=V;K=V ...]``. Each
+``python -m benchmarks.tune [--mix realistic] [--concurrency 64] [--duration 8] [--configs NAME=K=V;K=V ...]``
+(mixes: :data:`benchmarks.__main__.MIX_NAMES`). Each
 configuration starts ``msa serve`` with those environment variables, warms it up, and measures a closed
 loop; the table shows which settings to make the CPU defaults. Not part of ``python -m benchmarks``.
 """
@@ -15,8 +16,7 @@ import asyncio
 from pathlib import Path
 
 from benchmarks import loadgen
-from benchmarks.__main__ import RAW, ROOT, measure_point, service_server
-from benchmarks.corpus import build
+from benchmarks.__main__ import MIX_NAMES, ROOT, load_mixes, measure_point, service_server
 
 DEFAULT_CONFIGS = [
     "defaults=",
@@ -33,10 +33,10 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--duration", type=float, default=8.0)
-    p.add_argument("--mix", default="all")
+    p.add_argument("--mix", default="realistic", choices=MIX_NAMES)
     p.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS)
     args = p.parse_args()
-    samples = build(args.data_dir, RAW / "corpus")
+    samples = load_mixes([args.mix], args.data_dir)
     print("| config | env | req/s | p50 ms | p99 ms | errors | server CPU % | mean batch |")
     print("|---|---|---|---|---|---|---|---|")
     for i, spec in enumerate(args.configs):

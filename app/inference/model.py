@@ -157,29 +157,37 @@ def run_items(
     model: InferenceModel,
     items: Sequence[PreparedItem],
     collate: Callable[[Sequence[PreparedItem]], dict[str, npt.NDArray[Any]]],
+    *,
+    by_experts: bool = False,
 ) -> list[ModelOutput | BaseException]:
     """Validate, collate and run one batch; one result per item, in order.
 
     Items that fail validation (:func:`app.inference.collate.validate_item`) get their ``ValueError`` and
     their batch-mates still run; a row that is not a finite probability vector gets a ``RuntimeError``.
+    ``by_experts``: run the batch as sub-batches of items with the same experts present (one
+    ``session.run`` each, in order of first appearance), so that no expert computes rows it has no input
+    for (a tweet's batch-mate without text otherwise runs the text encoder on one [PAD] token, a clip's
+    batch-mate without audio its padding frames). Every row's result is the same either way (the graph's
+    rows are independent).
     """
     results: list[ModelOutput | BaseException] = [RuntimeError("no result")] * len(items)
-    valid: list[int] = []
+    groups: dict[tuple[str, ...], list[int]] = {}
     for i, item in enumerate(items):
         try:
             validate_item(item, model.contract)
-            valid.append(i)
         except ValueError as exc:
             results[i] = exc
-    if not valid:
-        return results
-    feeds = collate([items[i] for i in valid])
-    probs, expert_probs = model.run(feeds)
-    mask = feeds[model.contract.mask_input]
-    for row, i in enumerate(valid):
-        p = probs[row]
-        if np.isfinite(p).all() and abs(float(p.sum()) - 1.0) <= 1e-3:
-            results[i] = ModelOutput(p, expert_probs[row], mask[row])
-        else:
-            results[i] = RuntimeError("model output is not a probability vector")
+            continue
+        key = tuple(e.name for e in model.contract.experts if item.tensors(e.name) is not None)
+        groups.setdefault(key if by_experts else (), []).append(i)
+    for group in groups.values():
+        feeds = collate([items[i] for i in group])
+        probs, expert_probs = model.run(feeds)
+        mask = feeds[model.contract.mask_input]
+        for row, i in enumerate(group):
+            p = probs[row]
+            if np.isfinite(p).all() and abs(float(p.sum()) - 1.0) <= 1e-3:
+                results[i] = ModelOutput(p, expert_probs[row], mask[row])
+            else:
+                results[i] = RuntimeError("model output is not a probability vector")
     return results

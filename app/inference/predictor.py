@@ -169,10 +169,18 @@ class Predictor:
             audio_buckets=self.audio_buckets,
         )
 
+    @property
+    def batch_by_experts(self) -> bool:
+        """Whether batches run as sub-batches of items with the same experts (``settings.batch_by_experts``;
+        unset: only when the model runs on the CPU execution provider)."""
+        if self.settings.batch_by_experts is not None:
+            return self.settings.batch_by_experts
+        return self.model is not None and self.model.loaded.execution_provider == "CPUExecutionProvider"
+
     def run_batch(self, items: Sequence[PreparedItem]) -> list[ModelOutput | BaseException]:
         """Run one batch (blocking; the batcher calls it in the inference pool): :func:`run_items`."""
         assert self.model is not None
-        return run_items(self.model, items, self.collate)
+        return run_items(self.model, items, self.collate, by_experts=self.batch_by_experts)
 
     # ------------------------------------------------------------------ request path
     async def _in_pool(self, fn: Any, *args: Any) -> Any:

@@ -142,6 +142,44 @@ def test_real_model_padding_and_masks_do_not_change_outputs(real_settings: Setti
         np.testing.assert_allclose(row.probabilities, tight[0][0], atol=1e-3, rtol=0)
 
 
+def test_batches_split_by_experts_give_the_same_answers_with_one_run_per_modality_set(
+    real_settings: Settings,
+) -> None:
+    """``batch_by_experts`` (the CPU default): one ``session.run`` per set of present experts, in order of
+    first appearance, each row's answer the same as in one mixed batch (up to batch-size numerics, 1e-3)."""
+    predictor = Predictor(real_settings.model_copy(update={"providers": ["CPUExecutionProvider"]}))
+    predictor.load()
+    assert predictor.batch_by_experts  # unset → on with the CPU execution provider
+    raws = [
+        RawInput(text="what a lovely afternoon"),
+        RawInput(audio=speech_wav()),
+        RawInput(text="the bus was late again"),
+        RawInput(text="mixed", image=face_jpeg(), audio=speech_wav()),
+        RawInput(audio=speech_wav(2)),
+    ]
+    items = [predictor.prepare(r) for r in raws]
+    model = predictor.model
+    assert model is not None
+    runs: list[int] = []
+    original = model.run
+
+    def counting_run(feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        runs.append(len(feeds[model.contract.mask_input]))
+        return original(feeds)
+
+    model.run = counting_run  # type: ignore[method-assign]
+    split = predictor.run_batch(items)
+    assert runs == [2, 2, 1]  # text ×2, audio ×2, all three
+    runs.clear()
+    predictor.settings = predictor.settings.model_copy(update={"batch_by_experts": False})
+    whole = predictor.run_batch(items)
+    assert runs == [5]
+    for a, b in zip(split, whole, strict=True):
+        assert isinstance(a, ModelOutput) and isinstance(b, ModelOutput)
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-3, rtol=0)
+        np.testing.assert_array_equal(a.modality_mask, b.modality_mask)
+
+
 def test_the_docs_no_usable_evidence_example_holds_for_the_bundled_model(real_client: TestClient) -> None:
     """The OpenAPI example "only a blank image" answers no label with the bundled (scene-expert) model too:
     no face, and the scene expert refuses the blank image."""
