@@ -6,10 +6,11 @@ voice notes as M4A and Ogg/Opus, tweets, alone and together), both from :mod:`be
 ``text`` (tweets only); the older corpus mixes ``image``, ``audio`` and ``all`` (:mod:`benchmarks.corpus`)
 on request. Every target runs every mix; the mixes in ``--sweep`` get the whole concurrency sweep.
 
-Order (one heavy process at a time): in-process ceiling (best of batch sizes, run workers, single-item
-workers and ORT intra-op threads) → the service over HTTP (closed-loop sweep + open loop at 50 % of its
-best throughput per swept mix) → naive FastAPI → LitServe → PyTriton (→ memory/start-up of the service with
-``--memory-requests N``; by default that is the separate ``python -m benchmarks.memory``). Writes
+Order: in-process ceiling (best of batch sizes, run workers, single-item workers and ORT intra-op threads;
+no server running) → the HTTP targets (the service, naive FastAPI, LitServe, PyTriton), all started at
+once and measured point by point in turn (closed-loop sweep; :func:`bench_http`) → the service's open loop
+at 50 % of its best throughput per swept mix (→ memory/start-up of the service with ``--memory-requests
+N``; by default that is the separate ``python -m benchmarks.memory``). Writes
 ``benchmarks/results/RESULTS.md``, ``results.json`` and PNG plots.
 """
 
@@ -229,36 +230,80 @@ def psutil_self():  # noqa: ANN201
     return psutil.Process()
 
 
-def bench_target(
-    name: str, server: ServerProcess, bodies: dict[str, list[bytes]], args: argparse.Namespace, bar: tqdm
+def bench_http(
+    names: list[str],
+    makers: dict[str, Any],
+    samples: dict[str, list[Sample]],
+    args: argparse.Namespace,
+    bar: tqdm,
+    errors: dict[str, str],
 ) -> dict[str, Any]:
-    res: dict[str, Any] = {"points": []}
-    bar.set_description(f"{name}: starting")
-    res["cold_start_s"] = server.start()
+    """Every HTTP target started at once; each (mix, concurrency) point measured for every target in turn,
+    the order rotating from point to point, so the slow drifts of a shared machine hit all targets alike
+    and the ratios are side by side; then the service's open loops (one per swept mix). A target that fails
+    to start or to answer is recorded in ``errors`` and left out; the others go on."""
+    servers: dict[str, ServerProcess] = {}
+    bodies: dict[str, dict[str, list[bytes]]] = {}
+    res: dict[str, Any] = {}
     try:
-        bar.set_description(f"{name}: warm-up")
-        for mix in args.mixes:
-            asyncio.run(loadgen.closed_loop("127.0.0.1", server.port, bodies[mix], 8, args.warmup, 0.0))
-        for mix, c in plan(args):
-            bar.set_description(f"{name}: {mix} c={c}")
-            point = measure_point(server, bodies[mix], c, args.duration, args.warmup)
-            point["mix"] = mix  # type: ignore[assignment]
-            res["points"].append(point)
-            bar.update(1)
-        if name == "service" and not args.skip_open_loop:
-            res["open_loop"] = {}
+        for i, name in enumerate(names):
+            server = makers[name](args.port + i)
+            bar.set_description(f"{name}: starting")
+            try:
+                cold = server.start()
+                path = "/v2/models/fused/infer" if name == "pytriton" else "/v1/predict"
+                body = pytriton_body if name == "pytriton" else Sample.json_body
+                bodies[name] = {
+                    m: [loadgen.build_request("127.0.0.1", server.port, path, body(s)) for s in samples[m]]
+                    for m in args.mixes
+                }
+                bar.set_description(f"{name}: warm-up")
+                for mix in args.mixes:
+                    asyncio.run(
+                        loadgen.closed_loop("127.0.0.1", server.port, bodies[name][mix], 8, args.warmup, 0.0)
+                    )
+            except Exception as exc:  # noqa: BLE001 - a failing peer must not lose the other results
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                tqdm.write(f"{name} failed: {errors[name]}")
+                server.stop()
+                bodies.pop(name, None)
+                continue
+            servers[name] = server
+            res[name] = {"points": [], "cold_start_s": cold}
+        for k, (mix, c) in enumerate(plan(args)):
+            live = [n for n in names if n in servers]
+            for name in live[k % max(1, len(live)) :] + live[: k % max(1, len(live))]:
+                bar.set_description(f"{name}: {mix} c={c}")
+                try:
+                    point = measure_point(servers[name], bodies[name][mix], c, args.duration, args.warmup)
+                except Exception as exc:  # noqa: BLE001
+                    errors[name] = f"{type(exc).__name__}: {exc}"
+                    tqdm.write(f"{name} failed: {errors[name]}")
+                    servers.pop(name).stop()
+                    continue
+                point["mix"] = mix  # type: ignore[assignment]
+                res[name]["points"].append(point)
+                bar.update(1)
+        if "service" in servers and not args.skip_open_loop:
+            server = servers["service"]
+            res["service"]["open_loop"] = {}
             for mix in args.sweep:
-                best = max(p["throughput"] for p in res["points"] if p["mix"] == mix)
+                best = max(p["throughput"] for p in res["service"]["points"] if p["mix"] == mix)
                 rate = 0.5 * best
-                bar.set_description(f"{name}: {mix} open loop {rate:.1f}/s")
+                bar.set_description(f"service: {mix} open loop {rate:.1f}/s")
                 server.start_sampling()
                 stats = asyncio.run(
                     loadgen.open_loop(
-                        "127.0.0.1", server.port, bodies[mix], rate, args.open_loop_duration, args.warmup
+                        "127.0.0.1",
+                        server.port,
+                        bodies["service"][mix],
+                        rate,
+                        args.open_loop_duration,
+                        args.warmup,
                     )
                 )
                 server.stop_sampling()
-                res["open_loop"][mix] = {
+                res["service"]["open_loop"][mix] = {
                     "rate": rate,
                     "max_throughput": best,
                     **stats.summary(),
@@ -267,7 +312,8 @@ def bench_target(
                 }
                 bar.update(1)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
     return res
 
 
@@ -445,20 +491,8 @@ def main(argv: list[str] | None = None) -> int:
             "litserve": lambda port: litserve_server(model_dir, port, batch, wait_ms, args.litserve_workers),
             "pytriton": lambda port: pytriton_server(model_dir, port, batch, wait_ms),
         }
-        for i, name in enumerate(t for t in targets if t != "ceiling"):
-            server = makers[name](args.port + i)
-            path = "/v2/models/fused/infer" if name == "pytriton" else "/v1/predict"
-            body = pytriton_body if name == "pytriton" else Sample.json_body
-            bodies = {
-                m: [loadgen.build_request("127.0.0.1", server.port, path, body(s)) for s in samples[m]]
-                for m in args.mixes
-            }
-            try:
-                results["targets"][name] = bench_target(name, server, bodies, args, bar)
-            except Exception as exc:  # noqa: BLE001 - a failing peer must not lose the other results
-                errors[name] = f"{type(exc).__name__}: {exc}"
-                tqdm.write(f"{name} failed: {errors[name]}")
-            del bodies
+        http = [t for t in targets if t != "ceiling"]
+        results["targets"].update(bench_http(http, makers, samples, args, bar, errors))
     if "profile" in results:
         results["floor"] = mgc_floor(results, results["profile"], os.cpu_count() or 1)
     if args.memory_requests > 0 and "service" in targets:
@@ -510,6 +544,7 @@ def meta(model_dir: Path, settings: dict[str, Any], args: argparse.Namespace) ->
         "peer_wait_ms": args.peer_wait_ms,
         "duration_s": args.duration,
         "mixes": args.mixes,
+        "interleaved": True,
         "sweep": args.sweep,
         "warmup_s": args.warmup,
         "oha_or_wrk": bool(shutil.which("oha") or shutil.which("wrk")),

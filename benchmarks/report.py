@@ -117,7 +117,14 @@ def write(res: dict[str, Any], out: Path) -> str:
         f"{meta['python']}, ONNX Runtime {meta['onnxruntime']}. {meta['duration_s']:g} s measured + "
         f"{meta['warmup_s']:g} s warm-up per point; closed loop (each of N connections sends its next "
         "request when the previous answer arrives) on loopback; the load generator shares the cores with the "
-        "server (its CPU is the `client CPU` column). Same ONNX model, same `app.preprocessing` functions "
+        "server (its CPU is the `client CPU` column)"
+        + (
+            "; all HTTP targets run at once, idle while another is measured, and each point is measured for "
+            "every target in turn (rotating order)"
+            if meta.get("interleaved")
+            else ""
+        )
+        + ". Same ONNX model, same `app.preprocessing` functions "
         "and "
         "the same JSON body (`text`, `image_base64`, `audio_base64`) for every target; max batch "
         f"{meta['service_settings'].get('max_batch_size')} for the service, LitServe and PyTriton; batch "

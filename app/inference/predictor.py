@@ -186,6 +186,25 @@ class Predictor:
     async def _in_pool(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._preprocess_pool, fn, *args)
 
+    async def _prepare_fields(self, raw: RawInput) -> PreparedItem:
+        """:meth:`prepare` in the preprocessing pool; a request with several fields has each field decoded
+        and prepared as its own pool task, so a photo and a voice note of one request use two cores when
+        the pool has them (one request's latency), at the same total work. The first failing field in the
+        contract's order is raised, as :meth:`prepare` would."""
+        assert self.pipeline is not None, "call load() first"
+        pipeline = self.pipeline
+        fields = pipeline.fields(raw)
+        if len(fields) < 2 or self.settings.preprocess_workers < 2:
+            item: PreparedItem = await self._in_pool(pipeline.prepare, raw)
+            return item
+        done = await asyncio.gather(
+            *(self._in_pool(pipeline.prepare_field, m, raw.get(m)) for m in fields), return_exceptions=True
+        )
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
+        return pipeline.merge(fields, list(done))  # type: ignore[arg-type]
+
     async def predict(self, raw: RawInput) -> Prediction:
         """Full pipeline for one request.
 
@@ -198,7 +217,7 @@ class Predictor:
             raise NotReadyError(self.not_ready_reason or "model not ready")
         with self.admission.admit():
             started = time.perf_counter()
-            item: PreparedItem = await self._in_pool(self.prepare, raw)
+            item = await self._prepare_fields(raw)
             preprocess_ms = (time.perf_counter() - started) * 1000.0
             timeout = self.settings.request_timeout_s
             try:

@@ -102,20 +102,43 @@ class PreprocessingPipeline:
         self._experts = {e.name: experts[e.name] for e in contract.experts}
 
     def prepare(self, raw: RawInput) -> PreparedItem:
-        """Decode and preprocess one request (blocking).
+        """Decode and preprocess one request (blocking), field by field in the contract's order.
 
         Raises:
-            PreprocessingError: typed, per field (each carries its error type: 413 / 415 / 422).
+            PreprocessingError: typed, per field (each carries its error type: 413 / 415 / 422); the first
+                failing field in the contract's order.
         """
+        fields_sent = self.fields(raw)
+        return self.merge(fields_sent, [self.prepare_field(m, raw.get(m)) for m in fields_sent])
+
+    def fields(self, raw: RawInput) -> list[str]:
+        """The request fields that were sent and that the model reads, in the contract's order."""
+        return [m for m in self.contract.modalities if raw.get(m) is not None]
+
+    def prepare_field(self, modality: str, value: Any) -> tuple[Any, dict[str, ExpertInput]]:
+        """Decode one request field and prepare the input of every expert that reads it (blocking;
+        independent of the other fields, so fields can be prepared in parallel threads).
+
+        Returns:
+            (the field's decoded facts, expert name → :class:`ExpertInput`).
+
+        Raises:
+            PreprocessingError: typed (413 / 415 / 422).
+        """
+        decoded: Decoded[Any] = DECODERS[modality](value, self.limits)
+        parts = {
+            name: expert.prepare(decoded.value, self.resources)
+            for name, expert in self._experts.items()
+            if expert.modality == modality
+        }
+        return decoded.facts, parts
+
+    @staticmethod
+    def merge(modalities: list[str], prepared: list[tuple[Any, dict[str, ExpertInput]]]) -> PreparedItem:
+        """One item from :meth:`prepare_field`'s results for ``modalities`` (same order)."""
         facts: dict[str, Any] = {}
         parts: dict[str, ExpertInput] = {}
-        for modality in self.contract.modalities:  # field by field, so errors come in field order
-            value = raw.get(modality)
-            if value is None:
-                continue
-            decoded: Decoded[Any] = DECODERS[modality](value, self.limits)
-            facts[modality] = decoded.facts
-            for name, expert in self._experts.items():
-                if expert.modality == modality:
-                    parts[name] = expert.prepare(decoded.value, self.resources)
+        for modality, (field_facts, field_parts) in zip(modalities, prepared, strict=True):
+            facts[modality] = field_facts
+            parts.update(field_parts)
         return PreparedItem(facts, parts)

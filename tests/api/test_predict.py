@@ -203,6 +203,22 @@ def test_unsupported_audio_returns_415(client: TestClient) -> None:
     )
 
 
+@pytest.mark.parametrize("bad", ["image", "audio", "both"])
+def test_fields_prepared_in_parallel_report_the_first_failing_field(client: TestClient, bad: str) -> None:
+    """A request's fields are prepared as separate pool tasks; the error is still the first failing field
+    in the contract's order (text, image, audio), whatever finishes first."""
+    pdf = ("doc.pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")
+    noise = ("a.wav", b"\x01\x02" * 500, "audio/wav")
+    files = {
+        "image": pdf if bad in ("image", "both") else ("f.jpg", face_jpeg(), "image/jpeg"),
+        "audio": noise if bad in ("audio", "both") else ("s.wav", speech_wav(), "audio/wav"),
+    }
+    r = client.post("/v1/predict", data={"text": "fine words"}, files=files)
+    _assert_error(r, 415, "unsupported_media_type")
+    field = "image" if bad in ("image", "both") else "audio"
+    assert r.json()["error"]["message"].startswith(f"{field} is not in a supported format")
+
+
 def test_audio_over_the_limit_returns_413(client: TestClient, settings: Any) -> None:
     r = client.post(
         "/v1/predict", files={"audio": ("long.wav", wav(settings.max_audio_seconds + 1, 8000), "audio/wav")}
