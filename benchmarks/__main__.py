@@ -204,17 +204,20 @@ def service_settings() -> dict[str, Any]:
 def measure_point(
     server: ServerProcess, raw: list[bytes], concurrency: int, duration: float, warmup: float
 ) -> dict[str, float]:
+    """One closed-loop point. CPU shares are over the whole call (warm-up, window and the tail of requests
+    still in flight when the window ends), and ``server_cpu_ms_per_request`` divides the server's CPU time
+    over the call by every answer received in it, so neither is inflated by the tail."""
     me = psutil_self()
     server.start_sampling()
-    cpu0, me0 = server.cpu_seconds(), me.cpu_times()
+    cpu0, me0, t0 = server.cpu_seconds(), me.cpu_times(), time.perf_counter()
     stats = asyncio.run(loadgen.closed_loop("127.0.0.1", server.port, raw, concurrency, duration, warmup))
-    cpu1, me1 = server.cpu_seconds(), me.cpu_times()
+    cpu1, me1, wall = server.cpu_seconds(), me.cpu_times(), time.perf_counter() - t0
     peak = server.stop_sampling()
-    wall = duration + warmup
     out = stats.summary()
     out.update(
         {
             "server_cpu_pct": 100 * (cpu1 - cpu0) / wall,
+            "server_cpu_ms_per_request": 1e3 * (cpu1 - cpu0) / max(1, stats.completed),
             "client_cpu_pct": 100 * ((me1.user + me1.system) - (me0.user + me0.system)) / wall,
             "server_rss_mb": peak / 2**20,
             "concurrency": float(concurrency),
@@ -292,6 +295,7 @@ def bench_http(
                 rate = 0.5 * best
                 bar.set_description(f"service: {mix} open loop {rate:.1f}/s")
                 server.start_sampling()
+                cpu0 = server.cpu_seconds()
                 stats = asyncio.run(
                     loadgen.open_loop(
                         "127.0.0.1",
@@ -302,10 +306,12 @@ def bench_http(
                         args.warmup,
                     )
                 )
+                cpu1 = server.cpu_seconds()
                 server.stop_sampling()
                 res["service"]["open_loop"][mix] = {
                     "rate": rate,
                     "max_throughput": best,
+                    "server_cpu_ms_per_request": 1e3 * (cpu1 - cpu0) / max(1, stats.completed),
                     **stats.summary(),
                     "statuses": {str(k): v for k, v in stats.statuses.items()},
                     "exceptions": stats.exceptions,
@@ -323,23 +329,29 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     return [(m, c) for m in args.mixes for c in (args.concurrency if m in args.sweep else [top])]
 
 
-def mgc_floor(res: dict[str, Any], profile: dict[str, Any], cores: int) -> dict[str, dict[str, float]]:
+def mgc_floor(
+    res: dict[str, Any], profile: dict[str, Any], cores: int, errors: dict[str, str]
+) -> dict[str, dict[str, float]]:
     """p50/p99 (ms) of an ideal ``cores``-core first-come-first-served server at each open loop's arrival
     rate (:func:`benchmarks.queueing.simulate_times`): service times with the shape of the mix's measured
-    per-request CPU costs (``profile[mix]["item_ms"]``, in-process, one thread) scaled to the service's own
-    server CPU time per request at its best closed-loop point of that mix (so HTTP and JSON are in it)."""
+    per-request CPU costs (``profile[mix]["item_ms"]``, in-process, one thread), scaled to the service's own
+    server CPU time per request measured during that open loop (so HTTP and JSON are in it). A mix whose
+    floor cannot be computed is recorded in ``errors``."""
     out: dict[str, dict[str, float]] = {}
     for mix, ol in res.get("targets", {}).get("service", {}).get("open_loop", {}).items():
         costs = profile.get(mix, {}).get("item_ms")
-        pts = [p for p in res["targets"]["service"]["points"] if p["mix"] == mix]
-        if not costs or not pts:
+        cpu_ms = ol.get("server_cpu_ms_per_request")
+        if not costs or not cpu_ms:
             continue
-        best = max(pts, key=lambda p: p["throughput"])
-        cpu_s = best["server_cpu_pct"] / 100 / best["throughput"]  # server CPU seconds per request
-        times = np.asarray(costs, dtype=np.float64) * (cpu_s / float(np.mean(costs)))
-        p50, p99 = queueing.simulate_times(cores, ol["rate"], times)
+        try:
+            cpu_s = cpu_ms / 1e3
+            times = np.asarray(costs, dtype=np.float64) * (cpu_s / float(np.mean(costs)))
+            p50, p99 = queueing.simulate_times(cores, ol["rate"], times)
+        except (ValueError, ZeroDivisionError) as exc:
+            errors[f"floor {mix}"] = f"{type(exc).__name__}: {exc}"
+            continue
         out[mix] = {
-            "cpu_ms_per_request": cpu_s * 1e3,
+            "cpu_ms_per_request": cpu_ms,
             "rho": ol["rate"] * cpu_s / cores,
             "cv": float(np.std(times) / np.mean(times)),
             "p50_ms": p50 * 1e3,
@@ -494,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         http = [t for t in targets if t != "ceiling"]
         results["targets"].update(bench_http(http, makers, samples, args, bar, errors))
     if "profile" in results:
-        results["floor"] = mgc_floor(results, results["profile"], os.cpu_count() or 1)
+        results["floor"] = mgc_floor(results, results["profile"], os.cpu_count() or 1, errors)
     if args.memory_requests > 0 and "service" in targets:
         try:
             results["memory"] = memory.run(

@@ -111,16 +111,22 @@ def parse_config(text: str) -> Config:
     """``"16x1"`` → ``Batched(16, 1)``; ``"i4"`` → ``Inline(4)``.
 
     Raises:
-        ValueError: anything else.
+        ValueError: anything else, or a number below 1.
     """
     text = text.strip()
     try:
         if text.startswith("i"):
-            return Inline(int(text[1:]))
-        batch, workers = text.split("x")
-        return Batched(int(batch), int(workers))
+            numbers = [int(text[1:])]
+            config: Config = Inline(numbers[0])
+        else:
+            batch, workers = text.split("x")
+            numbers = [int(batch), int(workers)]
+            config = Batched(numbers[0], numbers[1])
     except ValueError as exc:
         raise ValueError(f"ceiling configuration {text!r}: expected BATCHxWORKERS or iTHREADS") from exc
+    if min(numbers) < 1:
+        raise ValueError(f"ceiling configuration {text!r}: expected BATCHxWORKERS or iTHREADS, each ≥ 1")
+    return config
 
 
 def config_name(config: Config) -> str:
@@ -187,6 +193,7 @@ def run_batched(
     t_start = time.perf_counter() + warmup_s
     t_end = t_start + duration_s
     measured_t0: float | None = None
+    t_stop = t_end
     with ThreadPoolExecutor(prep_threads) as prep_pool, ThreadPoolExecutor(run_workers) as run_pool:
         pending: deque[Future[Any]] = deque()
         running: deque[Future[Any]] = deque()
@@ -201,6 +208,7 @@ def run_batched(
                 else:
                     done += batch_size
                 if now >= t_end:
+                    t_stop = now  # the pools' shutdown below (work not counted) is not in the window
                     break
             feats = [pending.popleft().result() for _ in range(batch_size)]
             pending.extend(prep_pool.submit(prep, s) for s in next(batches))
@@ -209,7 +217,11 @@ def run_batched(
             f.cancel()
         for f in running:
             f.result()
-    elapsed = time.perf_counter() - (measured_t0 or t_start)
+    if measured_t0 is None or t_stop <= measured_t0:
+        raise RuntimeError(
+            f"no batch of {batch_size} finished inside the {duration_s:g}-s window; lengthen it"
+        )
+    elapsed = t_stop - measured_t0
     return {
         "throughput": done / elapsed,
         "batch_size": float(batch_size),

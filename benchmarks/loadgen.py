@@ -42,6 +42,9 @@ class Stats:
     statuses: dict[int, int] = field(default_factory=dict)
     exceptions: int = 0
     window_s: float = 0.0
+    #: Every answer received during the whole run (warm-up and the tail after the window included): the
+    #: divisor for the server's CPU time per request over the same run.
+    completed: int = 0
     #: Sums of the service's timing headers (x-batch-size, x-queue-time-ms, ...) over counted 200 answers.
     header_sums: dict[str, float] = field(default_factory=dict)
 
@@ -159,6 +162,7 @@ async def closed_loop(
                 await asyncio.sleep(0.01)
                 continue
             done = time.perf_counter()
+            stats.completed += 1
             if start <= done <= end:
                 stats.statuses[status] = stats.statuses.get(status, 0) + 1
                 if status == 200:
@@ -202,6 +206,8 @@ async def open_loop(
                 status = -1
             done = time.perf_counter()
             idle.append(conn)
+        if status >= 0:
+            stats.completed += 1
         if start <= scheduled < end:
             if status < 0:
                 stats.exceptions += 1

@@ -71,12 +71,13 @@ class Pipeline:
                 ort.preload_dlls()
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         model_dir = Path(model_dir).resolve()
-        self.spec = load_spec(model_dir.parent, model_dir.name)
+        # SENTIMENT_* settings (e.g. SENTIMENT_MODEL_VERSION, the limits) as the service reads them.
+        settings = Settings(model_dir=model_dir.parent, model_name=model_dir.name, providers=providers)
+        self.spec = load_spec(model_dir.parent, model_dir.name, settings.model_version)
         self.contract = self.spec.contract
         self.model_file = self.spec.file_for(providers[0])
         self.session = ort.InferenceSession(str(self.model_file), opts, providers=providers)
         # The service's preprocessing for this model, its detectors on the providers the session got.
-        settings = Settings(model_dir=model_dir.parent, model_name=model_dir.name, providers=providers)
         view: Any = SimpleNamespace(
             spec=self.spec,
             contract=self.contract,
@@ -87,7 +88,6 @@ class Pipeline:
         self._dtypes = {
             i.name: (np.float16 if i.type == _ORT_FLOAT16 else None) for i in self.session.get_inputs()
         }
-        self._fused = self.contract.outputs[0]
         self._label_order = [self.spec.labels.index(label) for label in LABELS]
 
     @property
@@ -120,7 +120,8 @@ class Pipeline:
             n: (feeds[n].astype(t) if (t := self._dtypes.get(n)) is not None else feeds[n])
             for n in self.contract.input_names
         }
-        fused = np.asarray(self.session.run([self._fused], inputs)[0], dtype=np.float32)
+        # Both outputs, as the service asks for (the per-expert one feeds its response).
+        fused = np.asarray(self.session.run(list(self.contract.outputs), inputs)[0], dtype=np.float32)
         return fused[:, self._label_order]
 
 

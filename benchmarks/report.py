@@ -74,7 +74,8 @@ def bars(res: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 r = svc["throughput"] / other["throughput"]
                 measured = f"{svc['throughput']:.1f} / {other['throughput']:.1f} = {r:.2f}×"
             else:
-                measured = f"not measured ({res.get('errors', {}).get(peer, 'not run')[:120]})"
+                why = res.get("errors", {}).get(peer) or ("service not measured" if not svc else "not run")
+                measured = f"not measured ({why[:120]})"
             rows.append(
                 (f"service ÷ {LABEL[peer]}, {mix}, c={top}", measured, "— (GPU bar: ≥ 1.3× PyTriton)", None)
             )
@@ -220,8 +221,8 @@ def write(res: dict[str, Any], out: Path) -> str:
             "",
             "The floor: an ideal first-come-first-served server with as many cores as this machine, no "
             "overhead, the same arrivals, and service times shaped like the mix's measured per-request "
-            "costs (in-process, one thread) scaled to the service's own server CPU per request "
-            "(`benchmarks.queueing.simulate_times`).",
+            "costs (in-process, one thread) scaled to the service's own server CPU per request during "
+            "that open loop (`benchmarks.queueing.simulate_times`).",
             "",
             "| mix | rate req/s | served req/s | p50 ms | p95 ms | p99 ms | errors | "
             "floor: CPU ms/request, ρ, CV, p50, p99 |",

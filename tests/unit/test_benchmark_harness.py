@@ -11,7 +11,7 @@ from app.config import REPO_ROOT, Settings
 from app.inference.predictor import ModelOutput, Predictor
 from app.preprocessing.pipeline import RawInput
 from benchmarks import queueing
-from benchmarks.ceiling import Batched, Inline, config_name, parse_config, run_inline
+from benchmarks.ceiling import Batched, Inline, config_name, parse_config, run_batched, run_inline
 from benchmarks.corpus import Sample
 from tests.media import face_jpeg, speech_wav
 
@@ -47,7 +47,7 @@ def test_ceiling_configurations_parse_and_name(text: str, config: Batched | Inli
     assert parse_config(config_name(config).replace("b", "").replace("w", "x")) == config
 
 
-@pytest.mark.parametrize("bad", ["16", "x2", "i", "4xx"])
+@pytest.mark.parametrize("bad", ["16", "x2", "i", "4xx", "0x1", "4x0", "i0", "i-2"])
 def test_ceiling_configuration_errors_name_the_format(bad: str) -> None:
     with pytest.raises(ValueError, match="BATCHxWORKERS or iTHREADS"):
         parse_config(bad)
@@ -94,3 +94,36 @@ def test_peer_pipeline_does_the_services_work() -> None:
     got = peer.run(peer_items)
     want = np.stack([o.probabilities for o in expected if isinstance(o, ModelOutput)])
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_batched_ceiling_counts_only_the_window() -> None:
+    # prep takes 0.05 s on 2 threads, the run nothing: 40 items/s, batches of 2 (the pools' shutdown after
+    # the window, waiting for preparations not counted, must not lower it).
+    import time
+
+    def prep(s: Sample) -> Sample:
+        time.sleep(0.05)
+        return s
+
+    out = run_batched(
+        prep,
+        lambda batch: None,
+        [Sample("a", None, None)],
+        batch_size=2,
+        duration_s=1.0,
+        warmup_s=0.2,
+        prep_threads=2,
+    )
+    assert 25 < out["throughput"] < 42
+
+
+def test_batched_ceiling_refuses_a_window_shorter_than_one_batch() -> None:
+    with pytest.raises(RuntimeError, match="no batch"):
+        run_batched(
+            lambda s: s,
+            lambda batch: __import__("time").sleep(0.3),
+            [Sample("a", None, None)],
+            batch_size=1,
+            duration_s=0.05,
+            warmup_s=0.0,
+        )
