@@ -243,8 +243,9 @@ def bench_http(
 ) -> dict[str, Any]:
     """Every HTTP target started at once; each (mix, concurrency) point measured for every target in turn,
     the order rotating from point to point, so the slow drifts of a shared machine hit all targets alike
-    and the ratios are side by side; then the service's open loops (one per swept mix). A target that fails
-    to start or to answer is recorded in ``errors`` and left out; the others go on."""
+    and the ratios are side by side; the targets not being measured are paused (SIGSTOP of their process
+    group: no idle CPU taken from the one measured); then the service's open loops (one per swept mix). A
+    target that fails to start or to answer is recorded in ``errors`` and left out; the others go on."""
     servers: dict[str, ServerProcess] = {}
     bodies: dict[str, dict[str, list[bytes]]] = {}
     res: dict[str, Any] = {}
@@ -271,6 +272,7 @@ def bench_http(
                 server.stop()
                 bodies.pop(name, None)
                 continue
+            server.pause()
             servers[name] = server
             res[name] = {"points": [], "cold_start_s": cold}
         for k, (mix, c) in enumerate(plan(args)):
@@ -278,7 +280,9 @@ def bench_http(
             for name in live[k % max(1, len(live)) :] + live[: k % max(1, len(live))]:
                 bar.set_description(f"{name}: {mix} c={c}")
                 try:
+                    servers[name].resume()
                     point = measure_point(servers[name], bodies[name][mix], c, args.duration, args.warmup)
+                    servers[name].pause()
                 except Exception as exc:  # noqa: BLE001
                     errors[name] = f"{type(exc).__name__}: {exc}"
                     tqdm.write(f"{name} failed: {errors[name]}")
@@ -289,6 +293,7 @@ def bench_http(
                 bar.update(1)
         if "service" in servers and not args.skip_open_loop:
             server = servers["service"]
+            server.resume()
             res["service"]["open_loop"] = {}
             for mix in args.sweep:
                 best = max(p["throughput"] for p in res["service"]["points"] if p["mix"] == mix)

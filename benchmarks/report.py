@@ -120,8 +120,8 @@ def write(res: dict[str, Any], out: Path) -> str:
         "request when the previous answer arrives) on loopback; the load generator shares the cores with the "
         "server (its CPU is the `client CPU` column)"
         + (
-            "; all HTTP targets run at once, idle while another is measured, and each point is measured for "
-            "every target in turn (rotating order)"
+            "; all HTTP targets run at once, paused (SIGSTOP) while another is measured, and each point is "
+            "measured for every target in turn (rotating order)"
             if meta.get("interleaved")
             else ""
         )

@@ -111,9 +111,21 @@ class ServerProcess:
         self._sampling = False
         return self._rss_peak
 
+    def pause(self) -> None:
+        """SIGSTOP the server's whole process group: it keeps its memory and sockets but takes no CPU (no
+        idle polling, no spinning threads) while another target is measured."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the process group after :meth:`pause`."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.resume()  # a stopped process would not act on SIGINT
         try:
             os.killpg(self.proc.pid, signal.SIGINT)
             self.proc.wait(timeout=15)
