@@ -23,8 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.api.errors import ErrorDetail, error_responses, validation_message
-from app.api.json_body import unknown_field_hint, validate_json
-from app.api.predict import _decode_b64
+from app.api.json_body import decode_base64, unknown_field_hint, validate_json
 from app.api.responses import predict_response
 from app.errors import STATUS, ApiError, ErrorType, ServiceError
 from app.inference.predictor import NotReadyError, Predictor
@@ -116,8 +115,8 @@ def _raw_input(value: Any, duplicates: list[str]) -> RawInput:
         raise ApiError(ErrorType.VALIDATION_ERROR, message) from None
     raw = RawInput(
         text=req.text,
-        image=_decode_b64(req.image_base64, "image_base64"),
-        audio=_decode_b64(req.audio_base64, "audio_base64"),
+        image=decode_base64(req.image_base64, "image_base64"),
+        audio=decode_base64(req.audio_base64, "audio_base64"),
     )
     if raw.empty:
         raise ApiError(ErrorType.MISSING_MODALITY, "send at least one of: text, image_base64, audio_base64")

@@ -1,11 +1,17 @@
-"""JSON request bodies: the UTF-8 byte-order mark, and error messages that name the real cause."""
+"""JSON request bodies: the UTF-8 byte-order mark, error messages that name the real cause, keys sent more
+than once, and base64 fields decoded without holding the GIL for long."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import codecs
 import json
+import re
+from collections.abc import Collection
 from typing import Any, TypeVar
 
+import pybase64
 from pydantic import BaseModel, ValidationError
 
 from app.api.errors import validation_message
@@ -84,3 +90,90 @@ def unknown_field_hint(model: type[BaseModel], errors: list[Any]) -> str:
     meant = [f"'{u}_base64' for '{u}'" for u in unknown if f"{u}_base64" in allowed]
     hint = f" (JSON bodies carry files base64-encoded: {', '.join(meant)})" if meant else ""
     return f"; allowed fields: {', '.join(allowed)}{hint}"
+
+
+#: Whitespace a base64 field may carry (line-wrapped output of ``base64``); str.split's ASCII set.
+_ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_JSON_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+
+
+def decode_base64(value: str | None, field: str) -> bytes | None:
+    """A JSON base64 field → its bytes; ``None`` stays ``None``.
+
+    A ``data:<type>;base64,`` URL prefix and whitespace anywhere (line-wrapped ``base64`` output) are
+    accepted; any other character outside the standard alphabet (RFC 4648 section 4) is refused. Decoded
+    with pybase64 (SIMD: 0.3 ms for a 5 MB phone photo, vs 17 ms in the standard library's ``binascii``,
+    both holding the GIL); what pybase64 refuses is retried with the standard library, so the accepted
+    set is exactly ``base64.b64decode(..., validate=True)``'s (Python 3.11 also accepts excess padding
+    after a complete quantum, which pybase64 refuses; tests/unit/test_json_body.py compares the two).
+    The whitespace scan is a memchr per whitespace character, so a body without whitespace is not copied.
+
+    Raises:
+        ApiError: 422 ``validation_error``, "<field> is not valid base64".
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    if not text.isascii() or any(c in text for c in _ASCII_WHITESPACE):
+        text = "".join(text.split())
+    try:
+        return pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(ErrorType.VALIDATION_ERROR, f"{field} is not valid base64") from None
+
+
+def _flat_keys(body: bytes, limit: int) -> list[str] | None:
+    """The keys of a JSON object ``body`` that has no backslash, or ``None`` when it nests (``{`` or ``[``
+    outside strings after the first ``{``) or holds more than ``limit`` strings. Without a backslash no
+    string can contain a quote, so the quote pairs are exactly the strings, and a string followed by ``:``
+    is a key; each step is a memchr (``bytes.find``), so a multi-megabyte base64 value costs
+    microseconds, not a parse."""
+    keys: list[str] = []
+    pos = body.find(b"{") + 1
+    for _ in range(limit + 1):
+        start = body.find(b'"', pos)
+        stop = len(body) if start == -1 else start
+        if body.find(b"{", pos, stop) != -1 or body.find(b"[", pos, stop) != -1:
+            return None
+        if start == -1:
+            return keys
+        end = body.find(b'"', start + 1)
+        if end == -1:
+            return None
+        after = _JSON_WHITESPACE.match(body, end + 1)
+        if after is not None and body[after.end() : after.end() + 1] == b":":
+            keys.append(body[start + 1 : end].decode("utf-8", "replace"))
+        pos = end + 1
+    return None
+
+
+def duplicate_keys(body: bytes, fields: Collection[str]) -> list[str]:
+    """Which of ``fields`` a JSON object ``body`` (already validated: a flat object whose values are strings
+    or null) sends more than once as keys, sorted; pydantic would silently keep the last one.
+
+    Three ways, cheapest first: a body without a backslash is walked quote pair by quote pair
+    (:func:`_flat_keys`; a body that nests or holds more than two strings per field is parsed); a body
+    with escapes but no ``\\u`` escape cannot spell a field name otherwise than literally, so counting each
+    quoted name is enough; else the standard library parses it with an ``object_pairs_hook``.
+    """
+    if body.find(b"\\") == -1:
+        keys = _flat_keys(body, 2 * len(fields))
+        if keys is not None:
+            return sorted(k for k in set(keys) if k in fields and keys.count(k) > 1)
+    elif b"\\u" not in body and all(body.count(f'"{name}"'.encode()) < 2 for name in fields):
+        return []
+    duplicates: set[str] = set()
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        duplicates.update(key for key in keys if keys.count(key) > 1 and key in fields)
+        return dict(pairs)
+
+    json.loads(body, object_pairs_hook=pairs_hook)
+    return sorted(duplicates)

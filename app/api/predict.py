@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -16,7 +13,7 @@ from app.api.deps import PredictorDep, SettingsDep, require_api_key
 from app.api.disconnect import unless_disconnected
 from app.api.errors import error_responses
 from app.api.forms import FieldTooLargeError, TextPart, parse_form
-from app.api.json_body import strip_bom, validate_json
+from app.api.json_body import decode_base64, duplicate_keys, strip_bom, validate_json
 from app.api.responses import predict_response, timing_headers
 from app.config import Settings
 from app.errors import ApiError, ErrorType, ServiceError
@@ -95,57 +92,24 @@ _OPENAPI_BODY: dict[str, Any] = {
 }
 
 
-def _decode_b64(value: str | None, field: str) -> bytes | None:
-    if value is None:
-        return None
-    text = value.strip()
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    text = "".join(text.split())
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(ErrorType.VALIDATION_ERROR, f"{field} is not valid base64") from None
-
-
 async def _parse_json(request: Request) -> RawInput:
     body = await request.body()
     # JSON parsing and base64 decoding of a large body are CPU work: off the event loop.
     return await run_in_threadpool(_decode_json, body)
 
 
-def _duplicate_keys(body: bytes) -> list[str]:
-    """Top-level JSON keys sent more than once (pydantic would silently keep the last one).
-
-    A full second parse runs only when a field name occurs twice in the bytes or a ``\\u`` escape could
-    spell one, so ordinary bodies (including large base64 ones) are not parsed twice.
-    """
-    fields = PredictRequest.model_fields
-    if b"\\u" not in body and all(body.count(f'"{name}"'.encode()) < 2 for name in fields):
-        return []
-    duplicates: set[str] = set()
-
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        duplicates.update(key for key in keys if keys.count(key) > 1 and key in fields)
-        return dict(pairs)
-
-    json.loads(body, object_pairs_hook=pairs_hook)
-    return sorted(duplicates)
-
-
 def _decode_json(body: bytes) -> RawInput:
     req = validate_json(PredictRequest, body)
     body = strip_bom(body)
-    duplicates = _duplicate_keys(body)
+    duplicates = duplicate_keys(body, PredictRequest.model_fields)
     if duplicates:
         raise ApiError(
             ErrorType.VALIDATION_ERROR, f"JSON field(s) sent more than once: {', '.join(duplicates)}"
         )
     return RawInput(
         text=req.text,
-        image=_decode_b64(req.image_base64, "image_base64"),
-        audio=_decode_b64(req.audio_base64, "audio_base64"),
+        image=decode_base64(req.image_base64, "image_base64"),
+        audio=decode_base64(req.audio_base64, "audio_base64"),
     )
 
 
