@@ -28,9 +28,14 @@ def text_expert_probabilities(
     )
     tok = load_tokenizer(model_dir / "tokenizer.json")
     mask = np.asarray([[1.0 if n == "text" else 0.0 for n in names]], dtype=np.float32)
+    encoded = [encode_text(tok, t) for t in texts]
+    # Batches of similar length (sorted by token count, answers put back in input order), so little time
+    # goes to padding each batch to its longest text; rows do not depend on their batch-mates (attention
+    # mask).
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i].num_tokens)
     out = []
-    for s in range(0, len(texts), batch_size):
-        ids, attention = pad_batch([encode_text(tok, t) for t in texts[s : s + batch_size]])
+    for s in range(0, len(order), batch_size):
+        ids, attention = pad_batch([encoded[i] for i in order[s : s + batch_size]])
         b = len(ids)
         feeds: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": attention}
         for name, spec in config["inputs"].items():  # absent experts: zero inputs of length 1
@@ -40,4 +45,9 @@ def text_expert_probabilities(
         feeds["expert_mask"] = np.repeat(mask, b, axis=0)
         probs = session.run(["expert_probabilities"], feeds)[0]
         out.append(probs[:, names.index("text")])
-    return np.concatenate(out).astype(np.float32)
+    if not out:
+        return np.zeros((0, 3), dtype=np.float32)
+    probs_sorted = np.concatenate(out).astype(np.float32)
+    result = np.empty_like(probs_sorted)
+    result[np.asarray(order)] = probs_sorted
+    return result
