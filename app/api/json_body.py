@@ -8,6 +8,7 @@ import binascii
 import codecs
 import json
 import re
+from collections import Counter
 from collections.abc import Collection
 from typing import Any, TypeVar
 
@@ -155,7 +156,8 @@ def _flat_keys(body: bytes, limit: int) -> list[str] | None:
 
 def duplicate_keys(body: bytes, fields: Collection[str]) -> list[str]:
     """Which of ``fields`` a JSON object ``body`` (already validated: a flat object whose values are strings
-    or null) sends more than once as keys, sorted; pydantic would silently keep the last one.
+    or null) sends more than once as top-level keys, sorted; pydantic would silently keep the last one.
+    Linear in the body's size whichever way it takes.
 
     Three ways, cheapest first: a body without a backslash is walked quote pair by quote pair
     (:func:`_flat_keys`; a body that nests or holds more than two strings per field is parsed); a body
@@ -168,12 +170,15 @@ def duplicate_keys(body: bytes, fields: Collection[str]) -> list[str]:
             return sorted(k for k in set(keys) if k in fields and keys.count(k) > 1)
     elif b"\\u" not in body and all(body.count(f'"{name}"'.encode()) < 2 for name in fields):
         return []
-    duplicates: set[str] = set()
+    top: list[str] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        duplicates.update(key for key in keys if keys.count(key) > 1 and key in fields)
+        # Called for every object, innermost first, so the last call is the top-level object's. Counter:
+        # linear in the keys (list.count was quadratic: 26 s for one object of 40,000 keys).
+        nonlocal top
+        counts = Counter(key for key, _ in pairs)
+        top = sorted(key for key, n in counts.items() if n > 1 and key in fields)
         return dict(pairs)
 
     json.loads(body, object_pairs_hook=pairs_hook)
-    return sorted(duplicates)
+    return top
