@@ -106,7 +106,7 @@ def decode_base64(value: str | None, field: str) -> bytes | None:
     with pybase64 (SIMD: 0.3 ms for a 5 MB phone photo, vs 17 ms in the standard library's ``binascii``,
     both holding the GIL); what pybase64 refuses is retried with the standard library, so the accepted
     set is exactly ``base64.b64decode(..., validate=True)``'s (Python 3.11 also accepts excess padding
-    after a complete quantum, which pybase64 refuses; tests/unit/test_json_body.py compares the two).
+    after a complete quantum, which pybase64 refuses; tests/unit/api/test_json_body.py compares the two).
     The whitespace scan is a memchr per whitespace character, so a body without whitespace is not copied.
 
     Raises:
