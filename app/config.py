@@ -148,8 +148,8 @@ class _BatchingSettings(BaseModel):
         ge=1,
         description="Bounded request queue in front of the model; when full, requests get 429 with "
         "Retry-After. Roughly: max tolerated queueing delay × throughput. The service admits at most "
-        "queue_size + batch_workers × max_batch_size + preprocess_workers requests at once (those being "
-        "preprocessed included); more get 429 at once.",
+        "queue_size + batch_workers × max_batch_size + preprocess_workers + preprocess_processes "
+        "requests at once (those being preprocessed included); more get 429 at once.",
     )
     batch_workers: int = Field(
         default=2,
@@ -162,6 +162,15 @@ class _BatchingSettings(BaseModel):
         ge=1,
         description="Threads decoding and preprocessing uploads (never on the event loop). Default: "
         "min(4, CPU count).",
+    )
+    preprocess_processes: int = Field(
+        default=0,
+        ge=0,
+        description="Worker processes that decode and prepare image and audio fields (text stays in the "
+        "threads), so that work does not share the server's GIL. 0 (default): threads only. Each worker "
+        "loads its own face and voice activity detectors (about 150 MB of memory each). A worker that dies "
+        "is replaced; its request is retried once. Measured against threads and several uvicorn workers in "
+        "docs/benchmarks.md.",
     )
     text_length_multiple: int = Field(
         default=16,

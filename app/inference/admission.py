@@ -45,7 +45,7 @@ class AdmissionLimit:
 
 def admission_limit(settings: Settings) -> int:
     """Requests the service admits at once: a full queue, a batch in each consumer, and one upload in each
-    preprocessing thread (``SENTIMENT_QUEUE_SIZE + SENTIMENT_BATCH_WORKERS × SENTIMENT_MAX_BATCH_SIZE +
-    SENTIMENT_PREPROCESS_WORKERS``)."""
+    preprocessing thread and worker process (``SENTIMENT_QUEUE_SIZE + SENTIMENT_BATCH_WORKERS ×
+    SENTIMENT_MAX_BATCH_SIZE + SENTIMENT_PREPROCESS_WORKERS + SENTIMENT_PREPROCESS_PROCESSES``)."""
     s = settings
-    return s.queue_size + s.batch_workers * s.max_batch_size + s.preprocess_workers
+    return s.queue_size + s.batch_workers * s.max_batch_size + s.preprocess_workers + s.preprocess_processes

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,7 @@ from app.inference.admission import AdmissionLimit, admission_limit
 from app.inference.batcher import DynamicBatcher
 from app.inference.collate import collate
 from app.inference.model import InferenceModel, ModelOutput, OnnxModel, run_items, warmup_batches
+from app.inference.process_pool import PROCESS_FIELDS, FieldProcessPool, WorkerSpec
 from app.inference.startup import build_pipeline, limit_blas_threads, probe_upload, readiness_problem
 from app.preprocessing.experts import DEFAULT_EXPERTS, Expert
 from app.preprocessing.pipeline import PreparedItem, PreprocessingPipeline, RawInput
@@ -58,7 +59,8 @@ class Prediction:
 
 
 class Predictor:
-    """Owns the model, the preprocessing pipeline, the thread pools and the dynamic batcher. ``model``:
+    """Owns the model, the preprocessing pipeline, the thread pools (and worker processes, when
+    configured) and the dynamic batcher. ``model``:
     inject a loaded model (tests, benchmarks; default :meth:`OnnxModel.load`); ``experts``: preprocessing
     registry (default :data:`~app.preprocessing.experts.DEFAULT_EXPERTS`). :meth:`start` / :meth:`stop`
     from the app lifespan, :meth:`predict` per request; ``not_ready_reason`` says why it is not ready.
@@ -91,6 +93,9 @@ class Predictor:
             workers=settings.batch_workers,
         )
         self.admission = AdmissionLimit(admission_limit(settings), self.batcher.retry_after_s)
+        #: Worker processes for image and audio fields (``settings.preprocess_processes`` > 0), started by
+        #: :meth:`start`.
+        self.process_pool: FieldProcessPool | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> None:
@@ -125,9 +130,11 @@ class Predictor:
         await self.batcher.start()
         # Decode a real upload in every preprocessing thread (loads the per-thread face detector), then
         # pass it through the batcher and the model.
+        if self.settings.preprocess_processes and self.process_pool is None:
+            await self._start_processes()
         upload = probe_upload()
         prepared = await asyncio.gather(
-            *(self._in_pool(self.prepare, upload) for _ in range(self.settings.preprocess_workers))
+            *(self._prepare_fields(upload) for _ in range(self.settings.preprocess_workers))
         )
         outcome = await self.batcher.submit(prepared[0])
         self.not_ready_reason = readiness_problem(outcome.value.probabilities, self.model, self.settings)
@@ -137,13 +144,34 @@ class Predictor:
         self._ready = True
         logger.info("model %s ready on %s", self.model.spec.name, self.model.loaded.execution_provider)
 
+    async def _start_processes(self) -> None:
+        """Start the preprocessing worker processes (each builds its pipeline: tokenizer, detectors)."""
+        assert self.model is not None
+        model = self.model
+        spec = WorkerSpec(
+            model.contract,
+            model.spec.tokenizer_file,
+            tuple(model.loaded.active_providers),
+            self.settings,
+            self._experts,
+            model.spec.name,
+        )
+        started = time.perf_counter()
+        pool = FieldProcessPool(spec, self.settings.preprocess_processes)
+        pids = await pool.start()
+        self.process_pool = pool
+        elapsed = (time.perf_counter() - started) * 1000
+        logger.info("preprocessing worker processes %s started in %.0f ms", pids, elapsed)
+
     async def stop(self) -> None:
-        """Drain the batcher and shut the thread pools down."""
+        """Drain the batcher and shut the thread pools (and worker processes) down."""
         self._ready = False
         self.not_ready_reason = "shutting down"
         await self.batcher.stop(drain=True)
         self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
         self._inference_pool.shutdown(wait=False, cancel_futures=True)
+        if self.process_pool is not None:
+            self.process_pool.shutdown()
 
     @property
     def ready(self) -> bool:
@@ -189,17 +217,23 @@ class Predictor:
     async def _prepare_fields(self, raw: RawInput) -> PreparedItem:
         """:meth:`prepare` in the preprocessing pool; a request with several fields has each field decoded
         and prepared as its own pool task, so a photo and a voice note of one request use two cores when
-        the pool has them (one request's latency), at the same total work. The first failing field in the
-        contract's order is raised, as :meth:`prepare` would."""
+        the pool has them (one request's latency), at the same total work. With worker processes
+        (:attr:`process_pool`), image and audio fields are prepared there and text in the thread pool. The
+        first failing field in the contract's order is raised, as :meth:`prepare` would."""
         assert self.pipeline is not None, "call load() first"
         pipeline = self.pipeline
         fields = pipeline.fields(raw)
-        if len(fields) < 2 or self.settings.preprocess_workers < 2:
+        processes = self.process_pool
+        if processes is None and (len(fields) < 2 or self.settings.preprocess_workers < 2):
             item: PreparedItem = await self._in_pool(pipeline.prepare, raw)
             return item
-        done = await asyncio.gather(
-            *(self._in_pool(pipeline.prepare_field, m, raw.get(m)) for m in fields), return_exceptions=True
-        )
+
+        def task(modality: str) -> Awaitable[tuple[Any, dict[str, Any]]]:
+            if processes is not None and modality in PROCESS_FIELDS:
+                return processes.prepare_field(modality, raw.get(modality))
+            return self._in_pool(pipeline.prepare_field, modality, raw.get(modality))
+
+        done = await asyncio.gather(*(task(m) for m in fields), return_exceptions=True)
         for result in done:
             if isinstance(result, BaseException):
                 raise result

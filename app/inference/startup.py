@@ -4,13 +4,14 @@ probe upload and its verdict."""
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from app.config import Settings
+from app.contract import ModelContract
 from app.inference.model import InferenceModel
 from app.inference.repository import ModelLoadError
 from app.preprocessing.experts import Expert, Limits, Resources
@@ -38,23 +39,44 @@ def limit_blas_threads() -> None:
 def build_pipeline(
     model: InferenceModel, settings: Settings, experts: Mapping[str, Expert]
 ) -> PreprocessingPipeline:
-    """The preprocessing pipeline for ``model``: its contract's experts, its tokenizer, the face detector
+    """The preprocessing pipeline for ``model`` (:func:`pipeline_for` with its contract, tokenizer and
+    active execution providers).
+
+    Raises:
+        ModelLoadError: as :func:`pipeline_for`.
+    """
+    providers = tuple(model.loaded.active_providers)
+    return pipeline_for(
+        model.contract, model.spec.tokenizer_file, providers, settings, experts, model.spec.name
+    )
+
+
+def pipeline_for(
+    contract: ModelContract,
+    tokenizer_file: Path,
+    providers: Sequence[str],
+    settings: Settings,
+    experts: Mapping[str, Expert],
+    model_name: str = "model",
+) -> PreprocessingPipeline:
+    """The preprocessing pipeline for a model's ``contract``: its experts, its tokenizer, the face detector
     (when the model has an expert that reads images), the voice activity detector
-    (:class:`~app.preprocessing.vad.VoiceActivityDetector`), both built once here on the main model's active
-    execution providers (CUDA when the model runs on it, else the CPU), the language gate of its text expert
-    (built once here, when ``settings.language_gate`` is on and a text expert declares languages; shared by
-    every preprocessing thread), the request limits.
+    (:class:`~app.preprocessing.vad.VoiceActivityDetector`), both built once here on ``providers`` (the
+    main model's active execution providers: CUDA when the model runs on it, else the CPU), the language gate
+    of its text expert (built once here, when ``settings.language_gate`` is on and a text expert declares
+    languages; shared by every preprocessing thread), the request limits. The server builds one; each
+    preprocessing worker process (``app.inference.process_pool``) builds its own.
 
     Raises:
         ModelLoadError: the tokenizer, the face detector, the voice activity model or the language detector
             cannot be loaded, or an expert of the model has no registry entry.
     """
     try:
-        tokenizer = load_tokenizer(model.spec.tokenizer_file)
+        tokenizer = load_tokenizer(tokenizer_file)
     except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception types
-        raise ModelLoadError(f"could not load tokenizer {model.spec.tokenizer_file}: {exc}") from exc
+        raise ModelLoadError(f"could not load tokenizer {tokenizer_file}: {exc}") from exc
     try:
-        vad = VoiceActivityDetector(model.loaded.active_providers)
+        vad = VoiceActivityDetector(tuple(providers))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
         raise ModelLoadError(f"could not load the voice activity detector: {exc}") from exc
     limits = Limits(
@@ -63,8 +85,8 @@ def build_pipeline(
         settings.max_audio_seconds,
         max_jpeg_pixels=settings.max_jpeg_pixels,
     )
-    detector = face_detector(model, settings) if "image" in model.contract.modalities else None
-    text_experts = (e for e in model.contract.experts if e.modality == "text" and e.languages)
+    detector = face_detector(providers, settings) if "image" in contract.modalities else None
+    text_experts = (e for e in contract.experts if e.modality == "text" and e.languages)
     languages = next((e.languages for e in text_experts), ())
     gate = None
     if settings.language_gate and languages:
@@ -73,11 +95,11 @@ def build_pipeline(
         except Exception as exc:  # noqa: BLE001 - a missing package or a corrupt model file
             raise ModelLoadError(f"could not load the language detector (py3langid): {exc}") from exc
     try:
-        audio_inputs = {t.name for e in model.contract.experts if e.modality == "audio" for t in e.inputs}
+        audio_inputs = {t.name for e in contract.experts if e.modality == "audio" for t in e.inputs}
         resources = Resources(tokenizer, vad, gate, detector, audio_waveform="waveform" in audio_inputs)
-        return PreprocessingPipeline(model.contract, resources, limits, experts)
+        return PreprocessingPipeline(contract, resources, limits, experts)
     except KeyError as exc:
-        raise ModelLoadError(f"model {model.spec.name}: {exc.args[0]}") from exc
+        raise ModelLoadError(f"model {model_name}: {exc.args[0]}") from exc
 
 
 def detector_file(settings: Settings) -> Path:
@@ -87,20 +109,20 @@ def detector_file(settings: Settings) -> Path:
     return mounted if mounted.is_file() else DETECTOR_FILE
 
 
-def face_detector(model: InferenceModel, settings: Settings) -> FaceDetector:
-    """The face detector session, on the execution providers the fused model really got (so it runs on the
-    GPU when the model does), one intra-op thread, spinning off (:meth:`FaceDetector.load`); cuDNN's
-    convolution search as ``SENTIMENT_CUDA_CONV_ALGO_SEARCH``, but never ``EXHAUSTIVE`` (each image size is
-    a new input shape).
+def face_detector(providers: Sequence[str], settings: Settings) -> FaceDetector:
+    """The face detector session, on ``providers``: the execution providers the fused model really got (so
+    it runs on the GPU when the model does), one intra-op thread, spinning off (:meth:`FaceDetector.load`);
+    cuDNN's convolution search as ``SENTIMENT_CUDA_CONV_ALGO_SEARCH``, but never ``EXHAUSTIVE`` (each image
+    size is a new input shape).
 
     Raises:
         ModelLoadError: the detector file is missing or ONNX Runtime cannot load it.
     """
     path = detector_file(settings)
-    providers = list(model.loaded.active_providers) or ["CPUExecutionProvider"]
+    wanted = list(providers) or ["CPUExecutionProvider"]
     search = "HEURISTIC" if settings.cuda_conv_algo_search == "EXHAUSTIVE" else settings.cuda_conv_algo_search
     try:
-        return FaceDetector.load(path, providers=providers, cuda_conv_algo_search=search)
+        return FaceDetector.load(path, providers=wanted, cuda_conv_algo_search=search)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
         raise ModelLoadError(f"could not load face detector {path}: {type(exc).__name__}: {exc}") from exc
 

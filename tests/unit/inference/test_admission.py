@@ -33,6 +33,7 @@ def test_the_limit_counts_queue_batches_and_preprocessing_threads(settings: Sett
         update={"queue_size": 5, "max_batch_size": 3, "batch_workers": 2, "preprocess_workers": 4}
     )
     assert admission_limit(s) == 5 + 2 * 3 + 4
+    assert admission_limit(s.model_copy(update={"preprocess_processes": 2})) == 5 + 2 * 3 + 4 + 2
 
 
 def test_slow_preprocessing_sheds_load_with_429_before_the_queue_fills(settings: Settings) -> None:

@@ -36,4 +36,4 @@ def test_a_broken_detector_file_is_a_model_load_error(
     broken.write_bytes(b"not an onnx file")
     model = client.app.state.predictor.model  # type: ignore[attr-defined]
     with pytest.raises(ModelLoadError, match="face detector"):
-        face_detector(model, settings.model_copy(update={"model_dir": tmp_path}))
+        face_detector(model.loaded.active_providers, settings.model_copy(update={"model_dir": tmp_path}))

@@ -1,0 +1,119 @@
+"""Preprocessing in worker processes (SENTIMENT_PREPROCESS_PROCESSES): the same answers and errors as the
+thread pool, a killed worker replaced, a worker that dies on a request answered with a 500, workers stopped
+with the service."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.config import Settings
+from app.inference.predictor import Predictor
+from app.main import create_app
+from app.preprocessing.experts import DEFAULT_EXPERTS, Expert, ExpertInput, Resources, prepare_face
+from tests.media import face_jpeg, image_bytes, speech_wav
+
+#: Width of the image on which :func:`_crashing_face` makes its worker process exit.
+CRASH_WIDTH = 13
+
+
+def _crashing_face(image: Image.Image, resources: Resources) -> ExpertInput:
+    """The face expert's prepare function, except that a 13-px-wide image ends the process at once (as a
+    crash in a native decoder would)."""
+    if image.width == CRASH_WIDTH:
+        os._exit(3)
+    return prepare_face(image, resources)
+
+
+def _client(settings: Settings, experts: Mapping[str, Expert] | None = None, **update: Any) -> TestClient:
+    s = settings.model_copy(update=update)
+    predictor = Predictor(s, experts=dict(experts or DEFAULT_EXPERTS))
+    return TestClient(create_app(settings=s, predictor=predictor), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def processes(settings: Settings) -> Iterator[TestClient]:
+    crashing = {**DEFAULT_EXPERTS, "face": Expert("image", _crashing_face)}
+    with _client(settings, crashing, preprocess_processes=2) as client:
+        yield client
+
+
+def _pool(client: TestClient) -> Any:
+    pool = client.app.state.predictor.process_pool  # type: ignore[attr-defined]
+    assert pool is not None
+    return pool
+
+
+def _post(client: TestClient, image: bytes, audio: bytes | None = None) -> Any:
+    files: dict[str, Any] = {"image": ("photo", image)}
+    if audio is not None:
+        files["audio"] = ("clip", audio)
+    return client.post("/v1/predict", data={"text": "what a lovely day"}, files=files)
+
+
+def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    """The response without its timings and request id (which differ from request to request)."""
+    assert "timings" in body and "request_id" in body
+    return {k: v for k, v in body.items() if k not in ("timings", "request_id")}
+
+
+def test_workers_answer_as_the_threads_do(processes: TestClient, settings: Settings) -> None:
+    assert len(_pool(processes).pids()) == 2
+    with _client(settings) as threads:
+        assert threads.app.state.predictor.process_pool is None  # type: ignore[attr-defined]
+        teal = image_bytes(Image.new("RGB", (300, 200), "teal"))
+        for image, audio in ((face_jpeg(), speech_wav()), (teal, None)):
+            a, b = _post(processes, image, audio), _post(threads, image, audio)
+            assert a.status_code == b.status_code == 200, a.text
+            assert _answer(a.json()) == _answer(b.json())
+        for bad in (b"GIF89a not really", b"\x89PNG\r\n\x1a\n" + b"\0" * 40):
+            a, b = _post(processes, bad), _post(threads, bad)
+            assert a.status_code == b.status_code and a.status_code in (415, 422)
+            assert a.json() == b.json()
+
+
+def test_a_killed_idle_worker_is_replaced_and_the_next_request_succeeds(processes: TestClient) -> None:
+    pool = _pool(processes)
+    restarts, victim = pool.restarts, pool.pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    response = _post(processes, face_jpeg())
+    assert response.status_code == 200, response.text
+    assert pool.restarts == restarts + 1
+    assert victim not in pool.pids() and len(pool.pids()) == 2
+
+
+def test_a_request_that_kills_its_worker_gets_a_500_and_the_service_goes_on(processes: TestClient) -> None:
+    pool = _pool(processes)
+    restarts = pool.restarts
+    response = _post(processes, image_bytes(Image.new("RGB", (CRASH_WIDTH, 20), "red")))
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "internal_error"
+    assert "worker process" in response.json()["error"]["message"]
+    assert pool.restarts == restarts + 2  # the pool it broke, then the fresh one it was retried in
+    assert _post(processes, face_jpeg()).status_code == 200
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux ``/proc/PID/stat``, field 3: state)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_exit_with_the_service(settings: Settings) -> None:
+    with _client(settings, preprocess_processes=1) as client:
+        pids = _pool(client).pids()
+        assert len(pids) == 1 and _running(pids[0])
+    deadline = time.monotonic() + 20
+    while _running(pids[0]):
+        assert time.monotonic() < deadline, "worker still running 20 s after shutdown"
+        time.sleep(0.1)
