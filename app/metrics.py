@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 PREFIX = "sentiment"
@@ -40,6 +40,17 @@ class _ModelInfoCollector(Collector):
         family = InfoMetricFamily(f"{PREFIX}_model", "The served model and its active execution provider.")
         family.add_metric([], dict(labels))
         yield family
+
+
+class _ReadCounterCollector(Collector):
+    """A counter whose value is read at scrape time from a count the service keeps itself (e.g. the
+    preprocessing worker pool's restarts), exposed as ``<name>_total``."""
+
+    def __init__(self, name: str, help_: str, read: Callable[[], float]) -> None:
+        self._name, self._help, self._read = name, help_, read
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._help, value=self._read())
 
 
 class ServiceMetrics:
@@ -138,11 +149,21 @@ class ServiceMetrics:
         queued: Callable[[], float],
         items_in_flight: Callable[[], float],
         model_info: Callable[[], Mapping[str, str] | None],
+        worker_restarts: Callable[[], float],
     ) -> None:
-        """Read the queue depth, the items in flight and the model info at scrape time."""
+        """Read the queue depth, the items in flight, the model info and the number of times the
+        preprocessing worker processes were restarted at scrape time."""
         self.queue_depth.set_function(queued)
         self.items_in_flight.set_function(items_in_flight)
         self.registry.register(_ModelInfoCollector(model_info))
+        self.registry.register(
+            _ReadCounterCollector(
+                f"{PREFIX}_preprocess_worker_restarts",
+                "Times a preprocessing worker process died and its pool was replaced "
+                "(SENTIMENT_PREPROCESS_PROCESSES > 0; always 0 with threads).",
+                worker_restarts,
+            )
+        )
 
     def watch_inflight_bytes(self, read: Callable[[], float]) -> None:
         """Read the in-flight request-body bytes (the middleware's budget) at scrape time."""

@@ -30,8 +30,8 @@ def record_prediction(metrics: ServiceMetrics, prediction: Prediction) -> None:
 
 
 def instrument(metrics: ServiceMetrics, predictor: Predictor) -> None:
-    """Record the predictor's predictions and read its batcher's queue depth, items in flight and the
-    model's name, version and active execution provider at scrape time."""
+    """Record the predictor's predictions and read its batcher's queue depth, items in flight, the
+    model's name, version and active execution provider, and the worker-process restarts at scrape time."""
 
     def model_info() -> dict[str, str] | None:
         model = predictor.model
@@ -45,6 +45,7 @@ def instrument(metrics: ServiceMetrics, predictor: Predictor) -> None:
         queued=lambda: predictor.batcher.queued,
         items_in_flight=lambda: predictor.batcher.in_flight,
         model_info=model_info,
+        worker_restarts=lambda: predictor.process_pool.restarts if predictor.process_pool else 0,
     )
 
 

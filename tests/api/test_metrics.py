@@ -53,6 +53,8 @@ def test_metrics_parse_and_name_the_model(fresh: TestClient) -> None:
     assert _value(samples, "sentiment_batcher_queue_depth") == 0
     assert _value(samples, "sentiment_batcher_items_in_flight") == 0
     assert _value(samples, "sentiment_inflight_request_bytes") == 0
+    assert ("sentiment_preprocess_worker_restarts_total", frozenset()) in samples
+    assert _value(samples, "sentiment_preprocess_worker_restarts_total") == 0
 
 
 @pytest.mark.parametrize("n", [1, 5])

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from app.inference.predictor import Predictor
@@ -79,13 +80,26 @@ def test_workers_answer_as_the_threads_do(processes: TestClient, settings: Setti
             assert a.json() == b.json()
 
 
+def _restarts_metric(client: TestClient) -> float:
+    """``sentiment_preprocess_worker_restarts_total`` from ``GET /metrics``."""
+    text = client.get("/metrics").text
+    values = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "sentiment_preprocess_worker_restarts_total"
+    ]
+    assert len(values) == 1, text
+    return values[0]
+
+
 def test_a_killed_idle_worker_is_replaced_and_the_next_request_succeeds(processes: TestClient) -> None:
     pool = _pool(processes)
     restarts, victim = pool.restarts, pool.pids()[0]
     os.kill(victim, signal.SIGKILL)
     response = _post(processes, face_jpeg())
     assert response.status_code == 200, response.text
-    assert pool.restarts == restarts + 1
+    assert pool.restarts == restarts + 1 == _restarts_metric(processes)
     assert victim not in pool.pids() and len(pool.pids()) == 2
 
 
@@ -97,6 +111,7 @@ def test_a_request_that_kills_its_worker_gets_a_500_and_the_service_goes_on(proc
     assert response.json()["error"]["type"] == "internal_error"
     assert "worker process" in response.json()["error"]["message"]
     assert pool.restarts == restarts + 2  # the pool it broke, then the fresh one it was retried in
+    assert _restarts_metric(processes) == pool.restarts
     assert _post(processes, face_jpeg()).status_code == 200
 
 
