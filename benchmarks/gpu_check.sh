@@ -8,7 +8,10 @@
 #                                        machine without internet (onnxruntime-gpu + the service's deps)
 #
 # Environment: PYTHON (default python3), GPU_CHECK_DURATION (s per point, default 5),
-# GPU_CHECK_BATCH (max batch size on GPU, default 64), GPU_CHECK_SITE (pip --target dir, default /tmp/gpu-site).
+# GPU_CHECK_BATCH (max batch size on GPU, default 64), GPU_CHECK_SITE (pip --target dir, default /tmp/gpu-site),
+# GPU_CHECK_PARALLELISM (issue 15 item 4: threads vs preprocessing worker processes vs uvicorn workers sharing
+# the GPU, mixes realistic and text, 64 connections, about 4 minutes: 0 = skip (default), 1 = also run it
+# after the other steps, only = run it right after the CUDA check and stop; writes parallelism-MIX.txt).
 # Wheels in .whl/ (if any) are installed with --no-index into GPU_CHECK_SITE and put first on PYTHONPATH.
 set -euo pipefail
 
@@ -16,6 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 SITE=${GPU_CHECK_SITE:-/tmp/gpu-site}
 DURATION=${GPU_CHECK_DURATION:-5}
+PARALLELISM=${GPU_CHECK_PARALLELISM:-0}
 BATCH=${GPU_CHECK_BATCH:-64}
 OUT_DIR=benchmarks/results/gpu
 START=$SECONDS
@@ -112,6 +116,24 @@ for i in sess.get_inputs():
 probs = sess.run(["probabilities"], feeds)[0]
 print("GPU inference OK, probabilities", np.round(probs.astype(np.float32), 4).tolist())
 PY
+
+# Threads vs preprocessing worker processes vs uvicorn worker processes, each configuration a fresh
+# `msa serve` on the GPU (benchmarks.tune; REQUIRE_GPU: a CPU fallback fails instead of measuring the CPU).
+parallelism() {
+    local gpu="REQUIRE_GPU=true;MAX_BATCH_SIZE=$BATCH;QUEUE_SIZE=$((BATCH * 8))"
+    mkdir -p "$OUT_DIR"
+    for mix in realistic text; do
+        say "threads vs processes on the GPU, mix $mix, 64 connections"
+        BENCH_GPU=1 timeout 300 "$PYTHON" -m benchmarks.tune --mix "$mix" --concurrency 64 \
+            --duration "$DURATION" --configs "threads=$gpu" "preprocess-processes-4=$gpu;PREPROCESS_PROCESSES=4" \
+            "uvicorn-workers-4=$gpu;WORKERS=4" | tee "$OUT_DIR/parallelism-$mix.txt"
+    done
+}
+if [[ "$PARALLELISM" == "only" ]]; then
+    parallelism
+    say "done"
+    exit 0
+fi
 
 say "CUDA vs CPU execution provider: same probabilities on the benchmark corpus"
 # The service's own Predictor (prepare + run_batch, its padding and length buckets) on both providers, for
@@ -228,4 +250,7 @@ say "summary"
 "$PYTHON" -m benchmarks.report "$OUT_DIR/results.json"
 grep -q '"provider": "CUDAExecutionProvider"' "$OUT_DIR/results.json" \
     || { echo "ceiling did not run on CUDAExecutionProvider" >&2; exit 1; }
+if [[ "$PARALLELISM" == "1" ]]; then
+    parallelism
+fi
 say "done"
