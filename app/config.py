@@ -168,9 +168,9 @@ class _BatchingSettings(BaseModel):
         ge=0,
         description="Worker processes that decode and prepare image and audio fields (text stays in the "
         "threads), so that work does not share the server's GIL. 0 (default): threads only. Each worker "
-        "loads its own face and voice activity detectors (about 150 MB of memory each). A worker that dies "
-        "is replaced; its request is retried once. Measured against threads and several uvicorn workers in "
-        "docs/benchmarks.md.",
+        "loads its own tokenizer, language identifier, face and voice activity detectors (RSS about "
+        "220–260 MB per worker). A worker that dies is replaced; its request is retried once. Measured "
+        "against threads and several uvicorn workers in docs/benchmarks.md.",
     )
     text_length_multiple: int = Field(
         default=16,
