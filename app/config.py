@@ -169,8 +169,9 @@ class _BatchingSettings(BaseModel):
         description="Worker processes that decode and prepare image and audio fields (text stays in the "
         "threads), so that work does not share the server's GIL. 0 (default): threads only. Each worker "
         "loads its own tokenizer, language identifier, face and voice activity detectors (RSS about "
-        "220–260 MB per worker). A worker that dies is replaced; its request is retried once. Measured "
-        "against threads and several uvicorn workers in docs/benchmarks.md.",
+        "220–260 MB per worker). A worker that dies is replaced and its requests retried once (500 if the "
+        "retry dies too); one that takes longer than request_timeout_s on a field is killed and replaced "
+        "(504). Measured against threads and several uvicorn workers in docs/benchmarks.md.",
     )
     text_length_multiple: int = Field(
         default=16,
@@ -232,7 +233,11 @@ class _LimitSettings(BaseModel):
         "their own 429). The whole body is still bounded by max_body_bytes.",
     )
     request_timeout_s: float = Field(
-        default=30.0, gt=0, description="Deadline for one prediction (queue + inference); 504 after it."
+        default=30.0,
+        gt=0,
+        description="Deadline for one prediction (queue + inference); 504 after it. With "
+        "preprocess_processes > 0 also the most one worker process may spend on one field (killed and "
+        "replaced after it; 504).",
     )
     max_inflight_bytes: int = Field(
         default=512 * 1024 * 1024,

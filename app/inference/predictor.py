@@ -157,7 +157,7 @@ class Predictor:
             model.spec.name,
         )
         started = time.perf_counter()
-        pool = FieldProcessPool(spec, self.settings.preprocess_processes)
+        pool = FieldProcessPool(spec, self.settings.preprocess_processes, self.settings.request_timeout_s)
         pids = await pool.start()
         self.process_pool = pool
         elapsed = (time.perf_counter() - started) * 1000

@@ -10,11 +10,19 @@ experts' tensors: ~170 KB for an image, ~4 KB per second of audio), or the typed
 :class:`~app.preprocessing.errors.PreprocessingError` it raised, pickled. Text fields stay in the server's
 thread pool (tokenising a tweet costs less than the round trip).
 
-A worker that dies (killed by the kernel's OOM killer, or a crash in a native decoder) breaks the
-``concurrent.futures`` pool and fails every task in it with ``BrokenProcessPool``: the pool is then replaced
-by a fresh one and each failed task is run once more there; a task that breaks the fresh pool too is
-answered with :class:`PreprocessWorkerError` (HTTP 500 ``internal_error``) instead of taking the server down,
-and that pool is replaced too, so the next request finds working workers.
+Each worker is its own single-process ``concurrent.futures.ProcessPoolExecutor`` (own task queue), and a
+task goes to the worker with the fewest tasks in flight, so one worker's trouble stays its own:
+
+* A worker that dies (killed by the kernel's OOM killer, or a crash in a native decoder) fails the tasks it
+  held with ``BrokenProcessPool``; it is replaced by a fresh process and each of those tasks is run once
+  more, on the least busy worker; a task whose retry dies too is answered with
+  :class:`PreprocessWorkerError` (HTTP 500 ``internal_error``). Tasks on the other workers are not touched.
+* A worker that takes longer than the deadline (``request_timeout_s``) on one field (a hung decoder, a
+  stopped process) is killed and replaced, and that request is answered 504 ``timeout``
+  (:class:`PreprocessDeadlineError`); no legitimate field comes near it (the limits bound the work).
+* Workers are killed when the service stops (also when one is hung or stopped), and each worker exits by
+  itself within :data:`ORPHAN_CHECK_S` when the server process is gone (killed with SIGKILL, or a uvicorn
+  worker process that ended without its shutdown), so none is left behind.
 """
 
 from __future__ import annotations
@@ -24,16 +32,18 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from app.config import Settings
 from app.contract import ModelContract
-from app.errors import ServiceError
+from app.errors import ErrorType, ServiceError
 from app.preprocessing.experts import Expert, ExpertInput
 from app.preprocessing.pipeline import PreprocessingPipeline
 
@@ -43,8 +53,18 @@ logger = logging.getLogger("app.inference.process_pool")
 PROCESS_FIELDS: frozenset[str] = frozenset({"image", "audio"})
 
 
+#: Seconds between a worker's checks that the server process that started it is still its parent.
+ORPHAN_CHECK_S: Final[float] = 1.0
+
+
 class PreprocessWorkerError(ServiceError):
     """A preprocessing worker process died while preparing this request, twice (HTTP 500)."""
+
+
+class PreprocessDeadlineError(ServiceError):
+    """A preprocessing worker took longer than the deadline on this request's field (HTTP 504)."""
+
+    error_type = ErrorType.TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +91,26 @@ class WorkerSpec:
 _pipeline: PreprocessingPipeline | None = None
 
 
-def _init_worker(spec: WorkerSpec) -> None:
-    """Worker initializer: malloc tuning, one BLAS thread, then the pipeline (detector sessions loaded)."""
+def exit_when_orphaned(parent: int, interval_s: float = ORPHAN_CHECK_S) -> threading.Thread:
+    """Start a daemon thread that ends this process (``os._exit(0)``) once its parent is no longer
+    ``parent`` (the parent died and the process was re-parented), checking every ``interval_s`` seconds.
+    A worker has nothing to save; without this, workers of a server killed with SIGKILL would live on."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(0)
+
+    thread = threading.Thread(target=watch, name="orphan-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _init_worker(spec: WorkerSpec, parent: int) -> None:
+    """Worker initializer: exit with the server, malloc tuning, one BLAS thread, then the pipeline (detector
+    sessions loaded)."""
     global _pipeline
+    exit_when_orphaned(parent)
     from app.inference.startup import limit_blas_threads, pipeline_for
     from app.malloc import tune_malloc
 
@@ -95,50 +132,80 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
+class _Worker:
+    """One worker process in its own single-process executor, started at once; ``busy``: tasks in flight."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.executor = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(spec, os.getpid()),
+        )
+        #: Resolves to the worker's pid once its initializer has run (pipeline built).
+        self.started: Future[int] = self.executor.submit(_worker_pid)
+        self.processes: list[BaseProcess] = list(getattr(self.executor, "_processes", {}).values())
+        self.busy = 0
+
+    def alive(self) -> bool:
+        """Whether the process runs and the executor still takes tasks."""
+        return not getattr(self.executor, "_broken", False) and all(p.is_alive() for p in self.processes)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def kill(self) -> None:
+        """Cancel what is queued and SIGKILL the process (works on a hung or stopped one too)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for p in self.processes:
+            if p.is_alive():
+                p.kill()
+        for p in self.processes:
+            p.join(timeout=2)  # reaped at once after SIGKILL; bounded all the same
+
+
 class FieldProcessPool:
-    """A pool of ``processes`` worker processes preparing request fields (see the module docstring).
+    """``processes`` worker processes preparing request fields (see the module docstring).
 
     Args:
         spec: what each worker builds its pipeline from.
         processes: number of worker processes (≥ 1).
+        deadline_s: longest a worker may take on one field before it is killed and replaced (seconds).
     """
 
-    def __init__(self, spec: WorkerSpec, processes: int) -> None:
+    def __init__(self, spec: WorkerSpec, processes: int, deadline_s: float = 30.0) -> None:
         if processes < 1:
             raise ValueError(f"processes must be ≥ 1, got {processes}")
         self.spec = spec
         self.processes = processes
+        self.deadline_s = deadline_s
         self._lock = threading.Lock()
         self._closed = False
-        self._executor = self._new_executor()
+        self._workers = [_Worker(spec) for _ in range(processes)]
+        #: Workers replaced since start (died, or killed after the deadline).
         self.restarts = 0
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self.spec,),
-        )
-
-    def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
-        """The current executor, replaced by a fresh one first if it is still ``broken`` (once, however many
-        tasks saw it break)."""
+    def _replace(self, worker: _Worker, why: str) -> None:
+        """Kill ``worker`` and start a fresh one in its place (once, however many tasks saw it fail)."""
         with self._lock:
-            if self._executor is broken and not self._closed:
-                self.restarts += 1
-                logger.error(
-                    "a preprocessing worker process died; starting a new pool (restart %d)", self.restarts
-                )
-                broken.shutdown(wait=False, cancel_futures=True)
-                self._executor = self._new_executor()
-                self._launch(self._executor)
-            return self._executor
+            if self._closed or worker not in self._workers:
+                return
+            self.restarts += 1
+            logger.error(
+                "preprocessing worker %s %s; starting a new one (restart %d)",
+                worker.pids(),
+                why,
+                self.restarts,
+            )
+            worker.kill()
+            self._workers[self._workers.index(worker)] = _Worker(self.spec)
 
-    def _launch(self, executor: ProcessPoolExecutor) -> list[Future[int]]:
-        """Start all of ``executor``'s workers now (the executor starts one per task submitted while none is
-        idle), rather than on the requests that would find none; each task returns its worker's pid."""
-        return [executor.submit(_worker_pid) for _ in range(self.processes)]
+    def _pick(self) -> _Worker:
+        """The least busy live worker (dead ones are replaced first)."""
+        for worker in list(self._workers):
+            if not worker.alive():
+                self._replace(worker, "exited")
+        return min(self._workers, key=lambda w: w.busy)
 
     async def prepare_field(self, modality: str, value: Any) -> tuple[Any, dict[str, ExpertInput]]:
         """Prepare one request field in a worker process.
@@ -148,31 +215,44 @@ class FieldProcessPool:
 
         Raises:
             PreprocessingError: typed (413 / 415 / 422), as in the server process.
-            PreprocessWorkerError: the worker died on this task in the pool and again in a fresh one (both
-                pools replaced), or the service is shutting down.
+            PreprocessDeadlineError: the worker took longer than ``deadline_s`` (it was replaced).
+            PreprocessWorkerError: the worker died on this task and again on the retry (both replaced), or
+                the service is shutting down.
         """
-        loop = asyncio.get_running_loop()
-        executor = self._executor
         for _ in range(2):
+            if self._closed:
+                break
+            worker = self._pick()
+            worker.busy += 1
             try:
-                return await loop.run_in_executor(executor, _prepare_field, modality, value)
-            except BrokenProcessPool:
-                if self._closed:
-                    break
-                executor = self._replace(executor)  # the next task finds a working pool either way
+                future = worker.executor.submit(_prepare_field, modality, value)
+                return await asyncio.wait_for(asyncio.wrap_future(future), self.deadline_s)
+            except RuntimeError as exc:  # BrokenProcessPool is one; so is "cannot schedule ... shutdown"
+                if not isinstance(exc, BrokenProcessPool) and "after shutdown" not in str(exc):
+                    raise
+                self._replace(worker, "exited")
+            except TimeoutError:
+                self._replace(worker, f"took longer than {self.deadline_s:g} s on one {modality} field")
+                raise PreprocessDeadlineError(
+                    f"preprocessing the {modality} took longer than {self.deadline_s:g} s"
+                ) from None
+            finally:
+                worker.busy -= 1
         raise PreprocessWorkerError("a preprocessing worker process exited while preparing this request")
 
     async def start(self) -> list[int]:
-        """Start every worker (each loads its detectors) and return their process ids."""
-        pids = await asyncio.gather(*(asyncio.wrap_future(f) for f in self._launch(self._executor)))
-        return sorted(set(pids))
+        """Wait until every worker has started and built its pipeline; their process ids."""
+        pids = await asyncio.gather(*(asyncio.wrap_future(w.started) for w in self._workers))
+        return sorted(pids)
 
     def pids(self) -> list[int]:
         """Process ids of the current workers (tests, metrics)."""
-        return sorted(p.pid for p in getattr(self._executor, "_processes", {}).values() if p.pid is not None)
+        return sorted(pid for w in self._workers for pid in w.pids())
 
     def shutdown(self) -> None:
-        """Stop the workers; queued tasks are cancelled."""
+        """Stop the workers (killed: they hold no state); queued tasks are cancelled."""
         with self._lock:
             self._closed = True
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            workers = list(self._workers)
+        for worker in workers:
+            worker.kill()

@@ -1,11 +1,15 @@
 """Preprocessing in worker processes (SENTIMENT_PREPROCESS_PROCESSES): the same answers and errors as the
-thread pool, a killed worker replaced, a worker that dies on a request answered with a 500, workers stopped
-with the service."""
+thread pool, a killed worker replaced, a worker that dies on a request answered with a 500, a hung worker
+answered with a 504 and replaced, workers stopped with the service (also a stopped one) and by themselves
+when the server process is killed."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,7 +19,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import Settings
+from app.config import REPO_ROOT, Settings
 from app.inference.predictor import Predictor
 from app.main import create_app
 from app.preprocessing.experts import DEFAULT_EXPERTS, Expert, ExpertInput, Resources, prepare_face
@@ -80,6 +84,22 @@ def test_workers_answer_as_the_threads_do(processes: TestClient, settings: Setti
             assert a.json() == b.json()
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux ``/proc/PID/stat``, field 3: state)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_until_gone(pid: int, limit_s: float = 20.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while _running(pid):
+        assert time.monotonic() < deadline, f"process {pid} still running after {limit_s:g} s"
+        time.sleep(0.05)
+
+
 def _restarts_metric(client: TestClient) -> float:
     """``sentiment_preprocess_worker_restarts_total`` from ``GET /metrics``."""
     text = client.get("/metrics").text
@@ -97,6 +117,7 @@ def test_a_killed_idle_worker_is_replaced_and_the_next_request_succeeds(processe
     pool = _pool(processes)
     restarts, victim = pool.restarts, pool.pids()[0]
     os.kill(victim, signal.SIGKILL)
+    _wait_until_gone(victim)
     response = _post(processes, face_jpeg())
     assert response.status_code == 200, response.text
     assert pool.restarts == restarts + 1 == _restarts_metric(processes)
@@ -115,20 +136,67 @@ def test_a_request_that_kills_its_worker_gets_a_500_and_the_service_goes_on(proc
     assert _post(processes, face_jpeg()).status_code == 200
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (Linux ``/proc/PID/stat``, field 3: state)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+def test_every_worker_is_started_before_the_service_is_ready(settings: Settings) -> None:
+    with _client(settings, preprocess_processes=3) as client:
+        pids = _pool(client).pids()
+        assert len(pids) == 3 and all(_running(p) for p in pids)
 
 
-def test_workers_exit_with_the_service(settings: Settings) -> None:
+def test_a_hung_worker_gets_a_504_and_is_replaced(settings: Settings) -> None:
+    with _client(settings, preprocess_processes=2, request_timeout_s=2.0) as client:
+        pool = _pool(client)
+        workers = pool.pids()
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)  # a hung decoder, as seen from the server
+        try:
+            response = _post(client, face_jpeg())
+            assert response.status_code == 504, response.text
+            assert response.json()["error"]["type"] == "timeout"
+            assert pool.restarts == 1 == _restarts_metric(client)
+            hung = [p for p in workers if p not in pool.pids()]
+            assert len(hung) == 1
+            _wait_until_gone(hung[0])  # killed although it was stopped
+        finally:
+            for pid in workers:
+                if _running(pid):
+                    os.kill(pid, signal.SIGCONT)
+        assert _post(client, face_jpeg()).status_code == 200
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["idle", "stopped"])
+def test_workers_exit_with_the_service(settings: Settings, stopped: bool) -> None:
     with _client(settings, preprocess_processes=1) as client:
         pids = _pool(client).pids()
         assert len(pids) == 1 and _running(pids[0])
-    deadline = time.monotonic() + 20
-    while _running(pids[0]):
-        assert time.monotonic() < deadline, "worker still running 20 s after shutdown"
-        time.sleep(0.1)
+        if stopped:
+            os.kill(pids[0], signal.SIGSTOP)
+    _wait_until_gone(pids[0])
+
+
+def test_a_worker_exits_by_itself_when_the_server_process_is_killed() -> None:
+    server = textwrap.dedent(
+        """
+        import multiprocessing, os, time
+        from app.inference.process_pool import exit_when_orphaned
+
+        def worker(parent):
+            exit_when_orphaned(parent, 0.05)
+            time.sleep(120)
+
+        if __name__ == "__main__":
+            child = multiprocessing.get_context("fork").Process(target=worker, args=(os.getpid(),))
+            child.start()
+            print(child.pid, flush=True)
+            time.sleep(120)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, cwd=REPO_ROOT, text=True)
+    try:
+        assert proc.stdout is not None
+        worker = int(proc.stdout.readline())
+        time.sleep(0.3)
+        assert _running(worker)
+    finally:
+        proc.kill()  # SIGKILL: the server's own shutdown never runs
+        proc.wait()
+    _wait_until_gone(worker)
