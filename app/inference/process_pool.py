@@ -201,11 +201,13 @@ class FieldProcessPool:
             self._workers[self._workers.index(worker)] = _Worker(self.spec)
 
     def _pick(self) -> _Worker:
-        """The least busy live worker (dead ones are replaced first)."""
+        """The least busy live worker, preferring those that have finished starting (a replacement builds
+        its pipeline first); dead ones are replaced first."""
         for worker in list(self._workers):
             if not worker.alive():
                 self._replace(worker, "exited")
-        return min(self._workers, key=lambda w: w.busy)
+        ready = [w for w in self._workers if w.started.done()]
+        return min(ready or self._workers, key=lambda w: w.busy)
 
     async def prepare_field(self, modality: str, value: Any) -> tuple[Any, dict[str, ExpertInput]]:
         """Prepare one request field in a worker process.
