@@ -11,7 +11,8 @@ experts' tensors: ~170 KB for an image, ~4 KB per second of audio), or the typed
 thread pool (tokenising a tweet costs less than the round trip).
 
 Each worker is its own single-process ``concurrent.futures.ProcessPoolExecutor`` (own task queue), and a
-task goes to the worker with the fewest tasks in flight, so one worker's trouble stays its own:
+task goes to the worker with the fewest tasks in flight among those that have finished starting, so one
+worker's trouble stays its own:
 
 * A worker that dies (killed by the kernel's OOM killer, or a crash in a native decoder) fails the tasks it
   held with ``BrokenProcessPool``; it is replaced by a fresh process and each of those tasks is run once
