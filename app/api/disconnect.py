@@ -20,6 +20,11 @@ from starlette.requests import ClientDisconnect, Request
 T = TypeVar("T")
 
 
+class ClientLeft(ClientDisconnect):
+    """The client disconnected after its body was read completely, while its answer was being prepared
+    (a :class:`~starlette.requests.ClientDisconnect`, so it is handled as one: nothing is sent)."""
+
+
 async def _wait_for_disconnect(request: Request) -> None:
     # Called after the body has been read: the next ASGI message is http.disconnect, sent when the client
     # goes away (or, by test clients, once the response is complete; this task is cancelled before that).
@@ -30,7 +35,7 @@ async def _wait_for_disconnect(request: Request) -> None:
 
 
 async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Await ``work``; if the client disconnects first, cancel it and raise ``ClientDisconnect``.
+    """Await ``work``; if the client disconnects first, cancel it and raise :class:`ClientLeft`.
 
     Only call this once the request body has been read completely.
     """
@@ -50,4 +55,4 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
-    raise ClientDisconnect()
+    raise ClientLeft()

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from app.api.disconnect import ClientLeft
 from app.errors import STATUS, ErrorType, ServiceError
 from app.logging_setup import note_error_type
 
@@ -150,9 +151,15 @@ def install_error_handlers(app: FastAPI) -> None:
         body = ErrorResponse(error=ErrorDetail(type=type_, message=message)).model_dump(mode="json")
         return JSONResponse(status_code=exc.status_code, content=body, headers=exc.headers)
 
-    async def client_disconnect(request: Request, _: Exception) -> JSONResponse:
-        # The client went away before its body was complete: nothing to answer, nothing broken (no 500).
-        logger.info("request_id=%s client disconnected mid-body", getattr(request.state, "request_id", None))
+    async def client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+        # The client went away (before its body was complete, or while its answer was being prepared):
+        # nothing to answer, nothing broken (no 500); the body below is never read by anyone.
+        request_id = getattr(request.state, "request_id", None)
+        if isinstance(exc, ClientLeft):
+            logger.info("request_id=%s client disconnected before its answer was ready", request_id)
+            message = "client disconnected before the answer was ready"
+            return error_response(ErrorType.MALFORMED_REQUEST, message)
+        logger.info("request_id=%s client disconnected mid-body", request_id)
         return error_response(ErrorType.MALFORMED_REQUEST, "client disconnected before the body was complete")
 
     async def unhandled(_: Request, exc: Exception) -> JSONResponse:
