@@ -169,9 +169,9 @@ class _BatchingSettings(BaseModel):
         description="Worker processes that decode and prepare image and audio fields (text stays in the "
         "threads), so that work does not share the server's GIL. 0 (default): threads only. Each worker "
         "loads its own tokenizer, language identifier, face and voice activity detectors (RSS about "
-        "220–260 MB per worker). A worker that dies is replaced and its requests retried once (500 if the "
-        "retry dies too); one that takes longer than request_timeout_s on a field is killed and replaced "
-        "(504). Measured against threads and several uvicorn workers in docs/benchmarks.md.",
+        "230–290 MB per worker). A worker that dies is replaced and its requests retried once (500 if the "
+        "retry dies too); one that runs one field for longer than request_timeout_s is killed and "
+        "replaced (504). Measured against threads and several uvicorn workers in docs/benchmarks.md.",
     )
     text_length_multiple: int = Field(
         default=16,

@@ -21,20 +21,24 @@ worker's trouble stays its own:
 * A worker that takes longer than the deadline (``request_timeout_s``) on one field (a hung decoder, a
   stopped process) is killed and replaced, and that request is answered 504 ``timeout``
   (:class:`PreprocessDeadlineError`); no legitimate field comes near it (the limits bound the work).
-* Workers are killed when the service stops (also when one is hung or stopped), and each worker exits by
-  itself within :data:`ORPHAN_CHECK_S` when the server process is gone (killed with SIGKILL, or a uvicorn
-  worker process that ended without its shutdown), so none is left behind.
+* Workers are killed when the service stops (also when one is hung or stopped), and each worker ends when
+  the server process is gone (killed with SIGKILL, or a uvicorn worker process that ended without its
+  shutdown): :func:`exit_with_parent`, so none is left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -56,6 +60,8 @@ PROCESS_FIELDS: frozenset[str] = frozenset({"image", "audio"})
 
 #: Seconds between a worker's checks that the server process that started it is still its parent.
 ORPHAN_CHECK_S: Final[float] = 1.0
+#: ``prctl`` option: the signal a process gets when its parent thread exits (linux/prctl.h).
+PR_SET_PDEATHSIG: Final[int] = 1
 
 
 class PreprocessWorkerError(ServiceError):
@@ -92,10 +98,15 @@ class WorkerSpec:
 _pipeline: PreprocessingPipeline | None = None
 
 
-def exit_when_orphaned(parent: int, interval_s: float = ORPHAN_CHECK_S) -> threading.Thread:
-    """Start a daemon thread that ends this process (``os._exit(0)``) once its parent is no longer
-    ``parent`` (the parent died and the process was re-parented), checking every ``interval_s`` seconds.
-    A worker has nothing to save; without this, workers of a server killed with SIGKILL would live on."""
+def exit_with_parent(parent: int, interval_s: float = ORPHAN_CHECK_S) -> threading.Thread:
+    """Make this process end when ``parent`` (the server process that started it) is gone: on Linux the
+    kernel sends it SIGKILL when the thread that started it exits (``prctl(PR_SET_PDEATHSIG)``, which also
+    ends a stopped process); and a daemon thread ends it (``os._exit(0)``) once its parent is no longer
+    ``parent`` (re-parented), checking every ``interval_s`` seconds. A worker has nothing to save; without
+    this, the workers of a server killed with SIGKILL would live on."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -111,7 +122,7 @@ def _init_worker(spec: WorkerSpec, parent: int) -> None:
     """Worker initializer: exit with the server, malloc tuning, one BLAS thread, then the pipeline (detector
     sessions loaded)."""
     global _pipeline
-    exit_when_orphaned(parent)
+    exit_with_parent(parent)
     from app.inference.startup import limit_blas_threads, pipeline_for
     from app.malloc import tune_malloc
 
@@ -133,8 +144,19 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[Future[Any]], None], arg: Future[Any]
+) -> None:
+    """``loop.call_soon_threadsafe``, from the executor's thread; nothing once the loop is closed (the
+    service stopped and nobody waits for the worker any more)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, arg)
+
+
 class _Worker:
-    """One worker process in its own single-process executor, started at once; ``busy``: tasks in flight."""
+    """One worker process in its own single-process executor, started at once. It runs one task at a time:
+    requests wait for ``idle`` (in the server, where a request that is cancelled simply stops waiting), so
+    a task's deadline counts its own run only. ``busy``: tasks waiting for or running on this worker."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.executor = ProcessPoolExecutor(
@@ -146,7 +168,12 @@ class _Worker:
         #: Resolves to the worker's pid once its initializer has run (pipeline built).
         self.started: Future[int] = self.executor.submit(_worker_pid)
         self.processes: list[BaseProcess] = list(getattr(self.executor, "_processes", {}).values())
+        self.idle = asyncio.Semaphore(1)
         self.busy = 0
+        #: Set when the pool replaced this worker: requests still waiting for it go to another.
+        self.replaced = False
+        #: The task this worker was killed for (it ran past the deadline): answered 504, not retried.
+        self.expired: Future[Any] | None = None
 
     def alive(self) -> bool:
         """Whether the process runs and the executor still takes tasks."""
@@ -156,13 +183,14 @@ class _Worker:
         return [p.pid for p in self.processes if p.pid is not None]
 
     def kill(self) -> None:
-        """Cancel what is queued and SIGKILL the process (works on a hung or stopped one too)."""
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """SIGKILL the process (works on a hung or stopped one too); the executor then fails the task it
+        held with ``BrokenProcessPool``."""
         for p in self.processes:
             if p.is_alive():
                 p.kill()
         for p in self.processes:
             p.join(timeout=2)  # reaped at once after SIGKILL; bounded all the same
+        self.executor.shutdown(wait=False)
 
 
 class FieldProcessPool:
@@ -171,7 +199,8 @@ class FieldProcessPool:
     Args:
         spec: what each worker builds its pipeline from.
         processes: number of worker processes (≥ 1).
-        deadline_s: longest a worker may take on one field before it is killed and replaced (seconds).
+        deadline_s: longest a worker may run one field before it is killed and replaced (seconds; the
+            time a request waits for a worker does not count).
     """
 
     def __init__(self, spec: WorkerSpec, processes: int, deadline_s: float = 30.0) -> None:
@@ -189,8 +218,9 @@ class FieldProcessPool:
     def _replace(self, worker: _Worker, why: str) -> None:
         """Kill ``worker`` and start a fresh one in its place (once, however many tasks saw it fail)."""
         with self._lock:
-            if self._closed or worker not in self._workers:
+            if self._closed or worker.replaced:
                 return
+            worker.replaced = True
             self.restarts += 1
             logger.error(
                 "preprocessing worker %s %s; starting a new one (restart %d)",
@@ -210,6 +240,13 @@ class FieldProcessPool:
         ready = [w for w in self._workers if w.started.done()]
         return min(ready or self._workers, key=lambda w: w.busy)
 
+    def _expire(self, worker: _Worker, future: Future[Any], modality: str) -> None:
+        """Deadline timer of one task: kill its worker if the task is still running (whether or not its
+        request still waits for it: a hung worker must not keep the tasks queued behind it)."""
+        if not future.done() and not worker.replaced:
+            worker.expired = future
+            self._replace(worker, f"took longer than {self.deadline_s:g} s on one {modality} field")
+
     async def prepare_field(self, modality: str, value: Any) -> tuple[Any, dict[str, ExpertInput]]:
         """Prepare one request field in a worker process.
 
@@ -218,42 +255,85 @@ class FieldProcessPool:
 
         Raises:
             PreprocessingError: typed (413 / 415 / 422), as in the server process.
-            PreprocessDeadlineError: the worker took longer than ``deadline_s`` (it was replaced).
+            PreprocessDeadlineError: the worker ran longer than ``deadline_s`` on it (it was replaced).
             PreprocessWorkerError: the worker died on this task and again on the retry (both replaced), or
                 the service is shutting down.
         """
-        for _ in range(2):
-            if self._closed:
-                break
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while failures < 2 and not self._closed:
             worker = self._pick()
             worker.busy += 1
             try:
-                future = worker.executor.submit(_prepare_field, modality, value)
-                return await asyncio.wait_for(asyncio.wrap_future(future), self.deadline_s)
-            except RuntimeError as exc:  # BrokenProcessPool is one; so is "cannot schedule ... shutdown"
-                if not isinstance(exc, BrokenProcessPool) and "after shutdown" not in str(exc):
-                    raise
-                self._replace(worker, "exited")
-            except TimeoutError:
-                self._replace(worker, f"took longer than {self.deadline_s:g} s on one {modality} field")
-                raise PreprocessDeadlineError(
-                    f"preprocessing the {modality} took longer than {self.deadline_s:g} s"
-                ) from None
-            finally:
+                await worker.idle.acquire()
+            except BaseException:
                 worker.busy -= 1
+                raise
+            if worker.replaced:  # replaced while this request waited: go to another, no attempt spent
+                worker.idle.release()
+                worker.busy -= 1
+                continue
+            try:
+                # A replacement first builds its pipeline; that is not this field's run (shielded: a request
+                # that stops waiting must not cancel the worker's start-up task).
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(worker.started)), self.deadline_s)
+                future = worker.executor.submit(_prepare_field, modality, value)
+            except BaseException as exc:
+                worker.idle.release()
+                worker.busy -= 1
+                if isinstance(exc, TimeoutError):
+                    self._replace(worker, f"did not start within {self.deadline_s:g} s")
+                elif isinstance(exc, RuntimeError):  # BrokenProcessPool, or "... after shutdown"
+                    self._replace(worker, "exited")
+                else:  # the request was cancelled (client gone)
+                    raise
+                failures += 1
+                continue
+            timer = loop.call_later(self.deadline_s, self._expire, worker, future, modality)
+
+            def finished(
+                _: Future[Any], worker: _Worker = worker, timer: asyncio.TimerHandle = timer
+            ) -> None:
+                # The worker is free once its task ends, also when the request stopped waiting for it.
+                timer.cancel()
+                worker.idle.release()
+                worker.busy -= 1
+
+            future.add_done_callback(lambda f: _call_soon(loop, finished, f))
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool:
+                if worker.expired is future:
+                    raise PreprocessDeadlineError(
+                        f"preprocessing the {modality} took longer than {self.deadline_s:g} s"
+                    ) from None
+                self._replace(worker, "exited")
+                failures += 1
         raise PreprocessWorkerError("a preprocessing worker process exited while preparing this request")
 
     async def start(self) -> list[int]:
-        """Wait until every worker has started and built its pipeline; their process ids."""
-        pids = await asyncio.gather(*(asyncio.wrap_future(w.started) for w in self._workers))
-        return sorted(pids)
+        """Wait until every worker has started and built its pipeline (a worker that dies while starting is
+        replaced once); their process ids.
+
+        Raises:
+            BrokenProcessPool: a worker and its replacement both died while starting (e.g. the model's
+                tokenizer or a detector cannot be loaded there).
+        """
+        for i in range(len(self._workers)):
+            try:
+                await asyncio.wrap_future(self._workers[i].started)
+            except BrokenProcessPool:
+                self._replace(self._workers[i], "exited while starting")
+                await asyncio.wrap_future(self._workers[i].started)
+        return self.pids()
 
     def pids(self) -> list[int]:
         """Process ids of the current workers (tests, metrics)."""
         return sorted(pid for w in self._workers for pid in w.pids())
 
     def shutdown(self) -> None:
-        """Stop the workers (killed: they hold no state); queued tasks are cancelled."""
+        """Stop the workers (killed: they hold no state; a task still running fails with
+        :class:`PreprocessWorkerError`)."""
         with self._lock:
             self._closed = True
             workers = list(self._workers)

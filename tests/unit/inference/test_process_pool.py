@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -27,6 +28,9 @@ from tests.media import face_jpeg, image_bytes, speech_wav
 
 #: Width of the image on which :func:`_crashing_face` makes its worker process exit.
 CRASH_WIDTH = 13
+#: Width of the image on which :func:`_slow_face` takes :data:`SLOW_S` seconds.
+SLOW_WIDTH = 17
+SLOW_S = 0.5
 
 
 def _crashing_face(image: Image.Image, resources: Resources) -> ExpertInput:
@@ -34,6 +38,13 @@ def _crashing_face(image: Image.Image, resources: Resources) -> ExpertInput:
     crash in a native decoder would)."""
     if image.width == CRASH_WIDTH:
         os._exit(3)
+    return prepare_face(image, resources)
+
+
+def _slow_face(image: Image.Image, resources: Resources) -> ExpertInput:
+    """The face expert's prepare function, except that a 17-px-wide image takes half a second."""
+    if image.width == SLOW_WIDTH:
+        time.sleep(SLOW_S)
     return prepare_face(image, resources)
 
 
@@ -163,6 +174,38 @@ def test_a_hung_worker_gets_a_504_and_is_replaced(settings: Settings) -> None:
         assert _post(client, face_jpeg()).status_code == 200
 
 
+def test_the_deadline_counts_a_fields_own_run_not_its_wait_for_a_worker(settings: Settings) -> None:
+    # One worker, four half-second fields at once: the last waits 1.5 s for the worker, more than the
+    # 1.2-s deadline, but each runs 0.5 s: all answered, no worker killed.
+    slow = {**DEFAULT_EXPERTS, "face": Expert("image", _slow_face)}
+    with _client(settings, slow, preprocess_processes=1, request_timeout_s=1.2) as client:
+        image = image_bytes(Image.new("RGB", (SLOW_WIDTH, 20), "red"))
+        with ThreadPoolExecutor(4) as threads:
+            responses = list(threads.map(lambda _: _post(client, image), range(4)))
+        assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+        assert _pool(client).restarts == 0
+
+
+def test_requests_queued_behind_a_hung_worker_go_to_its_replacement(settings: Settings) -> None:
+    # One worker, stopped: the first request runs into the deadline (504); those waiting behind it are
+    # prepared by the replacement, each answered in the JSON schema.
+    with _client(settings, preprocess_processes=1, request_timeout_s=2.0) as client:
+        pool = _pool(client)
+        (hung,) = pool.pids()
+        os.kill(hung, signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(3) as threads:
+                responses = list(threads.map(lambda _: _post(client, face_jpeg()), range(3)))
+        finally:
+            if _running(hung):
+                os.kill(hung, signal.SIGCONT)
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200, 200, 504], [r.text for r in responses]
+        assert all(r.headers["content-type"] == "application/json" for r in responses)
+        assert pool.restarts == 1
+        _wait_until_gone(hung)
+
+
 @pytest.mark.parametrize("stopped", [False, True], ids=["idle", "stopped"])
 def test_workers_exit_with_the_service(settings: Settings, stopped: bool) -> None:
     with _client(settings, preprocess_processes=1) as client:
@@ -173,14 +216,15 @@ def test_workers_exit_with_the_service(settings: Settings, stopped: bool) -> Non
     _wait_until_gone(pids[0])
 
 
-def test_a_worker_exits_by_itself_when_the_server_process_is_killed() -> None:
+@pytest.mark.parametrize("stopped", [False, True], ids=["running", "stopped"])
+def test_a_worker_ends_when_the_server_process_is_killed(stopped: bool) -> None:
     server = textwrap.dedent(
         """
         import multiprocessing, os, time
-        from app.inference.process_pool import exit_when_orphaned
+        from app.inference.process_pool import exit_with_parent
 
         def worker(parent):
-            exit_when_orphaned(parent, 0.05)
+            exit_with_parent(parent, 0.05)
             time.sleep(120)
 
         if __name__ == "__main__":
@@ -196,7 +240,13 @@ def test_a_worker_exits_by_itself_when_the_server_process_is_killed() -> None:
         worker = int(proc.stdout.readline())
         time.sleep(0.3)
         assert _running(worker)
+        if stopped:  # a hung worker: its own watch thread cannot run
+            os.kill(worker, signal.SIGSTOP)
     finally:
         proc.kill()  # SIGKILL: the server's own shutdown never runs
         proc.wait()
-    _wait_until_gone(worker)
+    try:
+        _wait_until_gone(worker)
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)
