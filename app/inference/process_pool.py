@@ -60,6 +60,10 @@ PROCESS_FIELDS: frozenset[str] = frozenset({"image", "audio"})
 
 #: Seconds between a worker's checks that the server process that started it is still its parent.
 ORPHAN_CHECK_S: Final[float] = 1.0
+#: Longest a request waits for a new worker to finish starting (building its pipeline: about 1.5 s on an
+#: idle 2-core machine, several times that under load) before the worker is replaced; the field deadline
+#: is used instead when it is longer.
+START_TIMEOUT_S: Final[float] = 60.0
 #: ``prctl`` option: the signal a process gets when its parent thread exits (linux/prctl.h).
 PR_SET_PDEATHSIG: Final[int] = 1
 
@@ -276,13 +280,14 @@ class FieldProcessPool:
             try:
                 # A replacement first builds its pipeline; that is not this field's run (shielded: a request
                 # that stops waiting must not cancel the worker's start-up task).
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(worker.started)), self.deadline_s)
+                started = asyncio.shield(asyncio.wrap_future(worker.started))
+                await asyncio.wait_for(started, max(self.deadline_s, START_TIMEOUT_S))
                 future = worker.executor.submit(_prepare_field, modality, value)
             except BaseException as exc:
                 worker.idle.release()
                 worker.busy -= 1
                 if isinstance(exc, TimeoutError):
-                    self._replace(worker, f"did not start within {self.deadline_s:g} s")
+                    self._replace(worker, f"did not start within {max(self.deadline_s, START_TIMEOUT_S):g} s")
                 elif isinstance(exc, RuntimeError):  # BrokenProcessPool, or "... after shutdown"
                     self._replace(worker, "exited")
                 else:  # the request was cancelled (client gone)
