@@ -18,8 +18,9 @@ worker's trouble stays its own:
   held with ``BrokenProcessPool``; it is replaced by a fresh process and each of those tasks is run once
   more, on the least busy worker; a task whose retry dies too is answered with
   :class:`PreprocessWorkerError` (HTTP 500 ``internal_error``). Tasks on the other workers are not touched.
-* A worker that takes longer than the deadline (``request_timeout_s``) on one field (a hung decoder, a
-  stopped process) is killed and replaced, and that request is answered 504 ``timeout``
+* A worker that runs one field for longer than the deadline (``request_timeout_s``; the clock starts when
+  the task reaches the head of the worker's line, so waiting does not count) (a hung decoder, a stopped
+  process) is killed and replaced, and that request is answered 504 ``timeout``
   (:class:`PreprocessDeadlineError`); no legitimate field comes near it (the limits bound the work).
 * Workers are killed when the service stops (also when one is hung or stopped), and each worker ends when
   the server process is gone (killed with SIGKILL, or a uvicorn worker process that ended without its
@@ -38,10 +39,12 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final
@@ -64,6 +67,9 @@ ORPHAN_CHECK_S: Final[float] = 1.0
 #: idle 2-core machine, several times that under load) before the worker is replaced; the field deadline
 #: is used instead when it is longer.
 START_TIMEOUT_S: Final[float] = 60.0
+#: Tasks sent to one worker at once: the one it runs and the next (so it does not wait for the server's
+#: event loop between two); more requests wait in the server.
+TASKS_PER_WORKER: Final[int] = 2
 #: ``prctl`` option: the signal a process gets when its parent thread exits (linux/prctl.h).
 PR_SET_PDEATHSIG: Final[int] = 1
 
@@ -158,9 +164,12 @@ def _call_soon(
 
 
 class _Worker:
-    """One worker process in its own single-process executor, started at once. It runs one task at a time:
-    requests wait for ``idle`` (in the server, where a request that is cancelled simply stops waiting), so
-    a task's deadline counts its own run only. ``busy``: tasks waiting for or running on this worker."""
+    """One worker process in its own single-process executor, started at once. At most
+    :data:`TASKS_PER_WORKER` tasks are sent to it at once (one running, the next already in its pipe, so it
+    never idles between two); further requests wait for ``slots`` in the server, where a request that is
+    cancelled simply stops waiting. ``line``: the tasks sent, in the order the worker runs them; only the
+    first one's deadline clock runs (``clock``), so a task's deadline counts its own run only. ``busy``:
+    tasks waiting for or sent to this worker."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.executor = ProcessPoolExecutor(
@@ -172,7 +181,9 @@ class _Worker:
         #: Resolves to the worker's pid once its initializer has run (pipeline built).
         self.started: Future[int] = self.executor.submit(_worker_pid)
         self.processes: list[BaseProcess] = list(getattr(self.executor, "_processes", {}).values())
-        self.idle = asyncio.Semaphore(1)
+        self.slots = asyncio.Semaphore(TASKS_PER_WORKER)
+        self.line: deque[tuple[Future[Any], str]] = deque()
+        self.clock: asyncio.TimerHandle | None = None
         self.busy = 0
         #: Set when the pool replaced this worker: requests still waiting for it go to another.
         self.replaced = False
@@ -244,6 +255,26 @@ class FieldProcessPool:
         ready = [w for w in self._workers if w.started.done()]
         return min(ready or self._workers, key=lambda w: w.busy)
 
+    def _start_clock(self, worker: _Worker) -> None:
+        """Start the deadline clock of the task at the head of ``worker``'s line (the one it runs now)."""
+        future, modality = worker.line[0]
+        loop = asyncio.get_running_loop()
+        worker.clock = loop.call_later(self.deadline_s, self._expire, worker, future, modality)
+
+    def _finished(self, worker: _Worker, future: Future[Any]) -> None:
+        """A task sent to ``worker`` ended (also when its request stopped waiting): free its slot, and start
+        the next task's clock when it was the one running."""
+        was_running = bool(worker.line) and worker.line[0][0] is future
+        worker.line = deque(item for item in worker.line if item[0] is not future)
+        if was_running:
+            if worker.clock is not None:
+                worker.clock.cancel()
+                worker.clock = None
+            if worker.line and not worker.replaced:
+                self._start_clock(worker)
+        worker.slots.release()
+        worker.busy -= 1
+
     def _expire(self, worker: _Worker, future: Future[Any], modality: str) -> None:
         """Deadline timer of one task: kill its worker if the task is still running (whether or not its
         request still waits for it: a hung worker must not keep the tasks queued behind it)."""
@@ -269,12 +300,12 @@ class FieldProcessPool:
             worker = self._pick()
             worker.busy += 1
             try:
-                await worker.idle.acquire()
+                await worker.slots.acquire()
             except BaseException:
                 worker.busy -= 1
                 raise
             if worker.replaced:  # replaced while this request waited: go to another, no attempt spent
-                worker.idle.release()
+                worker.slots.release()
                 worker.busy -= 1
                 continue
             try:
@@ -284,7 +315,7 @@ class FieldProcessPool:
                 await asyncio.wait_for(started, max(self.deadline_s, START_TIMEOUT_S))
                 future = worker.executor.submit(_prepare_field, modality, value)
             except BaseException as exc:
-                worker.idle.release()
+                worker.slots.release()
                 worker.busy -= 1
                 if isinstance(exc, TimeoutError):
                     self._replace(worker, f"did not start within {max(self.deadline_s, START_TIMEOUT_S):g} s")
@@ -294,17 +325,11 @@ class FieldProcessPool:
                     raise
                 failures += 1
                 continue
-            timer = loop.call_later(self.deadline_s, self._expire, worker, future, modality)
-
-            def finished(
-                _: Future[Any], worker: _Worker = worker, timer: asyncio.TimerHandle = timer
-            ) -> None:
-                # The worker is free once its task ends, also when the request stopped waiting for it.
-                timer.cancel()
-                worker.idle.release()
-                worker.busy -= 1
-
-            future.add_done_callback(lambda f: _call_soon(loop, finished, f))
+            worker.line.append((future, modality))
+            if len(worker.line) == 1:
+                self._start_clock(worker)
+            done = partial(self._finished, worker)
+            future.add_done_callback(partial(_call_soon, loop, done))
             try:
                 return await asyncio.wrap_future(future)
             except BrokenProcessPool:
