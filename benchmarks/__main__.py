@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from benchmarks import ceiling, loadgen, memory, queueing, report
 from benchmarks.corpus import Sample, build
+from benchmarks.gpu_util import GpuSampler
 from benchmarks.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +49,9 @@ MIX_NAMES: tuple[str, ...] = ("small", "realistic", "text", "image", "audio", "a
 MIX_REQUESTS = 96
 
 
-def load_mixes(names: list[str], data_dir: Path) -> dict[str, list[Sample]]:
-    """Samples per mix name (:data:`MIX_NAMES`), building the corpora on first use.
+def load_mixes(names: list[str], data_dir: Path, items: int = 12) -> dict[str, list[Sample]]:
+    """Samples per mix name (:data:`MIX_NAMES`), building the corpora on first use; ``items`` distinct files
+    per kind of the realistic corpus (:func:`benchmarks.realistic.build`'s ``n``).
 
     Raises:
         ValueError: an unknown mix name.
@@ -63,9 +65,9 @@ def load_mixes(names: list[str], data_dir: Path) -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for m in names:
         if m in realistic.MIXES:
-            out[m] = realistic.mix_samples(m, MIX_REQUESTS, data_dir=data_dir)
-        elif m == "text" and (data_dir / "tweeteval_sentiment").is_dir():  # TweetEval test tweets
-            tweets = realistic.build(["tweet"], n=MIX_REQUESTS, data_dir=data_dir)
+            out[m] = realistic.mix_samples(m, MIX_REQUESTS, n=items, data_dir=data_dir)
+        elif m == "text" and realistic.cached_or_buildable("tweet", MIX_REQUESTS, data_dir):
+            tweets = realistic.build(["tweet"], n=MIX_REQUESTS, data_dir=data_dir)  # TweetEval test tweets
             out[m] = realistic.request_samples(tweets, "tweet", MIX_REQUESTS)
         else:  # the corpus mixes (synthesised where the datasets are absent, e.g. on a GPU host)
             out[m] = build(data_dir, RAW / "corpus")[m]
@@ -208,12 +210,17 @@ def measure_point(
     still in flight when the window ends), and ``server_cpu_ms_per_request`` divides the server's CPU time
     over the call by every answer received in it, so neither is inflated by the tail."""
     me = psutil_self()
+    gpu = GpuSampler() if os.environ.get("BENCH_GPU", "0") == "1" else None
     server.start_sampling()
     cpu0, me0, t0 = server.cpu_seconds(), me.cpu_times(), time.perf_counter()
+    if gpu is not None:
+        gpu.start()
     stats = asyncio.run(loadgen.closed_loop("127.0.0.1", server.port, raw, concurrency, duration, warmup))
     cpu1, me1, wall = server.cpu_seconds(), me.cpu_times(), time.perf_counter() - t0
     peak = server.stop_sampling()
     out = stats.summary()
+    if gpu is not None:
+        out.update(gpu.stop())  # GPU utilisation over the whole call, warm-up included
     out.update(
         {
             "server_cpu_pct": 100 * (cpu1 - cpu0) / wall,
@@ -434,6 +441,13 @@ def main(argv: list[str] | None = None) -> int:
         "Not 0: LitServe 0.2.19 busy-polls its queue when batch_timeout is 0 (loops/simple_loops.py, "
         "`if not batches: continue`), which would burn a core per worker",
     )
+    p.add_argument(
+        "--realistic-items",
+        type=int,
+        default=12,
+        help="distinct files per kind in the realistic and small mixes (fewer travel lighter to a GPU host: "
+        "benchmarks/gpu_check.sh)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--allow-standin", action="store_true", help="allow a model folder under results/raw")
     p.add_argument("--port", type=int, default=8100, help="first port; targets use port, port+1, ...")
@@ -449,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = service_settings()
     batch, wait_ms = int(settings["max_batch_size"]), args.peer_wait_ms
     try:
-        samples = load_mixes(args.mixes, args.data_dir)
+        samples = load_mixes(args.mixes, args.data_dir, args.realistic_items)
     except (ValueError, FileNotFoundError) as exc:
         p.error(str(exc))
     errors: dict[str, str] = {}

@@ -634,6 +634,18 @@ def build(
     return corpus
 
 
+def cached_or_buildable(
+    kind: str, n: int, data_dir: Path = DATA_DIR, seed: int = 0, cache: Path = CACHE
+) -> bool:
+    """Whether :func:`build` can return ``kind`` with ``n`` items: cached (e.g. carried to a GPU host
+    without the datasets) or ``data_dir`` holds the datasets."""
+    count = min(n, FEWER.get(kind, n))
+    if (cache / f"v{VERSION}-seed{seed}" / f"{kind}-n{count}" / "manifest.json").exists():
+        return True
+    needs = ("mvsa_single/labels.csv", "crema_d/clips.csv", "tweeteval_sentiment/test.csv")
+    return all((data_dir / need).exists() for need in needs)
+
+
 # --------------------------------------------------------------------------- requests
 def request_samples(corpus: Corpus, request: str, count: int) -> list[Sample]:
     """``count`` requests of one request kind (:data:`REQUESTS`), item ``i % len`` of each of its kinds."""

@@ -182,13 +182,17 @@ def write(res: dict[str, Any], out: Path) -> str:
                 f"| {mix} | {r['prepare_ms']:.1f} | {r['run_b1_ms']:.1f} | {r['run_b4_ms']:.1f} | "
                 f"{r['run_b16_ms']:.1f} | {mean:.1f} / {cv:.2f} |"
             )
+    points = [p for t in ORDER for p in (res["targets"].get(t) or {}).get("points", [])]
+    gpu = any("gpu_util_pct" in p for p in points)  # benchmarks.gpu_util, on a GPU host
     lines += [
         "",
         "## HTTP, closed loop",
         "",
         "| target | mix | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU % | "
-        "client CPU % | server RSS MB | mean batch | mean preprocess / queue / inference ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "server CPU ms / request | client CPU % | server RSS MB | mean batch | "
+        "mean preprocess / queue / inference ms |"
+        + (" GPU util % (mean / max) | GPU memory MiB |" if gpu else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if gpu else ""),
     ]
     for t in ORDER:
         tr = res["targets"].get(t)
@@ -198,10 +202,15 @@ def write(res: dict[str, Any], out: Path) -> str:
             lines.append(
                 f"| {LABEL[t]} | {p['mix']} | {int(p['concurrency'])} | {p['throughput']:.1f} | "
                 f"{p['p50_ms']:.0f} | {p['p95_ms']:.0f} | {p['p99_ms']:.0f} | {int(p['errors'])} | "
-                f"{p['server_cpu_pct']:.0f} | "
+                f"{p['server_cpu_pct']:.0f} | {_fmt(p, 'server_cpu_ms_per_request')} | "
                 f"{p['client_cpu_pct']:.0f} | {p['server_rss_mb']:.0f} | "
                 f"{_fmt(p, 'mean_batch_size')} | {_fmt(p, 'mean_preprocess_time_ms')} / "
                 f"{_fmt(p, 'mean_queue_time_ms')} / {_fmt(p, 'mean_inference_time_ms')} |"
+                + (
+                    f" {_fmt(p, 'gpu_util_pct')} / {_fmt(p, 'gpu_util_max_pct')} | {_fmt(p, 'gpu_mem_mib')} |"
+                    if gpu
+                    else ""
+                )
             )
     lines += [
         "",

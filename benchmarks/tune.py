@@ -35,8 +35,9 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--mix", default="realistic", choices=MIX_NAMES)
     p.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS)
+    p.add_argument("--realistic-items", type=int, default=12, help="distinct files per realistic kind")
     args = p.parse_args()
-    samples = load_mixes([args.mix], args.data_dir)
+    samples = load_mixes([args.mix], args.data_dir, args.realistic_items)
     print("| config | env | req/s | p50 ms | p99 ms | errors | server CPU % | mean batch |")
     print("|---|---|---|---|---|---|---|---|")
     for i, spec in enumerate(args.configs):

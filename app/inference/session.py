@@ -164,7 +164,9 @@ def create_session(
     CUDA providers are asked for only when their libraries load (:func:`usable_providers`); the requested
     providers reported are ``providers`` as configured. The graph is ``spec.variants[p]`` for the first
     provider ``p`` asked for when the config lists a variant for it; if the session falls back to another
-    provider, it is recreated with that provider's graph.
+    provider, it is recreated with that provider's graph. When a CUDA provider comes first, ORT's thread
+    pools do not spin-wait (``session.intra_op.allow_spinning`` / ``inter_op`` = 0): on a GPU they run only
+    the few CPU nodes, and spinning would burn host cores between runs.
 
     Raises:
         ModelLoadError: unreadable/corrupt ONNX file or inputs/outputs that differ from the contract.
@@ -188,6 +190,11 @@ def create_session(
             raise ModelLoadError(f"could not load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
 
     wanted = usable_providers(providers)
+    if wanted[0] in CUDA_PROVIDERS:
+        # On a GPU the intra-op pool runs only the few nodes left on the CPU; spin-waiting threads would
+        # keep host cores busy between runs (ORT's default: spin), taking them from preprocessing.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     model_file = spec.file_for(wanted[0])
     session = build(model_file, wanted)
     active = tuple(session.get_providers())

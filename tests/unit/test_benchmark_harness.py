@@ -127,3 +127,36 @@ def test_batched_ceiling_refuses_a_window_shorter_than_one_batch() -> None:
             duration_s=0.05,
             warmup_s=0.0,
         )
+
+
+def test_report_shows_gpu_columns_only_for_runs_with_gpu_samples(tmp_path) -> None:  # noqa: ANN001
+    """A GPU run's points carry NVML samples (benchmarks.gpu_util) and the HTTP table gets their columns; a
+    CPU run's table stays as it was. The real GPU run is benchmarks/results/gpu/results.json."""
+    import json
+
+    from benchmarks import report
+
+    res = json.loads((REPO_ROOT / "benchmarks" / "results" / "gpu" / "results.json").read_text())
+    text = report.write(res, tmp_path)
+    header = next(line for line in text.splitlines() if line.startswith("| target | mix | concurrency"))
+    assert header.endswith("GPU util % (mean / max) | GPU memory MiB |")
+    row = next(line for line in text.splitlines() if line.startswith("| this service | text | 64 |"))
+    assert row.endswith("| 52.6 / 68.0 | 30705.4 |")
+    for target in res["targets"].values():
+        for point in target.get("points", []):
+            for key in ("gpu_util_pct", "gpu_util_max_pct", "gpu_mem_mib"):
+                point.pop(key, None)
+    cpu_text = report.write(res, tmp_path)
+    assert "GPU util" not in cpu_text
+
+
+def test_gpu_sampler_without_nvml_samples_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from benchmarks.gpu_util import GpuSampler
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as on a host without the package
+    sampler = GpuSampler(interval_s=0.01)
+    assert not sampler.available
+    sampler.start()
+    assert sampler.stop() == {}

@@ -101,6 +101,34 @@ def test_create_session_asks_ort_for_cuda_only_when_its_libraries_load(
     assert loaded.active_providers == ("CPUExecutionProvider",)
 
 
+@pytest.mark.parametrize(("missing", "spinning"), [([], "0"), (["libcudart.so.13"], "")])
+def test_thread_pools_do_not_spin_when_cuda_comes_first(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, missing: list[str], spinning: str
+) -> None:
+    """On a GPU host the intra-/inter-op pools must not spin-wait (they would burn host cores between runs);
+    on a CPU host ORT's default (spin) is kept. The options ORT gets are read back from the session."""
+    seen: list[dict[str, str]] = []
+    real = session_module.ort.InferenceSession
+
+    def recording(path: str, sess_options: object = None, providers: list[object] | None = None) -> object:
+        entries = {}
+        for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+            try:
+                entries[key] = sess_options.get_session_config_entry(key)  # type: ignore[attr-defined]
+            except RuntimeError:  # not set: ORT's default (spin)
+                pass
+        seen.append(entries)
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(session_module.ort, "InferenceSession", recording)
+    monkeypatch.setattr(session_module, "missing_cuda_libraries", lambda: missing)
+    create_session(load_spec(model_dir, "fused-sentiment"), GPU_FIRST)
+    expected = (
+        {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"} if spinning else {}
+    )
+    assert seen == [expected]
+
+
 def test_msa_predict_on_this_cpu_host_prints_one_plain_warning(model_dir: Path) -> None:
     if not missing_cuda_libraries():
         pytest.skip("the CUDA libraries load on this host: nothing to be quiet about")
