@@ -21,7 +21,9 @@
 # GPU_CHECK_PARALLELISM (issue 15 item 4: threads vs preprocessing worker processes vs uvicorn workers sharing
 # the GPU, mixes realistic and text, 64 connections, about 4 minutes: 0 = skip (default), 1 = also run it
 # after the other steps, only = run it right after the CUDA check and stop; writes parallelism-MIX.txt),
-# GPU_CHECK_CONV (1: also time cuDNN's conv algorithm search modes, about 1 minute; default 0).
+# GPU_CHECK_CONV (1: also time cuDNN's conv algorithm search modes, about 1 minute; default 0),
+# GPU_CHECK_BUCKETS (1, default: the service with SENTIMENT_SHAPE_BUCKETS and HEURISTIC vs its defaults, mixes
+# realistic at 64 and 1 connections and text at 64, fresh servers; writes buckets-MIX-cN.txt; 0 skips it).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -319,6 +321,19 @@ BENCH_GPU=1 BENCH_READY_TIMEOUT=120 timeout 420 "$PYTHON" -m benchmarks --target
     --realistic-items "$ITEMS" --ceiling-configs "16x2,${BATCH}x2,i16" --ceiling-intra-op 1 \
     --ceiling-duration 10 --memory-requests 0 --open-loop-duration 10 --out "$OUT_DIR" >"$OUT_DIR/run.log" 2>&1 \
     || { tail -40 "$OUT_DIR/run.log"; echo "benchmark failed (log: $OUT_DIR/run.log)" >&2; exit 1; }
+
+if [[ "${GPU_CHECK_BUCKETS:-1}" == "1" ]]; then
+    # Issue 15 item 3: shape buckets (filler rows, fixed detector canvas, every shape warmed up) with cuDNN's
+    # HEURISTIC search vs the defaults (DEFAULT search, no buckets): fresh servers one after the other.
+    for point in "realistic 64" "realistic 1" "text 64"; do
+        set -- $point
+        say "shape buckets + HEURISTIC vs defaults, mix $1, $2 connections"
+        BENCH_GPU=1 BENCH_READY_TIMEOUT=600 timeout 900 "$PYTHON" -m benchmarks.tune --mix "$1" --concurrency "$2" \
+            --duration "$DURATION" --realistic-items "$ITEMS" --configs "defaults=" \
+            "buckets-heuristic=SHAPE_BUCKETS=true;CUDA_CONV_ALGO_SEARCH=HEURISTIC" \
+            | tee "$OUT_DIR/buckets-$1-c$2.txt"
+    done
+fi
 
 say "summary"
 "$PYTHON" -m benchmarks.report "$OUT_DIR/results.json"

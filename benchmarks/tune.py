@@ -38,8 +38,11 @@ def main() -> None:
     p.add_argument("--realistic-items", type=int, default=12, help="distinct files per realistic kind")
     args = p.parse_args()
     samples = load_mixes([args.mix], args.data_dir, args.realistic_items)
-    print("| config | env | req/s | p50 ms | p99 ms | errors | server CPU % | mean batch |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| config | env | req/s | p50 ms | p99 ms | errors | server CPU % | server CPU ms / request | "
+        "mean batch | cold start s | GPU util % |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for i, spec in enumerate(args.configs):
         name, _, env_s = spec.partition("=")
         env = {
@@ -51,7 +54,7 @@ def main() -> None:
             loadgen.build_request("127.0.0.1", server.port, "/v1/predict", s.json_body())
             for s in samples[args.mix]
         ]
-        server.start()
+        cold = server.start()
         try:
             asyncio.run(loadgen.closed_loop("127.0.0.1", server.port, raw, 16, 3.0, 0.0))
             r = measure_point(server, raw, args.concurrency, args.duration, 2.0)
@@ -59,8 +62,9 @@ def main() -> None:
             server.stop()
         print(
             f"| {name} | `{env_s or '-'}` | {r['throughput']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
-            f"{int(r['errors'])} | {r['server_cpu_pct']:.0f} | {r.get('mean_batch_size', float('nan')):.1f} "
-            "|",
+            f"{int(r['errors'])} | {r['server_cpu_pct']:.0f} | {r['server_cpu_ms_per_request']:.1f} | "
+            f"{r.get('mean_batch_size', float('nan')):.1f} | {cold:.1f} | "
+            f"{r.get('gpu_util_pct', float('nan')):.0f} |",
             flush=True,
         )
 

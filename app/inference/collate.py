@@ -73,12 +73,42 @@ def _check(spec: TensorSpec, arr: npt.NDArray[Any] | None) -> None:
         raise ValueError(f"bad {spec.name} {arr.dtype} {arr.shape}")
 
 
+def row_buckets(max_batch_size: int) -> tuple[int, ...]:
+    """Powers of two from 1 up to the first one ≥ 2 × ``max_batch_size``: the batch sizes and per-expert
+    row counts :func:`collate` pads to when asked (a batch of ``max_batch_size`` items plus the filler rows
+    its experts' counts need fits in the last one)."""
+    out = [1]
+    while out[-1] < 2 * max_batch_size:
+        out.append(out[-1] * 2)
+    return tuple(out)
+
+
+def filler_rows(present: npt.NDArray[np.bool_], buckets: Sequence[int]) -> npt.NDArray[np.bool_]:
+    """Rows to append to a batch so that its size and every expert's number of present rows are buckets.
+
+    Args:
+        present: bool [B, E], which expert each real row has.
+        buckets: allowed sizes, ascending (e.g. :func:`row_buckets`).
+
+    Returns:
+        bool [F, E]: the filler rows' experts. An expert no real row has stays absent in every filler row
+        (its branch keeps its fixed padding input), so only counts ≥ 1 are rounded up; F ≥ 0.
+    """
+    counts = present.sum(axis=0)
+    wanted = np.array([_bucket(int(c), buckets) if c else 0 for c in counts], dtype=np.int64)
+    extra = wanted - counts
+    rows = _bucket(len(present) + int(extra.max(initial=0)), buckets) - len(present)
+    filler: npt.NDArray[np.bool_] = np.arange(rows)[:, None] < extra[None, :]
+    return filler
+
+
 def collate(
     items: Sequence[PreparedItem],
     *,
     contract: ModelContract = V1_CONTRACT,
     text_multiple: int = 1,
     audio_buckets: Sequence[int] = (),
+    buckets: Sequence[int] = (),
 ) -> dict[str, npt.NDArray[Any]]:
     """Pad a batch of prepared items into the contract's inputs (DESIGN.md, "Fused model contract").
 
@@ -87,27 +117,38 @@ def collate(
     filled with its spec's ``absent_fill``: one [PAD] token / one all-zero frame with mask 1) and 0 in the
     mask input; the graph's fused output does not depend on the dummy.
 
+    ``buckets`` (e.g. :func:`row_buckets`; empty: off): filler rows are appended (:func:`filler_rows`; the
+    dummies, with mask 1 for the experts whose count they round up) so the batch size and every expert's
+    present-row count are buckets, i.e. the convolutions of the experts that run on their present rows only
+    see a few input shapes (cuDNN's per-shape algorithm choice is then paid at warm-up). The graph's rows
+    are independent: the first ``len(items)`` rows of the outputs are the items', the rest is discarded.
+
     Returns:
         input name → array with the batch axis first (v1: ``input_ids`` int64 [B, L], ``attention_mask``
         int64 [B, L], ``face`` float32 [B, 1, 64, 64], ``audio_features`` float32 [B, T, 64],
-        ``audio_mask`` float32 [B, T]) and the mask float32 [B, E] in contract expert order.
+        ``audio_mask`` float32 [B, T]) and the mask float32 [B, E] in contract expert order; B =
+        ``len(items)`` plus the filler rows.
     """
     pad = axis_padding(text_multiple=text_multiple, audio_buckets=audio_buckets)
     sizes = _axis_sizes(items, contract, pad)
+    present = np.array(
+        [[item.tensors(e.name) is not None for e in contract.experts] for item in items], dtype=bool
+    ).reshape(len(items), len(contract.experts))
+    if buckets:
+        present = np.concatenate([present, filler_rows(present, buckets)])
+    rows = len(present)
     feeds: dict[str, npt.NDArray[Any]] = {}
-    mask = np.zeros((len(items), len(contract.experts)), dtype=np.float32)
-    for e, expert in enumerate(contract.experts):
+    for expert in contract.experts:
         for spec in expert.inputs:
             shape = tuple(d if isinstance(d, int) else sizes[d] for d in spec.shape)
-            feeds[spec.name] = np.zeros((len(items), *shape), dtype=spec.dtype)
-        for row, item in enumerate(items):
-            tensors = item.tensors(expert.name)
-            mask[row, e] = tensors is not None
+            feeds[spec.name] = np.zeros((rows, *shape), dtype=spec.dtype)
+        for row in range(rows):
+            tensors = items[row].tensors(expert.name) if row < len(items) else None
             for spec in expert.inputs:
                 value = tensors[spec.name] if tensors is not None else spec.dummy()
                 region: tuple[int | slice, ...] = (row, *(slice(0, n) for n in value.shape))
                 feeds[spec.name][region] = value
-    feeds[contract.mask_input] = mask
+    feeds[contract.mask_input] = present.astype(np.float32)
     return feeds
 
 

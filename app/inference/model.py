@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from app.config import Settings
 from app.contract import LABELS, MAX_TEXT_TOKENS, ModelContract
-from app.inference.collate import validate_item
+from app.inference.collate import row_buckets, validate_item
 from app.inference.repository import ModelSpec, load_spec
 from app.inference.session import LoadedSession, create_session
 from app.preprocessing.pipeline import PreparedItem
@@ -137,9 +137,24 @@ def warmup_batches(
 ) -> list[list[PreparedItem]]:
     """The representative batches to run once before serving (ORT allocates and, on CUDA, picks kernels per
     shape): every expert present at batch sizes 1 and ``max_batch_size``; then one item per text length
-    multiple (≤ 128 tokens) and per audio bucket (frames), for each expert with that dynamic axis."""
+    multiple (≤ 128 tokens) and per audio bucket (frames), for each expert with that dynamic axis.
+
+    With ``settings.shape_buckets``: every expert present at each row bucket
+    (:func:`app.inference.collate.row_buckets`; the experts that run on their present rows only see those
+    counts), and each audio bucket at each row bucket (the audio network runs on every row of a batch, filler
+    rows included); ``len(row_buckets) × (1 + audio buckets)`` batches more."""
     every = PreparedItem.of(**{e.name: {t.name: t.dummy() for t in e.inputs} for e in contract.experts})
-    batches = [[every] * size for size in sorted({1, settings.max_batch_size})]
+    sizes = {1, settings.max_batch_size}
+    if settings.shape_buckets:
+        sizes |= set(row_buckets(settings.max_batch_size))
+    batches = [[every] * size for size in sorted(sizes)]
+    if settings.shape_buckets:
+        for expert in (e for e in contract.experts if any("audio_frames" in t.shape for t in e.inputs)):
+            for n in audio_buckets:
+                one = PreparedItem.of(
+                    **{expert.name: {t.name: t.dummy({"audio_frames": n}) for t in expert.inputs}}
+                )
+                batches += [[one] * size for size in row_buckets(settings.max_batch_size)]
     step = settings.text_length_multiple
     lengths = {
         "text_length": [min(n, MAX_TEXT_TOKENS) for n in range(step, MAX_TEXT_TOKENS + step, step)],

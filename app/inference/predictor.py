@@ -22,7 +22,7 @@ from app.config import Settings
 from app.errors import ErrorType, ServiceError
 from app.inference.admission import AdmissionLimit, admission_limit
 from app.inference.batcher import DynamicBatcher
-from app.inference.collate import collate
+from app.inference.collate import collate, row_buckets
 from app.inference.model import InferenceModel, ModelOutput, OnnxModel, run_items, warmup_batches
 from app.inference.process_pool import PROCESS_FIELDS, FieldProcessPool, WorkerSpec
 from app.inference.startup import build_pipeline, limit_blas_threads, probe_upload, readiness_problem
@@ -195,6 +195,7 @@ class Predictor:
             contract=self.model.contract,
             text_multiple=self.settings.text_length_multiple,
             audio_buckets=self.audio_buckets,
+            buckets=row_buckets(self.settings.max_batch_size) if self.settings.shape_buckets else (),
         )
 
     @property

@@ -14,6 +14,7 @@ from app.config import Settings
 from app.contract import ModelContract
 from app.inference.model import InferenceModel
 from app.inference.repository import ModelLoadError
+from app.inference.session import CUDA_PROVIDERS
 from app.preprocessing.experts import Expert, Limits, Resources
 from app.preprocessing.face import DETECTOR_FILE, FaceDetector
 from app.preprocessing.language import LanguageGate
@@ -113,7 +114,7 @@ def face_detector(providers: Sequence[str], settings: Settings) -> FaceDetector:
     """The face detector session, on ``providers``: the execution providers the fused model really got (so
     it runs on the GPU when the model does), one intra-op thread, spinning off (:meth:`FaceDetector.load`);
     cuDNN's convolution search as ``SENTIMENT_CUDA_CONV_ALGO_SEARCH``, but never ``EXHAUSTIVE`` (each image
-    size is a new input shape).
+    size is a new input shape); with ``SENTIMENT_SHAPE_BUCKETS`` on a CUDA provider, one fixed input size.
 
     Raises:
         ModelLoadError: the detector file is missing or ONNX Runtime cannot load it.
@@ -122,7 +123,8 @@ def face_detector(providers: Sequence[str], settings: Settings) -> FaceDetector:
     wanted = list(providers) or ["CPUExecutionProvider"]
     search = "HEURISTIC" if settings.cuda_conv_algo_search == "EXHAUSTIVE" else settings.cuda_conv_algo_search
     try:
-        return FaceDetector.load(path, providers=wanted, cuda_conv_algo_search=search)
+        fixed = settings.shape_buckets and wanted[0] in CUDA_PROVIDERS
+        return FaceDetector.load(path, providers=wanted, cuda_conv_algo_search=search, fixed_canvas=fixed)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
         raise ModelLoadError(f"could not load face detector {path}: {type(exc).__name__}: {exc}") from exc
 

@@ -125,3 +125,32 @@ def test_v1_image_expert_is_the_face_expert() -> None:
         {"experts": [{"name": "image", "modality": "image", "inputs": ["face"]}]}
     )
     assert named.expert_names == ("face",)
+
+
+@pytest.mark.parametrize(("size", "position"), [((4000, 3000), (2500, 1000)), ((900, 1600), (100, 700))])
+def test_fixed_canvas_finds_the_same_faces(size: tuple[int, int], position: tuple[int, int]) -> None:
+    """SENTIMENT_SHAPE_BUCKETS on a GPU: every image is padded into one 640-px square (one input shape for
+    cuDNN); the faces, in original pixels, are those of the unpadded input (landscape and portrait)."""
+    from app.preprocessing.face import DETECTION_MAX_SIDE, FaceDetector
+
+    photo = _background(*size)
+    head = astronaut().crop(HEAD)
+    photo.paste(head.resize((head.width * 2, head.height * 2)), position)
+    plain = default_detector()
+    fixed = FaceDetector(plain.session, fixed_canvas=True)
+    seen: list[tuple[int, ...]] = []
+    real_run = fixed.session.run
+
+    class Recording:
+        def run(self, names: object, feeds: dict[str, np.ndarray]) -> object:
+            seen.append(feeds["input"].shape)
+            return real_run(names, feeds)
+
+    fixed.session = Recording()
+    want, got = plain.detect(photo), fixed.detect(photo)
+    assert seen == [(1, 3, DETECTION_MAX_SIDE, DETECTION_MAX_SIDE)]
+    assert want.chosen is not None and got.chosen is not None and len(got.faces) == len(want.faces)
+    a, b = want.faces[want.chosen], got.faces[got.chosen]
+    scale = max(size) / DETECTION_MAX_SIDE  # one detector pixel in original pixels
+    assert max(abs(a.x - b.x), abs(a.y - b.y), abs(a.width - b.width), abs(a.height - b.height)) <= 3 * scale
+    assert abs(a.score - b.score) < 0.02
