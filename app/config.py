@@ -84,7 +84,15 @@ class _ModelSettings(BaseModel):
         "varying size and face count are new shapes: DEFAULT (no search) avoids that per-shape cost but runs "
         "the bundled model's scene and face convolutions in cuDNN's slow fallback kernels (H200, batch 1: "
         "104.6 ms vs 5.8 ms with HEURISTIC, which costs 1.7-3.0 s per new shape; see shape_buckets and "
-        "docs/benchmarks.md, \"On a GPU\"). Ignored on CPU.",
+        'docs/benchmarks.md, "On a GPU"). Ignored on CPU.',
+    )
+    cuda_blocking_sync: bool = Field(
+        default=False,
+        description="On the CUDA execution provider, make the CUDA context block instead of spin while a "
+        "run waits for the GPU (cuDevicePrimaryCtxSetFlags, CU_CTX_SCHED_BLOCKING_SYNC): CUDA's default "
+        "spin-wait keeps a host core busy for as long as the GPU works (on an H200 the service used 448.8 "
+        "ms of CPU per realistic request at one connection against 90.4 ms on a 2-core CPU host). Off by "
+        "default: not yet measured on a GPU (benchmarks/gpu_check.sh compares it). Ignored on CPU.",
     )
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
         default="all", description="ORT graph optimisation level."

@@ -17,13 +17,13 @@
 # Environment: PYTHON (default python3), GPU_CHECK_DURATION (s per point, default 5),
 # GPU_CHECK_BATCH (max batch size on GPU, default 64), GPU_CHECK_SITE (site folder, default /tmp/gpu-site),
 # GPU_CHECK_PREPROCESS_WORKERS (service preprocessing threads, default the core count minus 2),
-# GPU_CHECK_TARGETS (default ceiling,service,naive),
+# GPU_CHECK_TARGETS (default ceiling,service,naive; none: skip the ceiling and HTTP benchmark),
 # GPU_CHECK_PARALLELISM (issue 15 item 4: threads vs preprocessing worker processes vs uvicorn workers sharing
 # the GPU, mixes realistic and text, 64 connections, about 4 minutes: 0 = skip (default), 1 = also run it
 # after the other steps, only = run it right after the CUDA check and stop; writes parallelism-MIX.txt),
 # GPU_CHECK_CONV (1: also time cuDNN's conv algorithm search modes, about 1 minute; default 0),
-# GPU_CHECK_BUCKETS (1, default: the service with SENTIMENT_SHAPE_BUCKETS and HEURISTIC vs its defaults, mixes
-# realistic at 64 and 1 connections and text at 64, fresh servers; writes buckets-MIX-cN.txt; 0 skips it).
+# GPU_CHECK_BUCKETS (1, default: the service with SHAPE_BUCKETS + HEURISTIC + CUDA_BLOCKING_SYNC vs its defaults,
+# mixes realistic at 1 and 64 connections and text at 64, fresh servers; writes gpu-settings-MIX-cN.txt).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -313,32 +313,39 @@ for mode, n_new in (("DEFAULT", 32), ("HEURISTIC", 12), ("EXHAUSTIVE", 4)):
 PY
 fi
 
-say "in-process ceiling + the service + naive FastAPI on the GPU, GPU utilisation per point"
-# BENCH_GPU=1: the ceiling and every server use CUDA first (the naive server through benchmarks.pipeline);
-# the service's SENTIMENT_REQUIRE_GPU makes it refuse to become ready on a CPU fallback.
-BENCH_GPU=1 BENCH_READY_TIMEOUT=120 timeout 420 "$PYTHON" -m benchmarks --targets "$TARGETS" \
-    --duration "$DURATION" --warmup 2 --concurrency 1,8,32,64 --mixes realistic,small,text --sweep realistic \
-    --realistic-items "$ITEMS" --ceiling-configs "16x2,${BATCH}x2,i16" --ceiling-intra-op 1 \
-    --ceiling-duration 10 --memory-requests 0 --open-loop-duration 10 --out "$OUT_DIR" >"$OUT_DIR/run.log" 2>&1 \
-    || { tail -40 "$OUT_DIR/run.log"; echo "benchmark failed (log: $OUT_DIR/run.log)" >&2; exit 1; }
+if [[ "$TARGETS" != "none" ]]; then
+    say "in-process ceiling + the service + naive FastAPI on the GPU, GPU utilisation per point"
+    # BENCH_GPU=1: the ceiling and every server use CUDA first (the naive server through benchmarks.pipeline);
+    # the service's SENTIMENT_REQUIRE_GPU makes it refuse to become ready on a CPU fallback.
+    BENCH_GPU=1 BENCH_READY_TIMEOUT=120 timeout 420 "$PYTHON" -m benchmarks --targets "$TARGETS" \
+        --duration "$DURATION" --warmup 2 --concurrency 1,8,32,64 --mixes realistic,small,text --sweep realistic \
+        --realistic-items "$ITEMS" --ceiling-configs "16x2,${BATCH}x2,i16" --ceiling-intra-op 1 \
+        --ceiling-duration 10 --memory-requests 0 --open-loop-duration 10 --out "$OUT_DIR" >"$OUT_DIR/run.log" 2>&1 \
+        || { tail -40 "$OUT_DIR/run.log"; echo "benchmark failed (log: $OUT_DIR/run.log)" >&2; exit 1; }
+    say "summary"
+    "$PYTHON" -m benchmarks.report "$OUT_DIR/results.json"
+    if [[ ",$TARGETS," == *",ceiling,"* ]]; then
+        grep -q '"provider": "CUDAExecutionProvider"' "$OUT_DIR/results.json" \
+            || { echo "ceiling did not run on CUDAExecutionProvider" >&2; exit 1; }
+    fi
+fi
 
 if [[ "${GPU_CHECK_BUCKETS:-1}" == "1" ]]; then
-    # Issue 15 item 3: shape buckets (filler rows, fixed detector canvas, every shape warmed up) with cuDNN's
-    # HEURISTIC search vs the defaults (DEFAULT search, no buckets): fresh servers one after the other.
-    for point in "realistic 64" "realistic 1" "text 64"; do
-        set -- $point
-        say "shape buckets + HEURISTIC vs defaults, mix $1, $2 connections"
-        BENCH_GPU=1 BENCH_READY_TIMEOUT=600 timeout 900 "$PYTHON" -m benchmarks.tune --mix "$1" --concurrency "$2" \
-            --duration "$DURATION" --realistic-items "$ITEMS" --configs "defaults=" \
-            "buckets-heuristic=SHAPE_BUCKETS=true;CUDA_CONV_ALGO_SEARCH=HEURISTIC" \
-            | tee "$OUT_DIR/buckets-$1-c$2.txt"
+    # Issue 15 item 3 and its CPU bar: shape buckets (filler rows, fixed detector canvas, every shape warmed
+    # up) with cuDNN's HEURISTIC search and CUDA blocking synchronisation, vs the defaults; fresh servers one
+    # after the other (benchmarks.tune); blocking synchronisation alone at one connection (server CPU).
+    tuned="SHAPE_BUCKETS=true;CUDA_CONV_ALGO_SEARCH=HEURISTIC;CUDA_BLOCKING_SYNC=true"
+    for point in "realistic 1" "realistic 64" "text 64"; do
+        read -r mix conns <<<"$point"
+        configs=("defaults=" "gpu-tuned=$tuned")
+        if [[ "$conns" == "1" ]]; then configs+=("blocking-sync=CUDA_BLOCKING_SYNC=true"); fi
+        say "GPU settings vs defaults, mix $mix, $conns connections"
+        BENCH_GPU=1 BENCH_READY_TIMEOUT=600 timeout 900 "$PYTHON" -m benchmarks.tune --mix "$mix" \
+            --concurrency "$conns" --duration "$DURATION" --realistic-items "$ITEMS" --configs "${configs[@]}" \
+            | tee "$OUT_DIR/gpu-settings-$mix-c$conns.txt"
     done
 fi
 
-say "summary"
-"$PYTHON" -m benchmarks.report "$OUT_DIR/results.json"
-grep -q '"provider": "CUDAExecutionProvider"' "$OUT_DIR/results.json" \
-    || { echo "ceiling did not run on CUDAExecutionProvider" >&2; exit 1; }
 if [[ "$PARALLELISM" == "1" ]]; then
     parallelism
 fi

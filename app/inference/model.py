@@ -95,6 +95,7 @@ class OnnxModel:
             inter_op_threads=settings.inter_op_threads,
             optimization_level=settings.graph_optimization_level,
             cuda_conv_algo_search=settings.cuda_conv_algo_search,
+            cuda_blocking_sync=settings.cuda_blocking_sync,
         )
         return cls(spec, loaded)
 

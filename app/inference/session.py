@@ -105,6 +105,40 @@ def missing_cuda_libraries(
     return missing
 
 
+#: ``CU_CTX_SCHED_BLOCKING_SYNC`` (CUDA driver API, ``cuda.h``): a host thread waiting for the GPU sleeps on
+#: a synchronisation primitive instead of spinning.
+CU_CTX_SCHED_BLOCKING_SYNC = 0x04
+
+
+def set_blocking_sync(load: Callable[[str], Any] = ctypes.CDLL) -> str | None:
+    """Make every CUDA device's primary context (the one ONNX Runtime's CUDA provider uses) block instead of
+    spin while the host waits for the GPU (``cuDevicePrimaryCtxSetFlags_v2`` with
+    :data:`CU_CTX_SCHED_BLOCKING_SYNC`; CUDA's default on a host with more cores than contexts is to
+    spin-wait, a busy core per waiting thread for as long as the GPU works).
+
+    Args:
+        load: loads ``libcuda.so.1`` (``ctypes.CDLL``; tests pass a stub).
+
+    Returns:
+        None when set on every device; else why not (no driver library, a CUresult error code).
+    """
+    try:
+        cuda = load("libcuda.so.1")
+    except OSError as exc:
+        return f"libcuda.so.1 not loadable: {exc}"
+    count = ctypes.c_int(0)
+    if (rc := cuda.cuInit(0)) != 0 or (rc := cuda.cuDeviceGetCount(ctypes.byref(count))) != 0:
+        return f"cuInit / cuDeviceGetCount returned CUresult {rc}"
+    set_flags = getattr(cuda, "cuDevicePrimaryCtxSetFlags_v2", None) or cuda.cuDevicePrimaryCtxSetFlags
+    for index in range(count.value):
+        device = ctypes.c_int(0)
+        if (rc := cuda.cuDeviceGet(ctypes.byref(device), index)) != 0 or (
+            rc := set_flags(device, CU_CTX_SCHED_BLOCKING_SYNC)
+        ) != 0:
+            return f"device {index}: CUresult {rc}"
+    return None
+
+
 def usable_providers(providers: list[str], probe: Callable[[], list[str]] | None = None) -> list[str]:
     """``providers`` without the CUDA ones when their libraries cannot be loaded (one warning says which).
 
@@ -158,6 +192,7 @@ def create_session(
     inter_op_threads: int = 1,
     optimization_level: str = "all",
     cuda_conv_algo_search: str = "DEFAULT",
+    cuda_blocking_sync: bool = False,
 ) -> LoadedSession:
     """Create the ORT session for ``spec`` and verify its inputs/outputs and active providers.
 
@@ -166,7 +201,9 @@ def create_session(
     provider ``p`` asked for when the config lists a variant for it; if the session falls back to another
     provider, it is recreated with that provider's graph. When a CUDA provider comes first, ORT's thread
     pools do not spin-wait (``session.intra_op.allow_spinning`` / ``inter_op`` = 0): on a GPU they run only
-    the few CPU nodes, and spinning would burn host cores between runs.
+    the few CPU nodes, and spinning would burn host cores between runs; with ``cuda_blocking_sync`` the
+    CUDA context does not spin either while a run waits for the GPU (:func:`set_blocking_sync`; a failure
+    is logged once and the session is created as usual).
 
     Raises:
         ModelLoadError: unreadable/corrupt ONNX file or inputs/outputs that differ from the contract.
@@ -195,6 +232,8 @@ def create_session(
         # keep host cores busy between runs (ORT's default: spin), taking them from preprocessing.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if cuda_blocking_sync and (why := set_blocking_sync()) is not None:
+            logger.warning("CUDA blocking synchronisation not set (%s); host threads spin-wait", why)
     model_file = spec.file_for(wanted[0])
     session = build(model_file, wanted)
     active = tuple(session.get_providers())

@@ -149,3 +149,48 @@ def test_msa_predict_on_this_cpu_host_prints_one_plain_warning(model_dir: Path) 
     assert "WARNING" in lines[0] and "CUDA execution provider not used" in lines[0], result.stderr
     assert "[E:onnxruntime" not in result.stderr and "ERROR" not in result.stderr
     assert "\x1b" not in result.stderr  # no colour codes
+
+
+class _FakeDriver:
+    """libcuda.so.1 for set_blocking_sync: ``devices`` GPUs; ``fail``: the CUresult of setting the flags."""
+
+    def __init__(self, devices: int, fail: int = 0, v2: bool = True) -> None:
+        self.devices, self.fail, self.flags = devices, fail, {}
+        if v2:
+            self.cuDevicePrimaryCtxSetFlags_v2 = self._set
+
+    def cuInit(self, flags: int) -> int:  # noqa: N802 - the driver's names
+        return 0
+
+    def cuDeviceGetCount(self, count: object) -> int:  # noqa: N802
+        count._obj.value = self.devices  # type: ignore[attr-defined]
+        return 0
+
+    def cuDeviceGet(self, device: object, index: int) -> int:  # noqa: N802
+        device._obj.value = 100 + index  # type: ignore[attr-defined]
+        return 0
+
+    def cuDevicePrimaryCtxSetFlags(self, device: object, flags: int) -> int:  # noqa: N802
+        return self._set(device, flags)
+
+    def _set(self, device: object, flags: int) -> int:
+        self.flags[device.value] = flags  # type: ignore[attr-defined]
+        return self.fail
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_blocking_sync_is_set_on_every_device(v2: bool) -> None:
+    driver = _FakeDriver(devices=2, v2=v2)
+    assert session_module.set_blocking_sync(lambda name: driver) is None
+    assert driver.flags == {100: session_module.CU_CTX_SCHED_BLOCKING_SYNC, 101: 0x04}
+
+
+def test_blocking_sync_says_why_it_was_not_set() -> None:
+    def no_driver(name: str) -> object:
+        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+
+    assert "libcuda.so.1 not loadable" in (session_module.set_blocking_sync(no_driver) or "")
+    assert (
+        session_module.set_blocking_sync(lambda name: _FakeDriver(devices=1, fail=201))
+        == "device 0: CUresult 201"
+    )
