@@ -83,8 +83,8 @@ class _ModelSettings(BaseModel):
         "cudnn_conv_algo_search). ORT repeats the choice for every new conv input shape, and batches of "
         "varying size and face count are new shapes: DEFAULT (no search) avoids that per-shape cost but runs "
         "the bundled model's scene and face convolutions in cuDNN's slow fallback kernels (H200, batch 1: "
-        "104.6 ms vs 5.8 ms with HEURISTIC, which costs 1.7-3.0 s per new shape; see shape_buckets and "
-        'docs/benchmarks.md, "On a GPU"). Ignored on CPU.',
+        "104.6 ms vs 5.8 ms with HEURISTIC, whose first run on a fresh session took 1.7-3.0 s; see "
+        'shape_buckets and docs/benchmarks.md, "On a GPU"). Ignored on CPU.',
     )
     cuda_blocking_sync: bool = Field(
         default=False,
@@ -199,11 +199,11 @@ class _BatchingSettings(BaseModel):
     shape_buckets: bool = Field(
         default=False,
         description="Pad every batch with filler rows so that its size and each expert's number of present "
-        "rows are powers of two (up to 2 × max_batch_size), give the face detector a fixed 640 × 640 input "
-        "on CUDA, and warm every such shape up at start-up (more warm-up runs). For the CUDA execution "
-        "provider with cuda_conv_algo_search HEURISTIC or EXHAUSTIVE, whose per-shape algorithm choice "
-        "then happens at warm-up only. Off by default: not yet measured end to end on a GPU "
-        '(docs/benchmarks.md, "On a GPU"); the filler rows cost CPU time on a CPU.',
+        "rows are powers of two (up to the first one ≥ 2 × max_batch_size), give the face detector a "
+        "fixed 640 × 640 input on CUDA, and warm every such shape up at start-up (more warm-up runs). For "
+        "the CUDA execution provider with cuda_conv_algo_search HEURISTIC or EXHAUSTIVE, whose per-shape "
+        "algorithm choice then happens at warm-up only. Off by default: not yet measured end to end on a "
+        'GPU (docs/benchmarks.md, "On a GPU"); the filler rows cost CPU time on a CPU.',
     )
 
     @field_validator("audio_bucket_seconds")

@@ -2,7 +2,8 @@
 # GPU check (issues 4 and 15): on a machine with an NVIDIA GPU, make sure ONNX Runtime's CUDA execution
 # provider is really active (not a silent CPU fallback), compare CUDA and CPU answers, then run the in-process
 # ceiling, the service and the naive per-request FastAPI server on the GPU (mixes realistic, small, text) with
-# GPU utilisation, and print one summary table. Budget: about 6 minutes.
+# GPU utilisation, print one summary table, then compare GPU settings. Budget: about 7 minutes before the
+# settings comparison, which is expected to take 5–8 more (GPU_CHECK_* below skip parts).
 #
 #   benchmarks/gpu_check.sh              run the check (from any directory)
 #   benchmarks/gpu_check.sh --pack       where PyPI and ../shared/data are reachable: build .gpu/, everything a

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import sys
 from pathlib import Path
 
 from benchmarks import loadgen
@@ -37,6 +39,9 @@ def main() -> None:
     p.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS)
     p.add_argument("--realistic-items", type=int, default=12, help="distinct files per realistic kind")
     args = p.parse_args()
+    # SIGTERM (e.g. from `timeout`) unwinds through the `finally` that stops the server under test, which
+    # runs in its own session and would otherwise outlive this script, holding its port and GPU memory.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     samples = load_mixes([args.mix], args.data_dir, args.realistic_items)
     print(
         "| config | env | req/s | p50 ms | p99 ms | errors | server CPU % | server CPU ms / request | "
@@ -54,12 +59,15 @@ def main() -> None:
             loadgen.build_request("127.0.0.1", server.port, "/v1/predict", s.json_body())
             for s in samples[args.mix]
         ]
-        cold = server.start()
         try:
+            cold = server.start()
             asyncio.run(loadgen.closed_loop("127.0.0.1", server.port, raw, 16, 3.0, 0.0))
             r = measure_point(server, raw, args.concurrency, args.duration, 2.0)
+        except Exception as exc:  # noqa: BLE001 - one configuration failing must not lose the others
+            print(f"| {name} | `{env_s or '-'}` | failed: {type(exc).__name__}: {exc} |", flush=True)
+            continue
         finally:
-            server.stop()
+            server.stop()  # also on SIGTERM (a `timeout` around this script): see main()
         print(
             f"| {name} | `{env_s or '-'}` | {r['throughput']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
             f"{int(r['errors'])} | {r['server_cpu_pct']:.0f} | {r['server_cpu_ms_per_request']:.1f} | "

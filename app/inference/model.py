@@ -143,7 +143,8 @@ def warmup_batches(
     With ``settings.shape_buckets``: every expert present at each row bucket
     (:func:`app.inference.collate.row_buckets`; the experts that run on their present rows only see those
     counts), and each audio bucket at each row bucket (the audio network runs on every row of a batch, filler
-    rows included); ``len(row_buckets) × (1 + audio buckets)`` batches more."""
+    rows included): ``len(row_buckets) × (1 + audio buckets)`` batches more, less the sizes 1 and
+    ``max_batch_size`` already in the list."""
     every = PreparedItem.of(**{e.name: {t.name: t.dummy() for t in e.inputs} for e in contract.experts})
     sizes = {1, settings.max_batch_size}
     if settings.shape_buckets:

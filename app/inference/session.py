@@ -126,13 +126,17 @@ def set_blocking_sync(load: Callable[[str], Any] = ctypes.CDLL) -> str | None:
         cuda = load("libcuda.so.1")
     except OSError as exc:
         return f"libcuda.so.1 not loadable: {exc}"
+    try:  # a library without these symbols (a shim, a stub) is a reason, not a crash
+        init, get_count, get_device = cuda.cuInit, cuda.cuDeviceGetCount, cuda.cuDeviceGet
+        set_flags = getattr(cuda, "cuDevicePrimaryCtxSetFlags_v2", None) or cuda.cuDevicePrimaryCtxSetFlags
+    except AttributeError as exc:
+        return f"libcuda.so.1 lacks a driver API symbol: {exc}"
     count = ctypes.c_int(0)
-    if (rc := cuda.cuInit(0)) != 0 or (rc := cuda.cuDeviceGetCount(ctypes.byref(count))) != 0:
+    if (rc := init(0)) != 0 or (rc := get_count(ctypes.byref(count))) != 0:
         return f"cuInit / cuDeviceGetCount returned CUresult {rc}"
-    set_flags = getattr(cuda, "cuDevicePrimaryCtxSetFlags_v2", None) or cuda.cuDevicePrimaryCtxSetFlags
     for index in range(count.value):
         device = ctypes.c_int(0)
-        if (rc := cuda.cuDeviceGet(ctypes.byref(device), index)) != 0 or (
+        if (rc := get_device(ctypes.byref(device), index)) != 0 or (
             rc := set_flags(device, CU_CTX_SCHED_BLOCKING_SYNC)
         ) != 0:
             return f"device {index}: CUresult {rc}"

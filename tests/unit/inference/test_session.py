@@ -6,6 +6,7 @@ machine and checks that stderr holds one plain warning instead of ONNX Runtime's
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import subprocess
@@ -190,6 +191,10 @@ def test_blocking_sync_says_why_it_was_not_set() -> None:
         raise OSError(f"{name}: cannot open shared object file: No such file or directory")
 
     assert "libcuda.so.1 not loadable" in (session_module.set_blocking_sync(no_driver) or "")
+    # a library that loads but is no CUDA driver (here the C library): a reason, not an AttributeError
+    assert "lacks a driver API symbol" in (
+        session_module.set_blocking_sync(lambda n: ctypes.CDLL(None)) or ""
+    )
     assert (
         session_module.set_blocking_sync(lambda name: _FakeDriver(devices=1, fail=201))
         == "device 0: CUresult 201"
