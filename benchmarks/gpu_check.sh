@@ -320,8 +320,8 @@ if [[ "$TARGETS" != "none" ]]; then
     # the service's SENTIMENT_REQUIRE_GPU makes it refuse to become ready on a CPU fallback.
     BENCH_GPU=1 BENCH_READY_TIMEOUT=120 timeout 420 "$PYTHON" -m benchmarks --targets "$TARGETS" \
         --duration "$DURATION" --warmup 2 --concurrency 1,8,32,64 --mixes realistic,small,text --sweep realistic \
-        --realistic-items "$ITEMS" --ceiling-configs "16x2,${BATCH}x2,i16" --ceiling-intra-op 1 \
-        --ceiling-duration 10 --memory-requests 0 --open-loop-duration 10 --out "$OUT_DIR" >"$OUT_DIR/run.log" 2>&1 \
+        --realistic-items "$ITEMS" --ceiling-configs "8x2,16x2,32x2,${BATCH}x2,i16" --ceiling-intra-op 1 \
+        --ceiling-duration 8 --memory-requests 0 --open-loop-duration 10 --out "$OUT_DIR" >"$OUT_DIR/run.log" 2>&1 \
         || { tail -40 "$OUT_DIR/run.log"; echo "benchmark failed (log: $OUT_DIR/run.log)" >&2; exit 1; }
     say "summary"
     "$PYTHON" -m benchmarks.report "$OUT_DIR/results.json"
