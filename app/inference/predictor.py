@@ -81,6 +81,8 @@ class Predictor:
         self._ready = False
         self._experts = experts or dict(DEFAULT_EXPERTS)
         self.audio_buckets = settings.audio_buckets_frames()
+        #: Row buckets of the batches (``settings.shape_buckets``; empty when off), computed once.
+        self.row_buckets = row_buckets(settings.max_batch_size) if settings.shape_buckets else ()
         workers = settings.preprocess_workers
         self._preprocess_pool = ThreadPoolExecutor(workers, thread_name_prefix="preprocess")
         self._inference_pool = ThreadPoolExecutor(settings.batch_workers, thread_name_prefix="inference")
@@ -195,7 +197,7 @@ class Predictor:
             contract=self.model.contract,
             text_multiple=self.settings.text_length_multiple,
             audio_buckets=self.audio_buckets,
-            buckets=row_buckets(self.settings.max_batch_size) if self.settings.shape_buckets else (),
+            buckets=self.row_buckets,
         )
 
     @property
